@@ -1,0 +1,1 @@
+"""The project's benchmark: its server and client against their peers (issue 6)."""

@@ -1,0 +1,121 @@
+"""Section (b): client throughput into smtp-sink, the project's client against its peers."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procs import (
+    freePort,
+    pinned,
+    runTimed,
+    smtpSinkCommand,
+    smtpSourceCommand,
+    startServer,
+    stopServer,
+    waitReady,
+)
+from bench.throughput import Pins
+
+IMPLS = ("smtptut", "smtplib", "aiosmtplib")
+REFERENCE = "smtp-source (C)"
+
+
+@dataclass
+class ClientCell:
+    """
+    One client over one or several connections: per-rep wall and CPU seconds.
+    """
+
+    impl: str
+    conns: int
+    n: int
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    maxrssKiB: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """
+        Messages per second at the median wall time (0 when nothing ran).
+        """
+        return self.n / statistics.median(self.walls) if self.walls else 0.0
+
+    @property
+    def cpuMsPerMessage(self) -> float:
+        """
+        The client's median CPU milliseconds per message.
+        """
+        return (
+            statistics.median(self.cpus) * 1000 / self.n if self.cpus else float("nan")
+        )
+
+
+def _runPython(cell: ClientCell, port: int, workdir: Path, pins: Pins) -> None:
+    cmd = [sys.executable, "-m", "bench.send", "--impl", cell.impl, "--port", str(port)]
+    cmd += ["--n", str(cell.n), "--conns", str(cell.conns), "--deadline", "30"]
+    run = runTimed(pinned(pins.load, cmd), 60, workdir)
+    try:
+        report = json.loads(run.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        cell.errors.append(
+            f"exit {run.returncode}: {' '.join(run.stderr.split())[-300:]}"
+        )
+        return
+    if report["sent"] != cell.n:
+        # A partial run (deadline, refused messages) still gives a rate.
+        cell.errors.append(f"sent {report['sent']} of {cell.n}")
+    cell.walls.append(report["wall_s"] * cell.n / max(report["sent"], 1))
+    cell.cpus.append(report["cpu_s"] * cell.n / max(report["sent"], 1))
+    cell.maxrssKiB = max(cell.maxrssKiB, report["maxrss_kib"])
+
+
+def _runReference(cell: ClientCell, port: int, workdir: Path, pins: Pins) -> None:
+    args = ["-d", "-s", str(cell.conns), "-m", str(cell.n), "-l", "1024"]
+    run = runTimed(pinned(pins.load, smtpSourceCommand(args, port)), 60, workdir)
+    if run.returncode != 0:
+        cell.errors.append(
+            f"exit {run.returncode}: {' '.join(run.stderr.split())[-300:]}"
+        )
+        return
+    cell.walls.append(run.wall)
+    cell.cpus.append(run.cpu)
+    cell.maxrssKiB = max(cell.maxrssKiB, run.maxrssKiB)
+
+
+def runAll(
+    n: int, reps: int, workdir: Path, pins: Pins, log: list[str]
+) -> list[ClientCell]:
+    """
+    Every client over one connection and over 20, the configurations taking
+    turns within each of C{reps} rounds, all against one smtp-sink.
+    """
+    cells = [ClientCell(impl, conns, n) for conns in (1, 20) for impl in IMPLS]
+    cells += [ClientCell(REFERENCE, conns, n) for conns in (1, 20)]
+    port = freePort()
+    sink = startServer("smtp-sink", smtpSinkCommand(port), port, workdir, pins.server)
+    try:
+        waitReady(sink)
+        for rep in range(reps):
+            turn = cells[rep % len(cells) :] + cells[: rep % len(cells)]
+            for cell in turn:
+                walls, errors = len(cell.walls), len(cell.errors)
+                if cell.impl == REFERENCE:
+                    _runReference(cell, port, workdir, pins)
+                else:
+                    _runPython(cell, port, workdir, pins)
+                wall = cell.walls[-1] if len(cell.walls) > walls else float("nan")
+                line = (
+                    f"client {cell.impl:16} conns={cell.conns:<2} rep {rep + 1}: "
+                    f"{cell.n} msgs in {wall:.2f} s = {cell.n / wall:.0f} msg/s "
+                    + " ".join(cell.errors[errors:])
+                )
+                log.append(line)
+                print(line, flush=True)
+    finally:
+        stopServer(sink)
+    return cells

@@ -1,0 +1,127 @@
+"""The servers under test and how to start each: the project's, aiosmtpd, smtp-sink."""
+
+from __future__ import annotations
+
+import smtplib
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import (
+    HOST,
+    Server,
+    smtpSinkCommand,
+    startServer,
+    stopServer,
+    waitReady,
+)
+
+BIN = Path(sys.executable).parent
+SMTPTUT = "smtptut"
+SMTPTUT_MAILDIR = "smtptut-maildir"
+AIOSMTPD = "aiosmtpd"
+SMTP_SINK = "smtp-sink"
+
+Command = tuple[list[str], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """
+    One server under test: a label for the tables and how to start it.
+    """
+
+    name: str
+    label: str
+    command: Callable[[int, Path], Command]
+    ours: bool = False
+
+
+def _smtptut(port: int, workdir: Path, env: Mapping[str, str] = {}) -> Command:
+    # As the issue gives it: twistd in the foreground, log and stdout to /dev/null.
+    cmd = [str(BIN / "twistd"), "-n", "--pidfile=", "-l", "/dev/null"]
+    cmd += ["-y", "emailserver.tac"]
+    listen = f"tcp:{port}:interface={HOST}"
+    return cmd, {"SMTPTUT_LISTEN": listen, "SMTPTUT_ACCEPT": "*", **env}
+
+
+def _smtptutMaildir(port: int, workdir: Path) -> Command:
+    maildir = workdir / f"maildir-{port}"
+    return _smtptut(
+        port, workdir, {"SMTPTUT_MAILDIR": str(maildir), "SMTPTUT_PRINT": "0"}
+    )
+
+
+def _aiosmtpd(port: int, workdir: Path) -> Command:
+    # aiosmtpd's own command line with its discarding handler; -s 0: no size limit.
+    cmd = [str(BIN / "aiosmtpd"), "-n", "-s", "0", "-c", "aiosmtpd.handlers.Sink"]
+    return [*cmd, "-l", f"{HOST}:{port}"], {}
+
+
+def _smtpSink(port: int, workdir: Path) -> Command:
+    return smtpSinkCommand(port), {}
+
+
+KINDS = {
+    SMTPTUT: ServerKind(SMTPTUT, "smtptut (console to /dev/null)", _smtptut, True),
+    SMTPTUT_MAILDIR: ServerKind(
+        SMTPTUT_MAILDIR, "smtptut (Maildir, no console)", _smtptutMaildir, True
+    ),
+    AIOSMTPD: ServerKind(AIOSMTPD, "aiosmtpd (Sink handler)", _aiosmtpd),
+    SMTP_SINK: ServerKind(SMTP_SINK, "Postfix smtp-sink", _smtpSink),
+}
+
+
+def maildirOf(server: Server) -> Path | None:
+    """
+    The Maildir a server was told to use, if any.
+    """
+    path = server.extra.get("SMTPTUT_MAILDIR")
+    return Path(path) if path else None
+
+
+def launch(
+    kind: ServerKind,
+    port: int,
+    workdir: Path,
+    cpu: int | None,
+    env: Mapping[str, str] | None = None,
+) -> Server:
+    """
+    Start a server of C{kind} on C{port} and wait (bounded) until it greets.
+    """
+    cmd, kindEnv = kind.command(port, workdir)
+    allEnv = {**kindEnv, **(env or {})}
+    server = startServer(kind.name, cmd, port, workdir, cpu, allEnv)
+    server.extra.update(allEnv)
+    try:
+        waitReady(server)
+        if maildirOf(server) is not None:
+            checkMaildir(server)
+    except BaseException:
+        stopServer(server)
+        raise
+    return server
+
+
+def checkMaildir(server: Server, seconds: float = 5.0) -> None:
+    """
+    Send one message and see it land in C{new/}, or say Maildir mode is missing.
+    """
+    maildir = maildirOf(server)
+    assert maildir is not None
+    with smtplib.SMTP(HOST, server.port, "bench.test", timeout=10) as client:
+        client.sendmail(
+            "probe@bench.test", ["rcpt@bench.test"], b"Subject: probe\r\n\r\nx\r\n"
+        )
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any((maildir / "new").glob("*")):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(
+        "no file in Maildir new/ after a message was accepted: "
+        "SMTPTUT_MAILDIR (issue 4) is not implemented yet"
+    )
