@@ -1,0 +1,39 @@
+# smtptut: `make demo` and `make test` are the quick start; everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LINTED := $(wildcard smtptut tests twisted bench ) $(wildcard *.tac)
+
+.PHONY: venv demo test lint typecheck trial bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip >$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	# compat mode puts the checkout on sys.path, so twisted/plugins/ is found too.
+	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat \
+		>>$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python -m smtptut.demo
+
+trial: venv
+	$(BIN)/trial --temp-directory=$(VENV)/_trial_temp tests
+
+lint: venv
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+typecheck: venv
+	$(BIN)/mypy smtptut tests
+
+test: venv lint typecheck trial
+
+bench: venv
+	bash bench/run
+
+clean:
+	rm -rf $(VENV) _trial_temp .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""smtptut: the Twisted Mail SMTP tutorial made into working software."""

@@ -1,0 +1,284 @@
+"""Settings from the environment (``SMTPTUT_*``), checked up front with one-line errors."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+TUTORIAL_SENDER = "tutorial_sender@example.com"
+TUTORIAL_RECIPIENT = "tutorial_recipient@example.net"
+DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
+DEFAULT_ACCEPT = "console"
+DEFAULT_TIMEOUT = 300.0
+
+TLS_MODES = ("may", "encrypt", "verify", "off")
+
+
+class ConfigError(ValueError):
+    """
+    A setting is wrong; the message is one line naming the setting and the problem.
+    """
+
+
+@dataclass(frozen=True)
+class MailAddress:
+    """
+    An RFC 5321 mailbox split into local part and domain.
+    """
+
+    local: str
+    domain: str
+
+    def __str__(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+    @property
+    def isLiteral(self) -> bool:
+        """
+        Whether the domain is an address literal such as C{[127.0.0.1]}.
+        """
+        return self.domain.startswith("[")
+
+
+def parseAddress(text: str, setting: str = "address") -> MailAddress:
+    """
+    Parse C{local@domain} (optionally in angle brackets) or raise L{ConfigError}.
+    """
+    candidate = text.strip()
+    if candidate.startswith("<") and candidate.endswith(">"):
+        candidate = candidate[1:-1].strip()
+    local, at, domain = candidate.rpartition("@")
+    if not at or not local or not domain:
+        raise ConfigError(
+            f"{setting}: {text!r} is not an address of the form user@domain"
+        )
+    if any(c.isspace() or c in "<>" for c in candidate):
+        raise ConfigError(f"{setting}: {text!r} contains spaces or angle brackets")
+    if domain.startswith("["):
+        literal = domain[1:-1] if domain.endswith("]") else ""
+        if literal.lower().startswith("ipv6:"):
+            literal = literal[5:]
+        try:
+            ipaddress.ip_address(literal)
+        except ValueError:
+            raise ConfigError(
+                f"{setting}: {text!r} has a malformed address literal"
+            ) from None
+    elif domain.startswith(".") or domain.endswith(".") or ".." in domain:
+        raise ConfigError(f"{setting}: {text!r} has a malformed domain")
+    return MailAddress(local, domain)
+
+
+def literalAddress(domain: str) -> str | None:
+    """
+    The IP address inside an address literal (C{[127.0.0.1]}, C{[IPv6:::1]}), or
+    L{None} when C{domain} is a name.
+    """
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    literal = domain[1:-1]
+    if literal.lower().startswith("ipv6:"):
+        literal = literal[5:]
+    return literal
+
+
+def parseHostPort(text: str, defaultPort: int, setting: str) -> tuple[str, int]:
+    """
+    Parse C{HOST}, C{HOST:PORT}, C{[V6]} or C{[V6]:PORT}.
+    """
+    text = text.strip()
+    if not text:
+        raise ConfigError(f"{setting}: empty host")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        portText = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"{setting}: {text!r} is not HOST[:PORT]")
+    elif text.count(":") == 1:
+        host, _, portText = text.partition(":")
+    else:
+        # A bare IPv6 address has several colons and no port.
+        host, portText = text, ""
+    port = parsePort(portText, setting) if portText else defaultPort
+    if not host:
+        raise ConfigError(f"{setting}: {text!r} has no host")
+    return host, port
+
+
+def parsePort(text: str, setting: str) -> int:
+    """
+    Parse a TCP port number, 1 to 65535.
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(f"{setting}: {text!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{setting}: port {port} is out of range 1-65535")
+    return port
+
+
+def parseTimeout(text: str, setting: str) -> float:
+    """
+    Parse a positive number of seconds.
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ConfigError(f"{setting}: {text!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ConfigError(f"{setting}: the timeout must be more than 0 seconds")
+    return seconds
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """
+    What the sending side needs: envelope, message, routing, TLS and limits.
+    """
+
+    sender: str = TUTORIAL_SENDER
+    recipients: tuple[MailAddress, ...] = (parseAddress(TUTORIAL_RECIPIENT),)
+    dataPath: str | None = None
+    helo: str = "localhost"
+    port: int = 25
+    nameservers: tuple[tuple[str, int], ...] = ()
+    relay: tuple[str, int] | None = None
+    tls: str = "may"
+    ca: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def fromEnvironment(
+        cls, environ: Mapping[str, str] | None = None
+    ) -> ClientSettings:
+        """
+        Read the C{SMTPTUT_*} client settings; raise L{ConfigError} on a bad one.
+        """
+        env = os.environ if environ is None else environ
+        sender = env.get("SMTPTUT_FROM", TUTORIAL_SENDER).strip()
+        if sender and sender != "<>":
+            parseAddress(sender, "SMTPTUT_FROM")
+        elif sender == "<>":
+            sender = ""
+        recipientTexts = _split(env.get("SMTPTUT_TO", TUTORIAL_RECIPIENT))
+        if not recipientTexts:
+            raise ConfigError("SMTPTUT_TO: no recipient given")
+        recipients = tuple(parseAddress(r, "SMTPTUT_TO") for r in recipientTexts)
+        port = parsePort(env.get("SMTPTUT_PORT", "25"), "SMTPTUT_PORT")
+        nameservers = tuple(
+            parseHostPort(ns, 53, "SMTPTUT_NAMESERVER")
+            for ns in _split(env.get("SMTPTUT_NAMESERVER", ""))
+        )
+        relayText = env.get("SMTPTUT_RELAY", "").strip()
+        relay = parseHostPort(relayText, 25, "SMTPTUT_RELAY") if relayText else None
+        tls = env.get("SMTPTUT_TLS", "may").strip().lower()
+        if tls not in TLS_MODES:
+            raise ConfigError(
+                f"SMTPTUT_TLS: {tls!r} is not one of {', '.join(TLS_MODES)}"
+            )
+        timeout = parseTimeout(
+            env.get("SMTPTUT_TIMEOUT", str(DEFAULT_TIMEOUT)), "SMTPTUT_TIMEOUT"
+        )
+        return cls(
+            sender=sender,
+            recipients=recipients,
+            dataPath=env.get("SMTPTUT_DATA") or None,
+            helo=env.get("SMTPTUT_HELO", "").strip() or "localhost",
+            port=port,
+            nameservers=nameservers,
+            relay=relay,
+            tls=tls,
+            ca=env.get("SMTPTUT_CA") or None,
+            user=env.get("SMTPTUT_USER") or None,
+            password=env.get("SMTPTUT_PASSWORD") or None,
+            timeout=timeout,
+        )
+
+    def domains(self) -> dict[str, list[MailAddress]]:
+        """
+        Recipients grouped by domain (case-insensitively), in first-seen order.
+        """
+        groups: dict[str, list[MailAddress]] = {}
+        for rcpt in self.recipients:
+            groups.setdefault(rcpt.domain.lower(), []).append(rcpt)
+        return groups
+
+
+@dataclass(frozen=True)
+class AcceptPolicy:
+    """
+    Which recipients the console server takes: C{console}, C{user@domain},
+    C{@domain} or C{*}, as in C{SMTPTUT_ACCEPT}.
+    """
+
+    patterns: tuple[str, ...] = (DEFAULT_ACCEPT,)
+
+    @classmethod
+    def parse(cls, text: str, setting: str = "SMTPTUT_ACCEPT") -> AcceptPolicy:
+        """
+        Parse a comma-separated list of patterns.
+        """
+        patterns = tuple(p.lower() for p in _split(text))
+        if not patterns:
+            raise ConfigError(f"{setting}: no recipient pattern given")
+        for pattern in patterns:
+            if pattern == "*" or pattern.startswith("@"):
+                if pattern != "*" and len(pattern) == 1:
+                    raise ConfigError(f"{setting}: {pattern!r} names no domain")
+                continue
+            if "@" in pattern:
+                parseAddress(pattern, setting)
+            elif any(c.isspace() for c in pattern):
+                raise ConfigError(f"{setting}: {pattern!r} contains spaces")
+        return cls(patterns)
+
+    def accepts(self, local: str, domain: str) -> bool:
+        """
+        Whether mail for C{local@domain} is accepted.
+        """
+        local, domain = local.lower(), domain.lower()
+        for pattern in self.patterns:
+            if pattern == "*":
+                return True
+            if pattern.startswith("@"):
+                if domain == pattern[1:]:
+                    return True
+            elif "@" in pattern:
+                if pattern == f"{local}@{domain}":
+                    return True
+            elif pattern == local:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """
+    What the console server needs: where to listen and whom to accept mail for.
+    """
+
+    listen: str = DEFAULT_LISTEN
+    accept: AcceptPolicy = AcceptPolicy()
+    hostname: str = "localhost"
+
+    @classmethod
+    def fromEnvironment(
+        cls, environ: Mapping[str, str] | None = None
+    ) -> ServerSettings:
+        """
+        Read the C{SMTPTUT_*} server settings; raise L{ConfigError} on a bad one.
+        """
+        env = os.environ if environ is None else environ
+        listen = env.get("SMTPTUT_LISTEN", DEFAULT_LISTEN).strip() or DEFAULT_LISTEN
+        accept = AcceptPolicy.parse(env.get("SMTPTUT_ACCEPT", DEFAULT_ACCEPT))
+        hostname = env.get("SMTPTUT_HOSTNAME", "").strip() or "localhost"
+        return cls(listen=listen, accept=accept, hostname=hostname)

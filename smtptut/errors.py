@@ -1,0 +1,41 @@
+"""Exit statuses (sysexits.h) and one-line reports of a user's mistakes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from smtptut.config import ConfigError
+from smtptut.message import MessageError
+
+EX_OK = 0
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+
+T = TypeVar("T")
+
+
+def exitStatusFor(error: Exception) -> int:
+    """
+    The sysexits status for a bad setting or a bad message.
+    """
+    if isinstance(error, MessageError):
+        return EX_NOINPUT if error.missing else EX_DATAERR
+    return EX_USAGE
+
+
+def exitOnBadInput(program: str, load: Callable[[], T]) -> T:
+    """
+    Call C{load}; on a bad setting or message, print one line naming what is
+    wrong to standard error and exit with the matching status, no traceback.
+    """
+    try:
+        return load()
+    except (ConfigError, MessageError) as e:
+        print(f"{program}: {e}", file=sys.stderr)
+        raise SystemExit(exitStatusFor(e)) from None
