@@ -346,3 +346,47 @@ def startTwistdServer(
         yield process.stop()
         raise
     return process, int(match.group(1))
+
+
+# ------------------------------------------------------------- certificates
+
+
+@dataclass
+class Certificates:
+    """
+    A test CA and a server certificate signed by it, as PEM files.
+
+    @ivar serverCert: the server's certificate chain (PEM).
+    @ivar serverKey: the server's private key (PEM).
+    @ivar caCert: the CA certificate a client should trust (PEM).
+    """
+
+    directory: str
+    serverCert: str
+    serverKey: str
+    caCert: str
+
+
+def makeCertificates(
+    directory: str, names: Iterable[str] = ("localhost", "mx.example.test", "127.0.0.1")
+) -> Certificates:
+    """
+    Write a fresh CA and a server certificate for C{names} under C{directory}.
+    """
+    import trustme
+
+    os.makedirs(directory, exist_ok=True)
+    ca = trustme.CA()
+    issued = ca.issue_cert(*names)
+    paths = Certificates(
+        directory,
+        os.path.join(directory, "server.pem"),
+        os.path.join(directory, "server.key"),
+        os.path.join(directory, "ca.pem"),
+    )
+    issued.cert_chain_pems[0].write_to_path(paths.serverCert)
+    for extra in issued.cert_chain_pems[1:]:
+        extra.write_to_path(paths.serverCert, append=True)
+    issued.private_key_pem.write_to_path(paths.serverKey)
+    ca.cert_pem.write_to_path(paths.caCert)
+    return paths
