@@ -16,7 +16,7 @@ from bench.procs import (
     statusKiB,
     stopServer,
 )
-from bench.servers import KINDS, ServerKind, launch
+from bench.servers import KINDS, ServerKind, Unavailable, launch
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class Cell:
     serverCpu: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     peakKiB: int | None = None
+    unavailable: str = ""
 
     @property
     def rate(self) -> float:
@@ -184,6 +185,10 @@ def runScenario(
         for kind in kinds:
             try:
                 server = launch(kind, freePort(), workdir, pins.server)
+            except Unavailable as e:
+                cells[kind.name].unavailable = str(e)
+                _say(log, f"{scenario.name} {kind.name}: not run: {e}")
+                continue
             except (RuntimeError, OSError) as e:
                 cells[kind.name].errors.append(f"not run: {e}")
                 _say(log, f"{scenario.name} {kind.name}: not run: {e}")
@@ -230,10 +235,16 @@ def runAll(
     Every scenario against every server kind.
     """
     cells: list[Cell] = []
+    kinds = list(KINDS.values())
+    missing: dict[str, str] = {}
     for scenario in SCENARIOS:
         scenarioDir = workdir / scenario.name
         scenarioDir.mkdir(parents=True, exist_ok=True)
-        cells += runScenario(
-            scenario, list(KINDS.values()), reps, seconds, scenarioDir, pins, log
-        )
+        found = runScenario(scenario, kinds, reps, seconds, scenarioDir, pins, log)
+        # A server that lacks a feature is tried once, then carried as "not run".
+        cells += found + [
+            Cell(scenario.name, n, unavailable=u) for n, u in missing.items()
+        ]
+        missing.update({c.server: c.unavailable for c in found if c.unavailable})
+        kinds = [k for k in kinds if k.name not in missing]
     return cells

@@ -1,0 +1,125 @@
+"""Section (c): peak resident memory of servers receiving, and clients sending, 100 MiB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import (
+    freePort,
+    pinned,
+    runTimed,
+    smtpSinkCommand,
+    smtpSourceCommand,
+    startServer,
+    statusKiB,
+    stopServer,
+    waitReady,
+)
+from bench.send import writeBenchMessage
+from bench.servers import KINDS, Unavailable, launch, maildirOf
+from bench.throughput import Pins
+
+BIG = 100 * 2**20
+#: The project's server refuses more than 25 MiB by default (SIZE); raise it.
+BIG_SERVER_ENV = {"SMTPTUT_MAX_SIZE": str(4 * BIG)}
+
+
+@dataclass
+class Peak:
+    """
+    One process moving the big message: RSS before it, the peak, and the outcome.
+    """
+
+    side: str
+    name: str
+    idleKiB: int | None = None
+    peakKiB: int | None = None
+    seconds: float = float("nan")
+    error: str = ""
+
+
+def _serverPeak(name: str, workdir: Path, pins: Pins) -> Peak:
+    peak = Peak("server", name)
+    try:
+        server = launch(KINDS[name], freePort(), workdir, pins.server, BIG_SERVER_ENV)
+    except Unavailable as e:
+        peak.error = f"not run: {e}"
+        return peak
+    except (RuntimeError, OSError) as e:
+        peak.error = f"did not start: {e}"
+        return peak
+    try:
+        peak.idleKiB = statusKiB(server.pid, "VmHWM")
+        args = ["-s", "1", "-m", "1", "-l", str(BIG)]
+        cmd = pinned(pins.load, smtpSourceCommand(args, server.port))
+        run = runTimed(cmd, 120, workdir)
+        peak.seconds = run.wall
+        peak.peakKiB = statusKiB(server.pid, "VmHWM")
+        if run.returncode != 0 or run.stderr.strip():
+            peak.error = (
+                f"smtp-source exit {run.returncode}: "
+                + " ".join(run.stderr.split())[-300:]
+            )
+        maildir = maildirOf(server)
+        if maildir is not None:
+            stored = max(
+                (p.stat().st_size for p in (maildir / "new").iterdir()), default=0
+            )
+            if stored < BIG:
+                peak.error += f" largest Maildir file is {stored} octets"
+            shutil.rmtree(maildir, ignore_errors=True)
+    finally:
+        stopServer(server)
+    return peak
+
+
+def _clientPeak(impl: str, path: Path, port: int, workdir: Path, pins: Pins) -> Peak:
+    peak = Peak("client", impl)
+    cmd = [sys.executable, "-m", "bench.send", "--impl", impl, "--port", str(port)]
+    cmd += ["--n", "1", "--data", str(path), "--deadline", "100"]
+    run = runTimed(pinned(pins.load, cmd), 120, workdir)
+    peak.seconds = run.wall
+    try:
+        report = json.loads(run.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        peak.error = f"exit {run.returncode}: " + " ".join(run.stderr.split())[-300:]
+        return peak
+    peak.idleKiB = report["idle_maxrss_kib"]
+    peak.peakKiB = report["maxrss_kib"]
+    peak.seconds = report["wall_s"]
+    if report["sent"] != 1:
+        peak.error = "the message was not accepted"
+    return peak
+
+
+def runAll(workdir: Path, pins: Pins, log: list[str]) -> list[Peak]:
+    """
+    Each server receiving one 100 MiB message from smtp-source, then each client
+    sending one 100 MiB message file to smtp-sink.
+    """
+    peaks = [_serverPeak(name, workdir, pins) for name in KINDS]
+    path = workdir / "big-message.eml"
+    writeBenchMessage(path, BIG)
+    port = freePort()
+    sink = startServer("smtp-sink", smtpSinkCommand(port), port, workdir, pins.server)
+    try:
+        waitReady(sink)
+        peaks += [
+            _clientPeak(impl, path, port, workdir, pins)
+            for impl in ("smtptut", "smtplib", "aiosmtplib")
+        ]
+    finally:
+        stopServer(sink)
+        path.unlink(missing_ok=True)
+    for peak in peaks:
+        line = (
+            f"memory {peak.side} {peak.name:16} idle {peak.idleKiB} KiB, "
+            f"peak {peak.peakKiB} KiB, {peak.seconds:.2f} s {peak.error}"
+        )
+        log.append(line)
+        print(line, flush=True)
+    return peaks
