@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.procs import (
+    HOST,
     freePort,
     pinned,
     runTimed,
@@ -19,8 +20,8 @@ from bench.procs import (
     stopServer,
     waitReady,
 )
-from bench.send import writeBenchMessage
-from bench.servers import KINDS, Unavailable, launch, maildirOf
+from bench.send import RECIPIENT, SENDER, writeBenchMessage
+from bench.servers import BIN, KINDS, Unavailable, launch, maildirOf
 from bench.throughput import Pins
 
 BIG = 100 * 2**20
@@ -96,6 +97,31 @@ def _clientPeak(impl: str, path: Path, port: int, workdir: Path, pins: Pins) -> 
     return peak
 
 
+def _cliPeak(path: Path, port: int, workdir: Path, pins: Pins) -> Peak:
+    """
+    The project's own command, C{smtptut send}, through GNU time (C{%M}: the
+    peak RSS of the command alone; a fork of this Python would inherit ours).
+    """
+    peak = Peak("client", "smtptut send (CLI)")
+    cli = str(BIN / "smtptut")
+    usage = runTimed([cli, "send", "--help"], 30, workdir)
+    if usage.returncode != 0 or "--relay" not in usage.stdout:
+        peak.error = "not run: `smtptut send --relay` (issue 3) not there yet"
+        return peak
+    send = [cli, "send", "--relay", f"{HOST}:{port}", "--tls", "off"]
+    send += ["--from", SENDER, "--to", RECIPIENT, "--data", str(path)]
+    run = runTimed(
+        pinned(pins.load, ["/usr/bin/time", "-f", "%M", *send]), 120, workdir
+    )
+    peak.seconds = run.wall
+    lines = run.stderr.strip().splitlines()
+    if lines and lines[-1].isdigit():
+        peak.peakKiB = int(lines[-1])
+    if run.returncode != 0:
+        peak.error = f"exit {run.returncode}: " + " ".join(run.stderr.split())[-300:]
+    return peak
+
+
 def runAll(workdir: Path, pins: Pins, log: list[str]) -> list[Peak]:
     """
     Each server receiving one 100 MiB message from smtp-source, then each client
@@ -112,6 +138,7 @@ def runAll(workdir: Path, pins: Pins, log: list[str]) -> list[Peak]:
             _clientPeak(impl, path, port, workdir, pins)
             for impl in ("smtptut", "smtplib", "aiosmtplib")
         ]
+        peaks.append(_cliPeak(path, port, workdir, pins))
     finally:
         stopServer(sink)
         path.unlink(missing_ok=True)

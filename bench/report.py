@@ -103,8 +103,9 @@ def serverTable(cells: Sequence[Cell]) -> list[str]:
     byKey = {(c.scenario, c.server): c for c in cells}
     rows = [
         "| scenario | server | msg/s (median) | msg/s of each run | msgs/run "
-        "| server CPU ms/msg | server peak RSS MiB | x aiosmtpd | x smtp-sink |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| server CPU ms/msg | smtp-source CPU busy | server peak RSS MiB "
+        "| x aiosmtpd | x smtp-sink |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in SCENARIOS:
         aio = byKey.get((scenario.name, AIOSMTPD))
@@ -115,14 +116,17 @@ def serverTable(cells: Sequence[Cell]) -> list[str]:
                 continue
             if not cell.walls:
                 why = cell.unavailable or "; ".join(cell.errors) or "no run"
-                rows.append(f"| {scenario.name} | {kind.label} | - | {why} | | | | | |")
+                rows.append(
+                    f"| {scenario.name} | {kind.label} | - | {why} | | | | | | |"
+                )
                 continue
             runs = " / ".join(f"{cell.count / w:.0f}" for w in cell.walls)
             vsAio = _fmtRatio(_ratio(cell.rate, aio.rate)) if aio else "-"
             vsSink = _fmtRatio(_ratio(cell.rate, sink.rate)) if sink else "-"
             rows.append(
                 f"| {scenario.name} | {kind.label} | {cell.rate:.0f} | {runs} "
-                f"| {cell.count} | {cell.cpuMsPerMessage:.3f} | {_mib(cell.peakKiB)} "
+                f"| {cell.count} | {cell.cpuMsPerMessage:.3f} | {cell.loadBusy:.0%} "
+                f"| {_mib(cell.peakKiB)} "
                 f"| {vsAio} | {vsSink} |"
             )
     return rows

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install what `make bench` needs, idempotently: Postfix's smtp-source and
 # smtp-sink (the package only; its daemon is never configured or started),
-# taskset (util-linux) and timeout (coreutils).  aiosmtpd and aiosmtplib come
+# taskset (util-linux), timeout (coreutils) and GNU time (peak RSS of a command).  aiosmtpd and aiosmtplib come
 # from the project's dev extras, installed in .venv by `make venv`.
 set -euo pipefail
 
 have_tools() {
-    [ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/smtp-sink ] &&
+    [ -x /usr/sbin/smtp-source ] && [ -x /usr/sbin/smtp-sink ] && [ -x /usr/bin/time ] &&
         command -v taskset >/dev/null && command -v timeout >/dev/null
 }
 
@@ -22,7 +22,7 @@ if ! have_tools; then
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     echo "postfix postfix/mailname string localhost" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q \
-        --no-install-recommends postfix util-linux coreutils >/dev/null
+        --no-install-recommends postfix util-linux coreutils time >/dev/null
 fi
 have_tools || { echo "bench/setup.sh: smtp-source/smtp-sink still missing" >&2; exit 1; }
 

@@ -50,7 +50,7 @@ SCENARIOS = [
         "20 sessions, connections reused, 1 KiB messages",
         100,
         1000,
-        20000,
+        40000,
         True,
     ),
     Scenario(
@@ -85,6 +85,7 @@ class Cell:
     count: int = 0
     walls: list[float] = field(default_factory=list)
     serverCpu: list[float] = field(default_factory=list)
+    loadCpu: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     peakKiB: int | None = None
     unavailable: str = ""
@@ -95,6 +96,18 @@ class Cell:
         Messages per second at the median wall time (0 when nothing ran).
         """
         return self.count / statistics.median(self.walls) if self.walls else 0.0
+
+    @property
+    def loadBusy(self) -> float:
+        """
+        The load generator's median CPU seconds per wall second (1.0: it was
+        the bottleneck on its one CPU).
+        """
+        if not self.walls:
+            return float("nan")
+        return statistics.median(
+            c / w for c, w in zip(self.loadCpu, self.walls, strict=True)
+        )
 
     @property
     def cpuMsPerMessage(self) -> float:
@@ -124,9 +137,10 @@ def _niceCount(value: float, low: int, high: int) -> int:
 
 def _source(
     scenario: Scenario, count: int, server: Server, workdir: Path, pins: Pins
-) -> tuple[float, float, str]:
+) -> tuple[float, float, float, str]:
     """
-    One smtp-source run: wall seconds, server CPU seconds, and any error text.
+    One smtp-source run: wall seconds, server and smtp-source CPU seconds, and
+    any error text.
     """
     args = [*scenario.args, "-m", str(count)]
     before = cpuSeconds(server.pid)
@@ -142,7 +156,7 @@ def _source(
         )
     elif run.stderr.strip():
         error = " ".join(run.stderr.split())[-300:]
-    return run.wall, cpu, error
+    return run.wall, cpu, run.cpu, error
 
 
 def _calibrate(
@@ -154,7 +168,7 @@ def _calibrate(
     """
     count = scenario.warmup
     for share in (seconds / 4, seconds):
-        wall, _, error = _source(scenario, count, server, workdir, pins)
+        wall, _, _, error = _source(scenario, count, server, workdir, pins)
         if error:
             raise RuntimeError(f"warm-up: {error}")
         count = _niceCount(count / max(wall, 0.01) * share, scenario.low, scenario.high)
@@ -207,7 +221,7 @@ def runScenario(
             turn = order[rep % len(order) :] + order[: rep % len(order)]
             for name in turn:
                 cell = cells[name]
-                wall, cpu, error = _source(
+                wall, cpu, loadCpu, error = _source(
                     scenario, cell.count, servers[name], workdir, pins
                 )
                 if error:
@@ -215,6 +229,7 @@ def runScenario(
                 else:
                     cell.walls.append(wall)
                     cell.serverCpu.append(cpu)
+                    cell.loadCpu.append(loadCpu)
                 _say(
                     log,
                     f"{scenario.name:15} {name:16} rep {rep + 1}: {cell.count} msgs "
