@@ -104,8 +104,8 @@ def serverTable(cells: Sequence[Cell]) -> list[str]:
     rows = [
         "| scenario | server | msg/s (median) | msg/s of each run | msgs/run "
         "| server CPU ms/msg | smtp-source CPU busy | server peak RSS MiB "
-        "| x aiosmtpd | x smtp-sink |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| x aiosmtpd Sink | x aiosmtpd same job | x smtp-sink |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario in SCENARIOS:
         aio = byKey.get((scenario.name, AIOSMTPD))
@@ -117,17 +117,19 @@ def serverTable(cells: Sequence[Cell]) -> list[str]:
             if not cell.walls:
                 why = cell.unavailable or "; ".join(cell.errors) or "no run"
                 rows.append(
-                    f"| {scenario.name} | {kind.label} | - | {why} | | | | | | |"
+                    f"| {scenario.name} | {kind.label} | - | {why} | | | | | | | |"
                 )
                 continue
             runs = " / ".join(f"{cell.count / w:.0f}" for w in cell.walls)
             vsAio = _fmtRatio(_ratio(cell.rate, aio.rate)) if aio else "-"
+            same = byKey.get((scenario.name, kind.sameJob or ""))
+            vsSame = _fmtRatio(_ratio(cell.rate, same.rate)) if same else "-"
             vsSink = _fmtRatio(_ratio(cell.rate, sink.rate)) if sink else "-"
             rows.append(
                 f"| {scenario.name} | {kind.label} | {cell.rate:.0f} | {runs} "
                 f"| {cell.count} | {cell.cpuMsPerMessage:.3f} | {cell.loadBusy:.0%} "
                 f"| {_mib(cell.peakKiB)} "
-                f"| {vsAio} | {vsSink} |"
+                f"| {vsAio} | {vsSame} | {vsSink} |"
             )
     return rows
 

@@ -22,6 +22,8 @@ BIN = Path(sys.executable).parent
 SMTPTUT = "smtptut"
 SMTPTUT_MAILDIR = "smtptut-maildir"
 AIOSMTPD = "aiosmtpd"
+AIOSMTPD_PRINT = "aiosmtpd-debugging"
+AIOSMTPD_MAILDIR = "aiosmtpd-mailbox"
 SMTP_SINK = "smtp-sink"
 
 Command = tuple[list[str], dict[str, str]]
@@ -42,7 +44,9 @@ class ServerKind:
     name: str
     label: str
     command: Callable[[int, Path], Command]
-    ours: bool = False
+    #: The aiosmtpd setup that does the same job, for a like-for-like ratio.
+    sameJob: str | None = None
+    memory: bool = True
 
 
 def _smtptut(port: int, workdir: Path, env: Mapping[str, str] = {}) -> Command:
@@ -60,10 +64,20 @@ def _smtptutMaildir(port: int, workdir: Path) -> Command:
     )
 
 
-def _aiosmtpd(port: int, workdir: Path) -> Command:
-    # aiosmtpd's own command line with its discarding handler; -s 0: no size limit.
-    cmd = [str(BIN / "aiosmtpd"), "-n", "-s", "0", "-c", "aiosmtpd.handlers.Sink"]
-    return [*cmd, "-l", f"{HOST}:{port}"], {}
+def _aiosmtpd(port: int, workdir: Path, handler: str = "Sink", *args: str) -> Command:
+    # aiosmtpd's own command line; -s 0: no size limit.
+    cmd = [str(BIN / "aiosmtpd"), "-n", "-s", "0", "-c", f"aiosmtpd.handlers.{handler}"]
+    return [*cmd, "-l", f"{HOST}:{port}", *args], {}
+
+
+def _aiosmtpdPrint(port: int, workdir: Path) -> Command:
+    # Its default handler: prints every message to stdout (here /dev/null).
+    return _aiosmtpd(port, workdir, "Debugging")
+
+
+def _aiosmtpdMaildir(port: int, workdir: Path) -> Command:
+    # mailbox.Maildir underneath: tmp/ then new/, but no fsync.
+    return _aiosmtpd(port, workdir, "Mailbox", str(workdir / f"mailbox-{port}"))
 
 
 def _smtpSink(port: int, workdir: Path) -> Command:
@@ -71,11 +85,28 @@ def _smtpSink(port: int, workdir: Path) -> Command:
 
 
 KINDS = {
-    SMTPTUT: ServerKind(SMTPTUT, "smtptut (console to /dev/null)", _smtptut, True),
+    SMTPTUT: ServerKind(
+        SMTPTUT, "smtptut (console to /dev/null)", _smtptut, AIOSMTPD_PRINT
+    ),
     SMTPTUT_MAILDIR: ServerKind(
-        SMTPTUT_MAILDIR, "smtptut (Maildir, no console)", _smtptutMaildir, True
+        SMTPTUT_MAILDIR,
+        "smtptut (Maildir, no console)",
+        _smtptutMaildir,
+        AIOSMTPD_MAILDIR,
     ),
     AIOSMTPD: ServerKind(AIOSMTPD, "aiosmtpd (Sink handler)", _aiosmtpd),
+    AIOSMTPD_PRINT: ServerKind(
+        AIOSMTPD_PRINT,
+        "aiosmtpd (Debugging handler, prints to /dev/null)",
+        _aiosmtpdPrint,
+        memory=False,
+    ),
+    AIOSMTPD_MAILDIR: ServerKind(
+        AIOSMTPD_MAILDIR,
+        "aiosmtpd (Mailbox handler: Maildir, no fsync)",
+        _aiosmtpdMaildir,
+        memory=False,
+    ),
     SMTP_SINK: ServerKind(SMTP_SINK, "Postfix smtp-sink", _smtpSink),
 }
 
