@@ -102,6 +102,7 @@ def render(
         "|---|---|",
         f"| CPUs (nproc) | {facts['nproc']} x {facts['cpu']} |",
         f"| memory | {facts['memory']} |",
+        f"| file system of the Maildirs | {facts['disk']} |",
         f"| system | {facts['os']} |",
         f"| load average at start | {facts['loadavg']} |",
         f"| Python | {facts['python']} |",

@@ -67,5 +67,6 @@ def describe() -> dict[str, str]:
         "postfix": f"{postfix} ({SMTP_SINK} and smtp-source)",
         "commit": _command("git", "rev-parse", "--short", "HEAD")
         + (" + uncommitted changes in smtptut/ or *.tac" if dirty != "?" else ""),
+        "disk": _command("df", "--output=fstype,source", str(ROOT)).splitlines()[-1],
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }

@@ -229,8 +229,14 @@ def runTimed(
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
-        # Bounded: timeout(1) ends the child at LIMIT, and SIGKILLs it 5 s later.
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            # Bounded: timeout(1) ends the child at LIMIT, and SIGKILLs it 5 s later.
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # Stopped from outside (SIGTERM, ^C): take the child's group with us.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            raise
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Timed(
