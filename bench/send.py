@@ -1,8 +1,4 @@
-"""One client run: send N messages with one library and print one JSON line.
-
-Run as C{python -m bench.send --impl smtptut|smtplib|aiosmtplib --port PORT}.
-Timing covers the first connect to the last reply; imports are done before.
-"""
+"""One client run (`python -m bench.send`): send N messages, print one JSON line."""
 
 from __future__ import annotations
 
@@ -209,8 +205,10 @@ def _preload(impl: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """
     Parse the options, send, and print C{{"sent", "wall_s", "cpu_s", ...}}.
+
+    Timing covers the first connect to the last reply; imports come before it.
     """
-    parser = argparse.ArgumentParser(prog="python -m bench.send")
+    parser = argparse.ArgumentParser(prog="python -m bench.send", description=__doc__)
     parser.add_argument("--impl", required=True, choices=sorted(IMPLS))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--n", type=int, default=2000)
