@@ -10,6 +10,7 @@ SMTPTutorialClient, SMTPClientFactory, getMailExchange -- is in smtptut/.
 
 from twisted.application import service
 from twisted.internet import reactor
+from twisted.internet.defer import DeferredSemaphore
 
 from smtptut.delivery import DeliveryService, Report, lookupFailed, stopWhenDone
 from smtptut.errors import exitOnBadInput
@@ -17,14 +18,18 @@ from smtptut.exchange import getMailExchange, makeResolver
 from smtptut.sending import loadClientJob
 
 settings, envelopes = exitOnBadInput("smtpclient.tac", loadClientJob)
-resolver = makeResolver(settings.nameservers, lifetime=min(settings.timeout, 10))
+resolver = makeResolver(settings.nameservers, lifetime=settings.dnsLifetime)
 report = Report(len(envelopes), stopWhenDone(reactor))
+# At most this many domains are delivered to at the same time.
+limit = DeferredSemaphore(settings.concurrency)
 
 application = service.Application("SMTP Client Tutorial")
 
 
 def cbMailExchange(exchange, envelope):
-    smtpClientService = DeliveryService(reactor, exchange, envelope, settings, report)
+    smtpClientService = DeliveryService(
+        reactor, exchange, envelope, settings, report, limit
+    )
     smtpClientService.setServiceParent(application)
 
 
@@ -33,7 +38,7 @@ def ebMailExchange(failure, envelope):
 
 
 for domain, envelope in envelopes.items():
-    getMailExchange(reactor, domain, resolver).addCallbacks(
+    getMailExchange(reactor, domain, resolver, settings.relay).addCallbacks(
         cbMailExchange,
         ebMailExchange,
         callbackArgs=(envelope,),

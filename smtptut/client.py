@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import ipaddress
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IConsumer, ITCPTransport
+from twisted.internet.interfaces import IAddress, IConsumer, IReactorTime, ITCPTransport
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
 from smtptut.message import MessageProducer, MessageSource
+from smtptut.tls import REQUIRED
 
 DELIVERED = "delivered"
 DEFERRED = "deferred"
 BOUNCED = "bounced"
+
+Reply = tuple[int, bytes]
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,42 @@ class RecipientOutcome:
         return f"{self.recipient}: {self.status}{via}: {reply}"
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """
+    How long to wait, in seconds: for the connection, then for each reply.
+
+    The defaults are RFC 5321 §4.5.3.2's: 5 minutes for the greeting and for
+    EHLO, MAIL and RCPT, 2 for DATA, 3 for each block of the message to be
+    taken, and 10 for the reply after the message.
+    """
+
+    connect: float = 30.0
+    greeting: float = 300.0
+    command: float = 300.0
+    dataCommand: float = 120.0
+    block: float = 180.0
+    final: float = 600.0
+
+    @classmethod
+    def uniform(cls, seconds: float) -> Timeouts:
+        """
+        The same limit for every wait (C{SMTPTUT_TIMEOUT}).
+        """
+        return cls(seconds, seconds, seconds, seconds, seconds, seconds)
+
+    @classmethod
+    def of(cls, timeout: float | Timeouts | None) -> Timeouts:
+        """
+        L{Timeouts} from a number of seconds for every wait, or the defaults.
+        """
+        if timeout is None:
+            return cls()
+        if isinstance(timeout, Timeouts):
+            return timeout
+        return cls.uniform(timeout)
+
+
 def statusForCode(code: int) -> str:
     """
     C{delivered} for 2xx, C{bounced} for 5xx, C{deferred} for anything else.
@@ -72,6 +113,13 @@ def _text(resp: bytes | str | None) -> str:
     return " ".join(resp.split())
 
 
+def _isLoopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass
 class AttemptResult:
     """
@@ -82,35 +130,67 @@ class AttemptResult:
         did not bring to a final reply; another exchange may still take them.
     @ivar error: the reason the session failed, when it did.
     @ivar errorCode: the SMTP code that came with it, or 0.
+    @ivar tlsFailed: whether the session ended in the TLS handshake.
     """
 
     outcomes: list[RecipientOutcome]
     unsettled: list[Envelope]
     error: str | None = None
     errorCode: int = 0
+    tlsFailed: bool = False
 
 
 class SMTPTutorialClient(smtp.ESMTPClient):
     """
     The tutorial's C{SMTPTutorialClient}, sending each envelope it is given
     over one connection and noting each recipient's fate.
+
+    Twisted's C{ESMTPClient} does the greeting, EHLO, STARTTLS and AUTH; the
+    transactions are run here, because its own send an RSET after every
+    message, drop the connection when every recipient is refused, know
+    nothing of PIPELINING (RFC 2920) and miss dots in the message (see
+    L{MessageProducer}).
     """
 
     factory: SMTPClientFactory
+
+    # No transcript is kept: it would hold the AUTH exchange, and Twisted puts
+    # it in the text of its exceptions.
+    debug = False
 
     def __init__(
         self, secret: bytes | None, contextFactory: Any = None, *args: Any, **kw: Any
     ) -> None:
         envelopes: Iterable[Envelope] = kw.pop("envelopes", ())
+        username: bytes | None = kw.pop("username", None)
+        tlsPolicy: str = kw.pop("tlsPolicy", "may" if contextFactory else "off")
         super().__init__(secret, contextFactory, *args, **kw)
+        self.tlsPolicy = tlsPolicy
+        self.requireTransportSecurity = tlsPolicy in REQUIRED
+        if username is not None and secret is not None:
+            for authenticator in (
+                smtp.PLAINAuthenticator(username),
+                smtp.LOGINAuthenticator(username),
+                smtp.CramMD5ClientAuthenticator(username),
+            ):
+                self.registerAuthenticator(authenticator)
         self._envelopes: Iterator[Envelope] = iter(envelopes)
         self._current: Envelope | None = None
         self._extensions: dict[bytes, bytes | None] = {}
+        self._pipelining = False
+        self._unsent: deque[tuple[bytes, Callable[[int, bytes], None]]] = deque()
+        self._waiting: deque[Callable[[int, bytes], None]] = deque()
+        self._mailReply: Reply | None = None
+        self._rcptReplies: list[Reply] = []
+        self._dataReply: Reply | None = None
+        self._tlsStarted = False
+        self._tlsDone = False
+        self.timeouts = Timeouts()
         self.outcomes: list[RecipientOutcome] = []
         self.failure: tuple[str, int] | None = None
         self.greeted = False
 
-    # ESMTPClient's hooks, as the tutorial overrides them.
+    # The tutorial's hooks.
 
     def getMailFrom(self) -> str | None:
         self._current = next(self._envelopes, None)
@@ -120,41 +200,46 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         assert self._current is not None
         return list(self._current.recipients)
 
-    def getMailData(self) -> Any:
+    def getMailData(self) -> MessageSource:
         assert self._current is not None
-        return self._current.message.open()
+        return self._current.message
 
     def sentMail(
         self,
         code: int,
         resp: bytes | str,
         numOk: int,
-        addresses: list[tuple[bytes | str, int, bytes]],
+        addresses: list[tuple[bytes | str, int, bytes | str]],
         log: Any,
     ) -> None:
-        assert self._current is not None
-        if not addresses:
-            # MAIL FROM (or the session) failed before any RCPT was sent.
-            addresses = [(r, code, resp) for r in self._current.recipients]  # type: ignore[misc]
+        """
+        Note the final reply for each recipient of the transaction just ended.
+        """
         for address, rcptCode, rcptResp in addresses:
             if isinstance(address, bytes):
                 address = address.decode("utf-8", "replace")
-            if 200 <= rcptCode < 300 and code > 0:
-                final, reply = code, _text(resp)
-            else:
-                final, reply = rcptCode, _text(rcptResp)
-            self._record(str(address), final, reply)
-        self._current = None
+            self._record(str(address), rcptCode, _text(rcptResp))
 
-    # Where Twisted's ESMTPClient falls short.
+    # Session set-up, with ESMTPClient.
 
     def connectionMade(self) -> None:
         # Without TCP_NODELAY every message waits ~40 ms for a delayed ACK.
         setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
             setNoDelay(True)
-        self.timeout = self.factory.timeout  # type: ignore[assignment]
+        self.timeouts = self.factory.timeouts
+        self.timeout = self.timeouts.greeting  # type: ignore[assignment]
         super().connectionMade()
+
+    def callLater(self, period: float, func: Callable[[], object]) -> Any:
+        # TimeoutMixin would use the global reactor; use the factory's clock.
+        return self.factory.clock.callLater(period, func)
+
+    def sendLine(self, line: bytes) -> None:
+        wait = self.timeouts.dataCommand if line == b"DATA" else self.timeouts.command
+        if self.timeOut != wait:
+            self.setTimeout(wait)
+        super().sendLine(line)
 
     def esmtpState_ehlo(self, code: int, resp: bytes) -> None:
         self.greeted = True
@@ -167,62 +252,218 @@ class SMTPTutorialClient(smtp.ESMTPClient):
     def esmtpState_serverConfig(self, code: int, resp: bytes) -> None:
         self._extensions = {}
         for line in resp.splitlines():
-            keyword, _, value = line.partition(b" ")
+            keyword, _, value = line.strip().partition(b" ")
             self._extensions[keyword.upper()] = value or None
+        if self._tlsStarted:
+            self._tlsDone = True
         super().esmtpState_serverConfig(code, resp)
 
-    def smtpState_from(self, code: int, resp: bytes) -> None:
-        self._from = self.getMailFrom()
-        self._failresponse = self.smtpTransferFailed
-        if self._current is None:
-            self._disconnectFromServer()
+    def esmtpState_starttls(self, code: int, resp: bytes) -> None:
+        self._tlsStarted = True
+        super().esmtpState_starttls(code, resp)
+
+    def esmtpTLSFailed(self, code: int = -1, resp: bytes | None = None) -> None:
+        if self.tlsPolicy == "may" and not self._tlsStarted:
+            # STARTTLS refused: "may" carries on in plaintext, as Postfix does.
+            self.authenticate(code, resp or b"", self._extensions)
             return
-        line = b"MAIL FROM:" + smtp.quoteaddr(self._from)
-        message = self._current.message
+        super().esmtpTLSFailed(code, resp)
+
+    def authenticate(
+        self, code: int, resp: bytes, items: dict[bytes, bytes | None]
+    ) -> None:
+        offered = items.get(b"AUTH")
+        if self.secret and offered and not self._tlsMode:
+            peer = self.transport.getPeer()  # type: ignore[union-attr]
+            if not _isLoopback(getattr(peer, "host", "")):
+                self._setFailure(
+                    "refusing to send the password over an unencrypted connection"
+                    " (the server offers no STARTTLS)",
+                    0,
+                )
+                self._quit()
+                return
+        super().authenticate(code, resp, items)
+
+    def smtpState_from(self, code: int, resp: bytes) -> None:
+        # The session is ready (after EHLO or HELO, STARTTLS and AUTH): from
+        # here on every reply goes to the handler of the command it answers.
+        self._expected = range(0, 1000)  # type: ignore[assignment]
+        self._okresponse = self._dispatch
+        self._failresponse = self._dispatch
+        self._pipelining = b"PIPELINING" in self._extensions
+        self._nextTransaction()
+
+    # Transactions (RFC 5321 §3.3), pipelined when the server allows.
+
+    def _nextTransaction(self) -> None:
+        sender = self.getMailFrom()
+        if sender is None or self._current is None:
+            self._quit()
+            return
+        self._mailReply, self._rcptReplies, self._dataReply = None, [], None
+        self._unsent.clear()
+        self._unsent.append((self._mailLine(sender), self._mailReplied))
+        for recipient in self.getMailTo():
+            line = b"RCPT TO:" + smtp.quoteaddr(recipient)
+            self._unsent.append((line, self._rcptReplied))
+        self._unsent.append((b"DATA", self._dataReplied))
+        if self._pipelining:
+            while self._unsent:
+                self._sendCommand()
+        else:
+            self._sendCommand()
+
+    def _mailLine(self, sender: str) -> bytes:
+        line = b"MAIL FROM:" + smtp.quoteaddr(sender)
+        message = self.getMailData()
         if b"SIZE" in self._extensions:
             line += b" SIZE=%d" % message.size
         if message.eightBit and b"8BITMIME" in self._extensions:
             line += b" BODY=8BITMIME"
-        self.sendLine(line)
-        self._expected = [250]
-        self._okresponse = self.smtpState_to
+        return line
 
-    def smtpState_data(self, code: int, resp: bytes) -> None:
-        assert self._current is not None
-        # Progress while sending counts as life: reset the idle timeout per chunk.
-        producer = MessageProducer(self._current.message, progress=self.resetTimeout)
-        sending = producer.beginTransfer(cast(IConsumer, self.transport))
-        sending.addErrback(self._sendingFailed)
-        self._expected = smtp.SUCCESS  # type: ignore[assignment]
-        self._okresponse = self.smtpState_msgSent
+    def _sendCommand(self) -> None:
+        line, handler = self._unsent.popleft()
+        self._waiting.append(handler)
+        self.sendLine(line)
+
+    def _dispatch(self, code: int, resp: bytes) -> None:
+        if code == 421:
+            # The server is closing: what is not settled goes to another exchange.
+            self._setFailure(_text(resp), code)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        if not self._waiting:
+            self._setFailure(f"unexpected reply from the server: {code}", 0)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        self._waiting.popleft()(code, resp)
+
+    def _mailReplied(self, code: int, resp: bytes) -> None:
+        self._mailReply = (code, resp)
+        if self._pipelining:
+            return
+        if code == 250:
+            self._sendCommand()
+        else:
+            self._endTransaction(open=False)
+
+    def _rcptReplied(self, code: int, resp: bytes) -> None:
+        self._rcptReplies.append((code, resp))
+        if self._pipelining:
+            return
+        if self._unsent[0][0] != b"DATA" or self._anyAccepted():
+            self._sendCommand()
+        else:
+            self._endTransaction(open=True)
+
+    def _anyAccepted(self) -> bool:
+        return (
+            self._mailReply is not None
+            and self._mailReply[0] == 250
+            and any(200 <= code < 300 for code, _ in self._rcptReplies)
+        )
+
+    def _dataReplied(self, code: int, resp: bytes) -> None:
+        if code == 354 and self._anyAccepted():
+            producer = MessageProducer(self.getMailData(), progress=self.resetTimeout)
+            self.setTimeout(self.timeouts.block)
+            sending = producer.beginTransfer(cast(IConsumer, self.transport))
+            sending.addCallbacks(self._messageWritten, self._sendingFailed)
+            self._waiting.append(self._finalReplied)
+        elif code == 354:
+            # Pipelined, the server took DATA though it took no recipient: an
+            # empty message ends it (RFC 2920 §3.1), and its reply means nothing.
+            self.transport.write(b".\r\n")  # type: ignore[union-attr]
+            self._waiting.append(lambda code, resp: None)
+            self._endTransaction(open=False)
+        else:
+            self._dataReply = (code, resp)
+            mailOk = self._mailReply is not None and self._mailReply[0] == 250
+            self._endTransaction(open=mailOk)
+
+    def _messageWritten(self, ignored: None) -> None:
+        self.setTimeout(self.timeouts.final)
 
     def _sendingFailed(self, failure: Failure) -> None:
-        self.sendError(cast(BaseException, failure.value))
+        self._setFailure(str(failure.value) or failure.value.__class__.__name__, 0)
 
-    def smtpState_msgSent(self, code: int, resp: bytes) -> None:
-        if self._from is not None:
-            self.sentMail(
-                code, resp, len(self.successAddresses), self.toAddressesResult, self.log
-            )
-        self.toAddressesResult = []
-        self._from = None
-        # A finished transaction needs no RSET before the next MAIL.
-        self.smtpState_from(code, resp)
+    def _finalReplied(self, code: int, resp: bytes) -> None:
+        self._dataReply = (code, resp)
+        self._endTransaction(open=False)
+
+    def _endTransaction(self, open: bool) -> None:
+        """
+        Give each recipient the reply that settled it, then go on to the next
+        envelope, after an RSET if the server still holds this transaction.
+        """
+        assert self._current is not None
+        mail = self._mailReply or (0, b"no reply to MAIL")
+        results: list[tuple[bytes | str, int, bytes | str]] = []
+        for i, recipient in enumerate(self._current.recipients):
+            if mail[0] != 250:
+                code, resp = mail
+            elif i < len(self._rcptReplies) and not (
+                200 <= self._rcptReplies[i][0] < 300
+            ):
+                code, resp = self._rcptReplies[i]
+            elif self._dataReply is not None:
+                code, resp = self._dataReply
+            else:
+                code, resp = self._rcptReplies[i]
+            results.append((recipient, code, resp))
+        okCount = sum(1 for _, code, _ in results if 200 <= code < 300)
+        final = self._dataReply or mail
+        self.sentMail(final[0], final[1], okCount, results, self.log)
+        self._current = None
+        self._unsent.clear()
+        if open:
+            self._waiting.append(lambda code, resp: self._nextTransaction())
+            self.sendLine(b"RSET")
+        else:
+            self._nextTransaction()
+
+    def _quit(self) -> None:
+        self._waiting.append(self._quitReplied)
+        self._expected = range(0, 1000)  # type: ignore[assignment]
+        self._okresponse = self._failresponse = self._dispatch
+        self.sendLine(b"QUIT")
+        # Everything is settled: do not wait long for a goodbye.
+        self.setTimeout(min(self.timeouts.command, 10.0))
+
+    def _quitReplied(self, code: int, resp: bytes) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    # Where a session ends.
+
+    def _setFailure(self, reason: str, code: int) -> None:
+        if self.failure is None:
+            self.failure = (reason, code)
 
     def sendError(self, exc: BaseException) -> None:
-        if isinstance(exc, smtp.SMTPClientError):
-            code = exc.code if isinstance(exc.code, int) else 0
-            self.failure = (_text(exc.resp), code)
+        if isinstance(exc, smtp.TLSRequiredError):
+            self._setFailure(
+                f"the server offers no STARTTLS, which SMTPTUT_TLS={self.tlsPolicy}"
+                " requires",
+                0,
+            )
+        elif isinstance(exc, smtp.SMTPClientError):
+            code = exc.code if isinstance(exc.code, int) and exc.code >= 200 else 0
+            self._setFailure(_text(exc.resp), code)
         else:
-            self.failure = (str(exc) or exc.__class__.__name__, 0)
+            self._setFailure(str(exc) or exc.__class__.__name__, 0)
         super().sendError(exc)
 
     def timeoutConnection(self) -> None:
-        self.failure = (f"no reply from the server in {self.timeout:g} s", 0)
+        self._setFailure(f"no reply from the server in {self.timeOut:g} s", 0)
         cast(ITCPTransport, self.transport).abortConnection()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         super().connectionLost(reason)
+        tlsFailed = self._tlsStarted and not self._tlsDone
+        if tlsFailed:
+            self._setFailure(f"TLS handshake failed: {_tlsReason(reason)}", 0)
         unsettled: list[Envelope] = []
         if self._current is not None:
             unsettled.append(self._current)
@@ -232,7 +473,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         if unsettled and error is None:
             error = "the connection closed before the transaction completed"
         self.factory.attemptFinished(
-            AttemptResult(self.outcomes, unsettled, error, errorCode)
+            AttemptResult(self.outcomes, unsettled, error, errorCode, tlsFailed)
         )
 
     def _record(self, recipient: str, code: int, reply: str) -> None:
@@ -247,10 +488,30 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self.outcomes.append(outcome)
 
 
+def _tlsReason(reason: Failure) -> str:
+    """
+    A short text for a failed handshake: OpenSSL's reason strings, if any.
+    """
+    value = reason.value
+    args = getattr(value, "args", ())
+    if args and isinstance(args[0], list):
+        texts = [str(part[-1]) for part in args[0] if isinstance(part, tuple)]
+        if texts:
+            return "; ".join(texts)
+    return _text(str(value)) or value.__class__.__name__
+
+
 class SMTPClientFactory(protocol.ClientFactory):
     """
     The tutorial's C{SMTPClientFactory}: builds an L{SMTPTutorialClient} for
     one connection to one exchange, and reports how that connection ended.
+
+    @param timeout: seconds for every wait, or L{Timeouts}, or L{None} for
+        the RFC 5321 waits.
+    @param tlsMode: C{off}, C{may}, C{encrypt} or C{verify} (see
+        L{smtptut.tls.clientContext}, which makes C{contextFactory}).
+    @param username: with C{secret} (the password), log in with AUTH.
+    @param clock: what times the waits; the global reactor by default.
     """
 
     protocol = SMTPTutorialClient  # type: ignore[assignment]
@@ -261,18 +522,29 @@ class SMTPClientFactory(protocol.ClientFactory):
         identity: str = "localhost",
         secret: bytes | None = None,
         contextFactory: Any = None,
-        timeout: float | None = 300.0,
+        timeout: float | Timeouts | None = None,
         exchange: str | None = None,
         address: str | None = None,
+        username: bytes | None = None,
+        tlsMode: str | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.envelopes = list(envelopes)
         self.identity = identity
         self.secret = secret
         self.contextFactory = contextFactory
-        self.timeout = timeout
+        self.timeouts = Timeouts.of(timeout)
         self.exchange = exchange
         self.address = address
+        self.username = username
+        self.tlsMode = tlsMode or ("may" if contextFactory is not None else "off")
         self.finished: Deferred[AttemptResult] = Deferred()
+
+    def __repr__(self) -> str:
+        return f"<SMTPClientFactory to {self.exchange or self.address}>"
 
     def buildProtocol(self, addr: IAddress | None) -> SMTPTutorialClient:  # type: ignore[override]
         client = self.protocol(
@@ -280,6 +552,8 @@ class SMTPClientFactory(protocol.ClientFactory):
             contextFactory=self.contextFactory,
             identity=self.identity,
             envelopes=self.envelopes,
+            username=self.username,
+            tlsPolicy=self.tlsMode,
         )
         client.factory = self
         return client

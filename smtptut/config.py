@@ -13,6 +13,9 @@ DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 DEFAULT_ACCEPT = "console"
 DEFAULT_TIMEOUT = 300.0
 
+#: How many domains are delivered to at the same time.
+DEFAULT_CONCURRENCY = 8
+
 TLS_MODES = ("may", "encrypt", "verify", "off")
 
 
@@ -141,6 +144,11 @@ def _split(text: str) -> list[str]:
 class ClientSettings:
     """
     What the sending side needs: envelope, message, routing, TLS and limits.
+
+    @ivar timeout: seconds to wait for any one reply, or L{None} for the
+        RFC 5321 §4.5.3.2 waits (5 minutes for most replies, 10 after the
+        message).
+    @ivar concurrency: how many domains are delivered to at the same time.
     """
 
     sender: str = TUTORIAL_SENDER
@@ -154,7 +162,8 @@ class ClientSettings:
     ca: str | None = None
     user: str | None = None
     password: str | None = field(default=None, repr=False)
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
 
     @classmethod
     def fromEnvironment(
@@ -166,13 +175,16 @@ class ClientSettings:
         env = os.environ if environ is None else environ
         sender = env.get("SMTPTUT_FROM", TUTORIAL_SENDER).strip()
         if sender and sender != "<>":
-            parseAddress(sender, "SMTPTUT_FROM")
+            _asciiLocalPart(parseAddress(sender, "SMTPTUT_FROM"), "SMTPTUT_FROM")
         elif sender == "<>":
             sender = ""
         recipientTexts = _split(env.get("SMTPTUT_TO", TUTORIAL_RECIPIENT))
         if not recipientTexts:
             raise ConfigError("SMTPTUT_TO: no recipient given")
-        recipients = tuple(parseAddress(r, "SMTPTUT_TO") for r in recipientTexts)
+        recipients = tuple(
+            _asciiLocalPart(parseAddress(r, "SMTPTUT_TO"), "SMTPTUT_TO")
+            for r in recipientTexts
+        )
         port = parsePort(env.get("SMTPTUT_PORT", "25"), "SMTPTUT_PORT")
         nameservers = tuple(
             parseHostPort(ns, 53, "SMTPTUT_NAMESERVER")
@@ -185,9 +197,11 @@ class ClientSettings:
             raise ConfigError(
                 f"SMTPTUT_TLS: {tls!r} is not one of {', '.join(TLS_MODES)}"
             )
-        timeout = parseTimeout(
-            env.get("SMTPTUT_TIMEOUT", str(DEFAULT_TIMEOUT)), "SMTPTUT_TIMEOUT"
-        )
+        ca = env.get("SMTPTUT_CA") or None
+        if ca is not None and not os.path.isfile(ca):
+            raise ConfigError(f"SMTPTUT_CA: {ca}: no such file")
+        timeoutText = env.get("SMTPTUT_TIMEOUT", "").strip()
+        timeout = parseTimeout(timeoutText, "SMTPTUT_TIMEOUT") if timeoutText else None
         return cls(
             sender=sender,
             recipients=recipients,
@@ -197,11 +211,18 @@ class ClientSettings:
             nameservers=nameservers,
             relay=relay,
             tls=tls,
-            ca=env.get("SMTPTUT_CA") or None,
+            ca=ca,
             user=env.get("SMTPTUT_USER") or None,
             password=env.get("SMTPTUT_PASSWORD") or None,
             timeout=timeout,
         )
+
+    @property
+    def dnsLifetime(self) -> float:
+        """
+        How long one DNS lookup may take, all retries included.
+        """
+        return min(self.timeout or 10.0, 10.0)
 
     def domains(self) -> dict[str, list[MailAddress]]:
         """
@@ -211,6 +232,17 @@ class ClientSettings:
         for rcpt in self.recipients:
             groups.setdefault(rcpt.domain.lower(), []).append(rcpt)
         return groups
+
+
+def _asciiLocalPart(address: MailAddress, setting: str) -> MailAddress:
+    """
+    Refuse a non-ASCII local part: it would need SMTPUTF8, which is not supported.
+    """
+    if not address.local.isascii():
+        raise ConfigError(
+            f"{setting}: {address} has a non-ASCII local part (SMTPUTF8 is not supported)"
+        )
+    return address
 
 
 @dataclass(frozen=True)

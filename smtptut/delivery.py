@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
+import dns.resolver
 from twisted.application import service
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import (
+    Deferred,
+    DeferredSemaphore,
+    inlineCallbacks,
+)
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime
 from twisted.logger import Logger
@@ -16,12 +21,14 @@ from smtptut.client import (
     BOUNCED,
     DEFERRED,
     DELIVERED,
+    AttemptResult,
     Envelope,
     RecipientOutcome,
     SMTPClientFactory,
 )
 from smtptut.config import ClientSettings
-from smtptut.exchange import ExchangeLookupError, MailExchange
+from smtptut.exchange import ExchangeLookupError, MailExchange, getMailExchange
+from smtptut.tls import clientContext, loadTrustRoot
 
 log = Logger()
 
@@ -41,42 +48,42 @@ def deliverToExchanges(
     The next address is tried when a connection cannot be made, the server
     greets with an error, times out or drops the connection before the
     transaction completes; recipients still unsettled at the end are deferred
-    (or bounced, if the last server refused for good).
+    (or bounced, if the last server refused for good).  With
+    C{SMTPTUT_TLS=may}, an address whose TLS handshake fails is tried again
+    in plaintext, as Postfix does.
 
     @return: a L{Deferred} firing with a list of L{RecipientOutcome}.
     """
-    port = settings.port if port is None else port
     pending = [envelope]
     outcomes: list[RecipientOutcome] = []
     lastError, lastCode = "no mail exchange to try", 0
     lastExchange: str | None = None
     lastAddress: str | None = None
+    trustRoot = loadTrustRoot(settings.ca) if settings.tls == "verify" else None
     for exchange in exchanges:
+        exchangePort = port or exchange.port or settings.port
         for address in exchange.addresses:
-            if not pending:
+            tlsMode = settings.tls
+            while pending:
+                lastExchange, lastAddress = exchange.host, address
+                factory = _factory(settings, exchange, address, tlsMode, trustRoot)
+                factory.envelopes = pending
+                result = yield _attempt(reactor, factory, address, exchangePort)
+                outcomes.extend(result.outcomes)
+                pending = result.unsettled
+                if result.error is not None:
+                    lastError, lastCode = result.error, result.errorCode
+                    log.info(
+                        "{exchange} [{address}]:{port}: {error}",
+                        exchange=exchange.host,
+                        address=address,
+                        port=exchangePort,
+                        error=result.error,
+                    )
+                if result.tlsFailed and tlsMode == "may":
+                    tlsMode = "off"
+                    continue
                 break
-            lastExchange, lastAddress = exchange.host, address
-            factory = SMTPClientFactory(
-                pending,
-                identity=settings.helo,
-                timeout=settings.timeout,
-                exchange=exchange.host,
-                address=address,
-            )
-            endpoint = HostnameEndpoint(
-                reactor, address, port, timeout=min(settings.timeout, 30)
-            )
-            try:
-                yield endpoint.connect(factory)
-            except Exception as e:
-                lastError = f"cannot connect to port {port}: {_reason(e)}"
-                lastCode = 0
-                continue
-            result = yield factory.finished
-            outcomes.extend(result.outcomes)
-            pending = result.unsettled
-            if result.error is not None:
-                lastError, lastCode = result.error, result.errorCode
     for left in pending:
         status = BOUNCED if 500 <= lastCode < 600 else DEFERRED
         for recipient in left.recipients:
@@ -86,6 +93,53 @@ def deliverToExchanges(
                 )
             )
     return outcomes
+
+
+def _factory(
+    settings: ClientSettings,
+    exchange: MailExchange,
+    address: str,
+    tlsMode: str,
+    trustRoot: Any,
+) -> SMTPClientFactory:
+    password = settings.password.encode("utf-8") if settings.password else None
+    return SMTPClientFactory(
+        [],
+        identity=settings.helo,
+        secret=password if settings.user else None,
+        contextFactory=clientContext(tlsMode, exchange.host, trustRoot),
+        timeout=settings.timeout,
+        exchange=exchange.host,
+        address=address,
+        username=settings.user.encode("utf-8") if settings.user else None,
+        tlsMode=tlsMode,
+    )
+
+
+@inlineCallbacks
+def _attempt(
+    reactor: IReactorTCP, factory: SMTPClientFactory, address: str, port: int
+) -> Generator[Deferred[Any], Any, AttemptResult]:
+    """
+    One connection to C{address}: what it settled, or why it could not start.
+    """
+    log.info(
+        "Connecting to {exchange} [{address}]:{port}",
+        exchange=factory.exchange,
+        address=address,
+        port=port,
+    )
+    endpoint = HostnameEndpoint(
+        reactor, address, port, timeout=factory.timeouts.connect
+    )
+    try:
+        yield endpoint.connect(factory)
+    except Exception as e:
+        return AttemptResult(
+            [], factory.envelopes, f"cannot connect to port {port}: {_reason(e)}"
+        )
+    result: AttemptResult = yield factory.finished
+    return result
 
 
 def _reason(e: BaseException) -> str:
@@ -149,6 +203,9 @@ class DeliveryService(service.Service):
     """
     The client service of the tutorial's C{cbMailExchange}: once started, it
     delivers the envelope to the looked-up exchanges and tells the report.
+
+    @param limit: shared by the services of all domains, it bounds how many
+        deliver at the same time.
     """
 
     def __init__(
@@ -158,25 +215,76 @@ class DeliveryService(service.Service):
         envelope: Envelope,
         settings: ClientSettings,
         report: Report,
+        limit: DeferredSemaphore | None = None,
     ) -> None:
         self.reactor = reactor
         self.exchanges = exchanges
         self.envelope = envelope
         self.settings = settings
         self.report = report
+        self.limit = limit or DeferredSemaphore(settings.concurrency)
         self.delivered: Deferred[list[RecipientOutcome]] | None = None
 
     def startService(self) -> None:
         super().startService()
-        self.delivered = deliverToExchanges(
-            self.reactor, self.exchanges, self.envelope, self.settings
+        self.delivered = self.limit.run(
+            deliverToExchanges,
+            self.reactor,
+            self.exchanges,
+            self.envelope,
+            self.settings,
         )
+        self.delivered.addErrback(internalError, self.envelope)
         self.delivered.addCallback(self.report.domainDone)
-        self.delivered.addErrback(
-            lambda f: log.failure(
-                "Delivery to {exchanges} failed", f, exchanges=self.exchanges
+
+
+def deliverAll(
+    reactor: Any,
+    settings: ClientSettings,
+    envelopes: Mapping[str, Envelope],
+    resolver: dns.resolver.Resolver,
+    write: Callable[[str], object] = print,
+) -> Deferred[list[RecipientOutcome]]:
+    """
+    What C{smtpclient.tac} does, without the Application: look up each
+    domain's exchanges and deliver to them, at most C{settings.concurrency}
+    domains at a time, writing the outcome lines as they come.
+
+    @return: a L{Deferred} firing with every recipient's outcome.
+    """
+    done: Deferred[list[RecipientOutcome]] = Deferred()
+    report = Report(len(envelopes), done.callback, write)
+    limit = DeferredSemaphore(settings.concurrency)
+
+    @inlineCallbacks
+    def oneDomain(
+        domain: str, envelope: Envelope
+    ) -> Generator[Deferred[Any], Any, list[RecipientOutcome]]:
+        try:
+            exchanges = yield getMailExchange(
+                reactor, domain, resolver, relay=settings.relay
             )
+        except Exception:
+            return lookupFailed(Failure(), envelope)
+        outcomes: list[RecipientOutcome] = yield deliverToExchanges(
+            reactor, exchanges, envelope, settings
         )
+        return outcomes
+
+    for domain, envelope in envelopes.items():
+        d = limit.run(oneDomain, domain, envelope)
+        d.addErrback(internalError, envelope)
+        d.addCallback(report.domainDone)
+    return done
+
+
+def internalError(failure: Failure, envelope: Envelope) -> list[RecipientOutcome]:
+    """
+    Log a bug and defer the envelope's recipients, so the run still ends.
+    """
+    log.failure("Delivery failed unexpectedly", failure)
+    reason = f"internal error: {failure.getErrorMessage()}"
+    return [RecipientOutcome(r, DEFERRED, 0, reason) for r in envelope.recipients]
 
 
 def stopWhenDone(reactor: IReactorCore | IReactorTime) -> Callable[[object], None]:

@@ -13,7 +13,7 @@ import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 
@@ -36,6 +36,7 @@ class MailExchange:
     host: str
     addresses: tuple[str, ...]
     implicit: bool = False
+    port: int | None = None
 
     def __str__(self) -> str:
         return self.host
@@ -206,19 +207,33 @@ def _lookupError(domain: str, what: str, e: Exception) -> ExchangeLookupError:
     return ExchangeLookupError(domain, f"DNS error looking up {what}: {e}", False)
 
 
+def relayExchange(relay: tuple[str, int]) -> MailExchange:
+    """
+    The smarthost of C{SMTPTUT_RELAY} as the only exchange; its name is
+    resolved when connecting, not looked up for MX records.
+    """
+    host, port = relay
+    literal = literalAddress(host) or host
+    return MailExchange(0, literal, (literal,), implicit=True, port=port)
+
+
 def getMailExchange(
     reactor: IReactorThreads,
     domain: str,
     resolver: dns.resolver.Resolver,
+    relay: tuple[str, int] | None = None,
 ) -> Deferred[list[MailExchange]]:
     """
     The tutorial's C{getMailExchange}: a L{Deferred} that fires with the
     exchanges of C{domain} in the order to try them, or fails with
-    L{ExchangeLookupError}.
+    L{ExchangeLookupError}.  With a C{relay} (host, port), that is the only
+    exchange, whatever the domain.
 
     dnspython blocks, so the lookup runs in the reactor's thread pool; the
     resolver's lifetime bounds how long it can take.
     """
+    if relay is not None:
+        return succeed([relayExchange(relay)])
     return deferToThreadPool(
         reactor,
         reactor.getThreadPool(),
