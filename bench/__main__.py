@@ -26,6 +26,10 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(f"bench: stopped by signal {signum}")
 
 
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def _method(args: argparse.Namespace, pins: Pins) -> list[str]:
     pin = (
         f"servers pinned to CPU {pins.server}, load generators and clients to CPU "
@@ -68,7 +72,8 @@ def _method(args: argparse.Namespace, pins: Pins) -> list[str]:
         "Clients: ru_maxrss of the client process, sending the message file to "
         "smtp-sink (smtptut streams the file; smtplib and aiosmtplib take bytes, "
         "so they read it whole).",
-        "- Absolute numbers move by up to 2x between runs on this shared VM; "
+        "- Absolute numbers move by up to 2x between runs on this shared VM (and "
+        "anything else running on its 2 CPUs shows in the load average above); "
         "compare ratios within a run.",
         "",
     ]
@@ -104,7 +109,7 @@ def render(
         f"| memory | {facts['memory']} |",
         f"| file system of the Maildirs | {facts['disk']} |",
         f"| system | {facts['os']} |",
-        f"| load average at start | {facts['loadavg']} |",
+        f"| load average at start, at end | {facts['loadavg']}; {_loadavg()} |",
         f"| Python | {facts['python']} |",
         f"| Twisted / dnspython | {facts['twisted']} / {facts['dnspython']} |",
         f"| aiosmtpd / aiosmtplib | {facts['aiosmtpd']} / {facts['aiosmtplib']} |",
