@@ -515,6 +515,7 @@ class SMTPClientFactory(protocol.ClientFactory):
     """
 
     protocol = SMTPTutorialClient  # type: ignore[assignment]
+    noisy = False
 
     def __init__(
         self,

@@ -1,0 +1,374 @@
+"""The ``smtptut`` console script: ``smtptut send`` and ``smtptut passwd``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import IO, Any, NoReturn, cast
+
+from twisted.internet.defer import Deferred
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+
+from smtptut.client import DEFERRED, DELIVERED, RecipientOutcome
+from smtptut.config import TLS_MODES, ClientSettings, ConfigError
+from smtptut.delivery import deliverAll
+from smtptut.errors import (
+    EX_OK,
+    EX_SOFTWARE,
+    EX_TEMPFAIL,
+    EX_UNAVAILABLE,
+    EX_USAGE,
+    exitStatusFor,
+)
+from smtptut.exchange import makeResolver
+from smtptut.message import MessageError, MessageSource, checkMessage
+from smtptut.sending import envelopesByDomain, loadMessage
+
+TOP_HELP = """\
+usage: smtptut COMMAND [OPTIONS]
+
+commands:
+  send     send a message straight to the recipients' mail exchangers
+           (or through a relay); "smtptut send --help" tells more
+  passwd   manage the console server's password file (see "smtptut passwd --help")
+"""
+
+SEND_EPILOG = """\
+Every option can also be set in the environment with the SMTPTUT_* variable
+of the same name (SMTPTUT_FROM, SMTPTUT_TO, SMTPTUT_DATA, SMTPTUT_HELO,
+SMTPTUT_PORT, SMTPTUT_NAMESERVER, SMTPTUT_RELAY, SMTPTUT_TLS, SMTPTUT_CA,
+SMTPTUT_USER, SMTPTUT_TIMEOUT); an option wins over its variable.  The password
+is read only from SMTPTUT_PASSWORD, or asked for on the terminal.
+
+One line per recipient says what happened to it: "delivered", "deferred" (a
+4xx reply, a timeout, an unreachable server or DNS trouble: try again later)
+or "bounced" (a 5xx reply, a domain that does not exist or takes no mail),
+with the reply or cause and the exchange and address used.
+
+exit status:
+  0   every recipient was delivered
+  75  at least one recipient was deferred (EX_TEMPFAIL)
+  69  every failure is permanent: bounced (EX_UNAVAILABLE)
+  64  bad usage or setting (EX_USAGE)
+  65  the message cannot be sent as it is (EX_DATAERR)
+  66  the message file does not exist (EX_NOINPUT)
+
+examples:
+  smtptut send --to console@localhost --port 2525
+  smtptut send --from me@example.org --to you@example.net --data message.eml
+  printf 'Subject: hi\\n\\nhello\\n' | smtptut send --to you@example.net --data -
+  SMTPTUT_PASSWORD=... smtptut send --relay smtp.example.org:587 --tls verify \\
+      --user me --to you@example.net --data message.eml
+"""
+
+#: Each option of C{smtptut send}, and the variable it stands for.
+OPTIONS = {
+    "--from": "SMTPTUT_FROM",
+    "--to": "SMTPTUT_TO",
+    "--data": "SMTPTUT_DATA",
+    "--helo": "SMTPTUT_HELO",
+    "--port": "SMTPTUT_PORT",
+    "--nameserver": "SMTPTUT_NAMESERVER",
+    "--relay": "SMTPTUT_RELAY",
+    "--tls": "SMTPTUT_TLS",
+    "--ca": "SMTPTUT_CA",
+    "--user": "SMTPTUT_USER",
+    "--timeout": "SMTPTUT_TIMEOUT",
+}
+
+
+class UsageError(Exception):
+    """
+    The command line is wrong; the text says how.
+    """
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def sendParser() -> argparse.ArgumentParser:
+    """
+    The options of C{smtptut send}.
+    """
+    parser = _Parser(
+        prog="smtptut send",
+        description=(
+            "Send one message to its recipients: each recipient domain's mail\n"
+            "exchangers are looked up in DNS and tried in preference order\n"
+            "(RFC 5321 section 5.1), or everything goes through --relay."
+        ),
+        epilog=SEND_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--from", dest="sender", metavar="ADDRESS", help="envelope sender; <> for none")
+    add(
+        "--to",
+        action="append",
+        metavar="ADDRESS",
+        help="a recipient (repeat, or separate with commas)",
+    )
+    add(
+        "--data",
+        metavar="FILE",
+        help="the RFC 5322 message to send, LF or CRLF lines; - reads standard"
+        " input (default: the tutorial's message)",
+    )
+    add("--helo", metavar="NAME", help="the name to greet with (default: localhost)")
+    add("--port", metavar="PORT", help="the exchangers' port (default: 25)")
+    add(
+        "--nameserver",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="a DNS server to ask (repeat; default: the system's)",
+    )
+    add(
+        "--relay",
+        metavar="HOST[:PORT]",
+        help="send everything through this smarthost, no MX lookup (port 25 unless given)",
+    )
+    add(
+        "--tls",
+        choices=TLS_MODES,
+        help="may: STARTTLS when offered, no certificate check (default);"
+        " encrypt: STARTTLS required; verify: the certificate must also be"
+        " valid for the exchange's name; off: never",
+    )
+    add("--ca", metavar="FILE", help="CA certificates (PEM) for --tls verify")
+    add(
+        "--user",
+        metavar="NAME",
+        help="log in with AUTH PLAIN, LOGIN or CRAM-MD5 (only over TLS or to"
+        " loopback); the password comes from SMTPTUT_PASSWORD or a prompt",
+    )
+    add(
+        "--timeout",
+        metavar="SECONDS",
+        help="the longest wait for a connection or a reply (default: RFC 5321's,"
+        " 5 to 10 minutes)",
+    )
+    add("-v", "--verbose", action="store_true", help="log each connection attempt")
+    return parser
+
+
+def settingsFrom(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> ClientSettings:
+    """
+    The settings: the environment's C{SMTPTUT_*}, overridden by the options.
+    A bad one is reported by the name the user gave it.
+    """
+    env = dict(environ)
+    given: dict[str, str] = {}
+    values: dict[str, str | list[str] | None] = {
+        "--from": args.sender,
+        "--to": args.to,
+        "--data": args.data,
+        "--helo": args.helo,
+        "--port": args.port,
+        "--nameserver": args.nameserver,
+        "--relay": args.relay,
+        "--tls": args.tls,
+        "--ca": args.ca,
+        "--user": args.user,
+        "--timeout": args.timeout,
+    }
+    for option, value in values.items():
+        if value is None:
+            continue
+        variable = OPTIONS[option]
+        env[variable] = ",".join(value) if isinstance(value, list) else value
+        given[variable] = option
+    if "SMTPTUT_TO" not in env:
+        raise ConfigError("--to: no recipient given")
+    if env.get("SMTPTUT_DATA") == "-":
+        del env["SMTPTUT_DATA"]
+    try:
+        return ClientSettings.fromEnvironment(env)
+    except ConfigError as e:
+        variable, _, rest = str(e).partition(":")
+        if variable in given:
+            raise ConfigError(f"{given[variable]}:{rest}") from None
+        raise
+
+
+def askPassword(
+    settings: ClientSettings,
+    stdin: IO[str],
+    prompt: Callable[[str], str] = getpass.getpass,
+) -> ClientSettings:
+    """
+    With a user name and no password, ask for it on the terminal; refuse
+    when there is no terminal to ask on.
+    """
+    if not settings.user:
+        if settings.password:
+            raise ConfigError("--user: SMTPTUT_PASSWORD is set, but no user name")
+        return settings
+    if settings.password:
+        return settings
+    if not stdin.isatty():
+        raise ConfigError(
+            "--user: no password: set SMTPTUT_PASSWORD (standard input is not"
+            " a terminal, so smtptut cannot ask for it)"
+        )
+    password = prompt(f"Password for {settings.user}: ")
+    if not password:
+        raise ConfigError("--user: empty password")
+    return replace(settings, password=password)
+
+
+@contextmanager
+def spooledInput(stdin: IO[bytes], idDomain: str) -> Iterator[MessageSource]:
+    """
+    Standard input copied to a temporary file, block by block (it is read
+    twice: checked, then sent), and removed afterwards.
+    """
+    with tempfile.NamedTemporaryFile(prefix="smtptut-", suffix=".eml") as spool:
+        shutil.copyfileobj(stdin, spool, 2**16)
+        spool.flush()
+        path = spool.name
+        yield checkMessage("standard input", lambda: open(path, "rb"), idDomain)
+
+
+def outcomeStatus(outcomes: Sequence[RecipientOutcome]) -> int:
+    """
+    The exit status for a run: 0 when all were delivered, 75 when any was
+    deferred, 69 when every failure is permanent.
+    """
+    if all(o.status == DELIVERED for o in outcomes):
+        return EX_OK
+    if any(o.status == DEFERRED for o in outcomes):
+        return EX_TEMPFAIL
+    return EX_UNAVAILABLE
+
+
+def send(
+    reactor: Any,
+    settings: ClientSettings,
+    message: MessageSource,
+    write: Callable[[str], object] = print,
+) -> Deferred[int]:
+    """
+    Deliver C{message}, writing a line per recipient and the tutorial's
+    C{Sent N messages}; fires with the exit status.
+    """
+    envelopes = envelopesByDomain(settings, message)
+    resolver = makeResolver(settings.nameservers, lifetime=settings.dnsLifetime)
+    return deliverAll(reactor, settings, envelopes, resolver, write).addCallback(
+        outcomeStatus
+    )
+
+
+def sendMain(
+    argv: list[str],
+    environ: Mapping[str, str] | None = None,
+    stdin: Any = None,
+) -> int:
+    """
+    C{smtptut send}: parse, check, deliver with the global reactor.
+    """
+    environ = os.environ if environ is None else environ
+    stdin = sys.stdin if stdin is None else stdin
+    try:
+        args = sendParser().parse_args(argv)
+    except UsageError as e:
+        print(f"smtptut send: {e}", file=sys.stderr)
+        print('Try "smtptut send --help".', file=sys.stderr)
+        return EX_USAGE
+    try:
+        settings = askPassword(settingsFrom(args, environ), stdin)
+        fromStdin = (args.data or environ.get("SMTPTUT_DATA")) == "-"
+        idDomain = settings.sender.rpartition("@")[2] or settings.helo
+        if fromStdin:
+            with spooledInput(cast(IO[bytes], stdin.buffer), idDomain) as message:
+                return _run(settings, message, args.verbose)
+        return _run(settings, loadMessage(settings), args.verbose)
+    except (ConfigError, MessageError) as e:
+        print(f"smtptut send: {e}", file=sys.stderr)
+        return exitStatusFor(e)
+    except KeyboardInterrupt:
+        return EX_TEMPFAIL
+
+
+def _run(settings: ClientSettings, message: MessageSource, verbose: bool) -> int:
+    from twisted.internet import reactor
+
+    envelopesByDomain(settings, message)  # a bad address fails before the reactor
+    level = LogLevel.info if verbose else LogLevel.warn
+    globalLogBeginner.beginLoggingTo(
+        [
+            FilteringLogObserver(
+                textFileLogObserver(sys.stderr),
+                [LogLevelFilterPredicate(defaultLogLevel=level)],
+            )
+        ],
+        redirectStandardIO=False,
+    )
+    status = [EX_SOFTWARE]
+
+    def finished(result: int) -> None:
+        status[0] = result
+
+    def start() -> None:
+        done = send(reactor, settings, message, lambda line: print(line, flush=True))
+        done.addCallback(finished)
+        done.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    return status[0]
+
+
+def passwdMain(argv: list[str]) -> int:
+    """
+    C{smtptut passwd}: the console server's command, from its own module.
+    """
+    try:
+        passwords = importlib.import_module("smtptut.passwords")
+    except ImportError:
+        print("smtptut passwd: not available in this version", file=sys.stderr)
+        return EX_SOFTWARE
+    status: int = passwords.passwdMain(argv)
+    return status
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "send": sendMain,
+    "passwd": passwdMain,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    The console script: C{smtptut COMMAND [OPTIONS]}.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(TOP_HELP, end="")
+        return EX_OK if argv else EX_USAGE
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"smtptut: no command {argv[0]!r}\n\n{TOP_HELP}", end="", file=sys.stderr)
+        return EX_USAGE
+    return command(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
