@@ -10,7 +10,9 @@ import signal
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.protocol import connectionDone
 from twisted.protocols import portforward
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from .helpers import (
@@ -70,23 +72,41 @@ def exampleNetZone() -> dict[str, list[Any]]:
     }
 
 
+class _RecordingClient(portforward.ProxyClient):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        relay: RecordingRelayFactory = self.factory.server.factory  # type: ignore[attr-defined]
+        if not relay.closed.called:
+            relay.closed.callback(None)
+
+
+class _RecordingClientFactory(portforward.ProxyClientFactory):
+    protocol = _RecordingClient
+
+
 class _Recorder(portforward.ProxyServer):
+    clientProtocolFactory = _RecordingClientFactory
+
     def connectionMade(self) -> None:
-        factory: RecordingRelayFactory = self.factory  # type: ignore[assignment]
-        factory.connections += 1
-        if not factory.connected.called:
-            factory.connected.callback(None)
+        relay: RecordingRelayFactory = self.factory  # type: ignore[assignment]
+        relay.connections += 1
+        if not relay.connected.called:
+            relay.connected.callback(None)
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
-        factory: RecordingRelayFactory = self.factory  # type: ignore[assignment]
-        factory.fromClient += data
+        relay: RecordingRelayFactory = self.factory  # type: ignore[assignment]
+        relay.fromClient += data
         super().dataReceived(data)
 
 
 class RecordingRelayFactory(portforward.ProxyFactory):
     """
     Relays connections to a server and records what clients send it.
+
+    @ivar connected: fires when the first client connects.
+    @ivar closed: fires when the relay's first connection to the server is
+        closed (after the client's side was).
     """
 
     protocol = _Recorder
@@ -96,6 +116,7 @@ class RecordingRelayFactory(portforward.ProxyFactory):
         self.connections = 0
         self.fromClient = b""
         self.connected: defer.Deferred[None] = defer.Deferred()
+        self.closed: defer.Deferred[None] = defer.Deferred()
 
 
 class TutorialStepTests(TestCase):
@@ -207,6 +228,7 @@ class TutorialStepTests(TestCase):
         process = self.startStep(4, SMTPTUT_PORT=str(listener.getHost().port))
         await relay.connected.addTimeout(10, reactor)
         result = await self.stopRunningStep(process)
+        await relay.closed.addTimeout(10, reactor)
         output = result.out + result.err
         self.assertEqual(relay.connections, 1)
         self.assertEqual(relay.fromClient, b"")
@@ -352,8 +374,9 @@ class ProjectServerTests(TestCase):
                 timeout=STEP_TIMEOUT,
             )
         )
-        for n, d in zip((8, 9, 10, 11), runs, strict=True):
-            result = await d
+        # All four run at once; each is bounded by STEP_TIMEOUT.
+        results = await defer.gatherResults(runs)
+        for n, result in zip((8, 9, 10, 11), results, strict=True):
             output = result.out + result.err
             self.assertEqual(result.code, 0, f"step {n}:\n{output}")
             self.assertIn("[stdout#info] Sent 1 messages", output, f"step {n}")
