@@ -1,0 +1,288 @@
+"""Routing (RFC 5321 §5.1, RFC 7505) over real loopback sockets and a real DNS server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.trial.unittest import TestCase
+
+from smtptut.client import BOUNCED, DEFERRED, DELIVERED, RecipientOutcome
+from smtptut.config import ClientSettings, parseAddress
+from smtptut.delivery import deliverAll
+from smtptut.exchange import getMailExchange, makeResolver
+from smtptut.message import tutorialMessage
+from smtptut.sending import envelopesByDomain
+
+from .helpers import (
+    Behaviour,
+    Exchanges,
+    Zone,
+    a,
+    cname,
+    listenOnLoopbacks,
+    mx,
+    reactor,
+    startDNSServer,
+    startFailingDNSServer,
+)
+
+#: Three exchanges of example.test, on 127.0.0.2, .3 and .4.
+ZONE: Zone = {
+    "example.test": [mx(10, "first.example.test"), mx(20, "second.example.test")],
+    "first.example.test": [a("127.0.0.2")],
+    "second.example.test": [a("127.0.0.3")],
+    "two.example.test": [mx(10, "multi.example.test"), mx(20, "third.example.test")],
+    "multi.example.test": [a("127.0.0.2"), a("127.0.0.3")],
+    "third.example.test": [a("127.0.0.4")],
+    "equal.example.test": [mx(10, "first.example.test"), mx(10, "second.example.test")],
+    "implicit.example.test": [a("127.0.0.3")],
+    "null.example.test": [mx(0, "")],
+    "alias.example.test": [cname("example.test")],
+    "other.example.test": [mx(5, "third.example.test")],
+    "xn--bcher-kva.example.test": [mx(10, "second.example.test")],
+    "broken.example.test": [mx(10, "first.example.test")],
+}
+
+
+class RoutingTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.dns = startFailingDNSServer(
+            reactor, "example.test", ZONE, servfail=["broken.example.test"]
+        )
+        self.addCleanup(self.dns.stop)
+        self.resolver = makeResolver([("127.0.0.1", self.dns.port)], lifetime=5)
+
+    def serve(self, behaviours: Mapping[str, Behaviour | None]) -> Exchanges:
+        exchanges = listenOnLoopbacks(reactor, behaviours)
+        self.addCleanup(exchanges.stop)
+        return exchanges
+
+    async def send(
+        self, port: int, *recipients: str, **settings: Any
+    ) -> list[RecipientOutcome]:
+        options: dict[str, Any] = {"tls": "off", "timeout": 5}
+        options.update(settings)
+        clientSettings = ClientSettings(
+            sender="sender@client.test",
+            recipients=tuple(parseAddress(r) for r in recipients),
+            port=port,
+            nameservers=(("127.0.0.1", self.dns.port),),
+            **options,
+        )
+        envelopes = envelopesByDomain(clientSettings, tutorialMessage())
+        self.lines: list[str] = []
+        outcomes: list[RecipientOutcome] = await deliverAll(
+            reactor, clientSettings, envelopes, self.resolver, self.lines.append
+        )
+        return outcomes
+
+    async def test_preferenceOrder(self) -> None:
+        servers = self.serve({"127.0.0.2": Behaviour(), "127.0.0.3": Behaviour()})
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange, outcome.address),
+            (DELIVERED, "first.example.test", "127.0.0.2"),
+        )
+        self.assertEqual(len(servers.factories["127.0.0.2"].messages), 1)
+        self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+        self.assertEqual(
+            self.lines,
+            [
+                "user@example.test: delivered via first.example.test [127.0.0.2]:"
+                " 250 2.0.0 queued",
+                "Sent 1 messages",
+            ],
+        )
+
+    async def test_refusedConnectionFallsBack(self) -> None:
+        # Nothing listens on 127.0.0.2: the second exchange takes the mail.
+        servers = self.serve({"127.0.0.2": None, "127.0.0.3": Behaviour()})
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange), (DELIVERED, "second.example.test")
+        )
+
+    async def test_everyAddressBeforeTheNextExchange(self) -> None:
+        servers = self.serve(
+            {"127.0.0.2": None, "127.0.0.3": Behaviour(), "127.0.0.4": Behaviour()}
+        )
+        [outcome] = await self.send(servers.port, "user@two.example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange, outcome.address),
+            (DELIVERED, "multi.example.test", "127.0.0.3"),
+        )
+        self.assertEqual(servers.factories["127.0.0.4"].connections, 0)
+
+    async def test_equalPreferencesInRandomOrder(self) -> None:
+        seen = set()
+        for _ in range(30):
+            exchanges = await getMailExchange(
+                reactor, "equal.example.test", self.resolver
+            )
+            seen.add(tuple(e.host for e in exchanges))
+        self.assertEqual(
+            seen,
+            {
+                ("first.example.test", "second.example.test"),
+                ("second.example.test", "first.example.test"),
+            },
+        )
+
+    async def test_421GreetingFallsBack(self) -> None:
+        busy = Behaviour(greeting=b"421 4.3.2 too busy, try later")
+        servers = self.serve({"127.0.0.2": busy, "127.0.0.3": Behaviour()})
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange), (DELIVERED, "second.example.test")
+        )
+        self.assertEqual(servers.factories["127.0.0.2"].connections, 1)
+
+    async def test_421Everywhere(self) -> None:
+        busy = Behaviour(greeting=b"421 4.3.2 too busy, try later")
+        servers = self.serve({"127.0.0.2": busy, "127.0.0.3": busy})
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.code, 421)
+        self.assertIn("too busy", str(outcome))
+        self.assertIn("second.example.test [127.0.0.3]", str(outcome))
+
+    async def test_droppedInDataFallsBack(self) -> None:
+        servers = self.serve(
+            {"127.0.0.2": Behaviour(dropInData=True), "127.0.0.3": Behaviour()}
+        )
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange), (DELIVERED, "second.example.test")
+        )
+        self.assertEqual(servers.factories["127.0.0.2"].messages, [])
+        self.assertEqual(len(servers.factories["127.0.0.3"].messages), 1)
+
+    async def test_droppedInDataIsDeferred(self) -> None:
+        servers = self.serve({"127.0.0.4": Behaviour(dropInData=True)})
+        [outcome] = await self.send(servers.port, "user@other.example.test")
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertIn("closed", outcome.reply)
+
+    async def test_silentServerTimesOutAndFallsBack(self) -> None:
+        servers = self.serve(
+            {"127.0.0.2": Behaviour(silent=True), "127.0.0.3": Behaviour()}
+        )
+        [outcome] = await self.send(servers.port, "user@example.test", timeout=1)
+        self.assertEqual(
+            (outcome.status, outcome.exchange), (DELIVERED, "second.example.test")
+        )
+
+    async def test_silentServerIsDeferred(self) -> None:
+        servers = self.serve({"127.0.0.4": Behaviour(silent=True)})
+        [outcome] = await self.send(servers.port, "user@other.example.test", timeout=1)
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.reply, "no reply from the server in 1 s")
+
+    async def test_permanentRefusalIsNotRetriedElsewhere(self) -> None:
+        servers = self.serve({"127.0.0.2": Behaviour(), "127.0.0.3": Behaviour()})
+        outcomes = await self.send(
+            servers.port, "bad@example.test", "good@example.test"
+        )
+        self.assertEqual(
+            [(o.recipient, o.status, o.code) for o in outcomes],
+            [("bad@example.test", BOUNCED, 550), ("good@example.test", DELIVERED, 250)],
+        )
+        self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+
+    async def test_implicitMX(self) -> None:
+        servers = self.serve({"127.0.0.3": Behaviour()})
+        [outcome] = await self.send(servers.port, "user@implicit.example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange),
+            (DELIVERED, "implicit.example.test"),
+        )
+
+    async def test_cname(self) -> None:
+        servers = self.serve({"127.0.0.2": Behaviour()})
+        [outcome] = await self.send(servers.port, "user@alias.example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange), (DELIVERED, "first.example.test")
+        )
+
+    async def test_nullMX(self) -> None:
+        [outcome] = await self.send(1, "user@null.example.test")
+        self.assertEqual(outcome.status, BOUNCED)
+        self.assertEqual(
+            str(outcome),
+            "user@null.example.test: bounced: null.example.test: the domain accepts"
+            " no mail (null MX, RFC 7505)",
+        )
+
+    async def test_nxdomain(self) -> None:
+        [outcome] = await self.send(1, "user@missing.example.test")
+        self.assertEqual(outcome.status, BOUNCED)
+        self.assertIn("does not exist (NXDOMAIN)", outcome.reply)
+
+    async def test_servfail(self) -> None:
+        [outcome] = await self.send(1, "user@broken.example.test")
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertIn("SERVFAIL", outcome.reply)
+
+    async def test_internationalizedDomain(self) -> None:
+        servers = self.serve({"127.0.0.3": Behaviour()})
+        [outcome] = await self.send(servers.port, "user@b\u00fccher.example.test")
+        self.assertEqual(outcome.status, DELIVERED)
+        [message] = servers.factories["127.0.0.3"].messages
+        self.assertEqual(message.recipients, [b"user@xn--bcher-kva.example.test"])
+
+    async def test_severalDomains(self) -> None:
+        servers = self.serve({"127.0.0.2": Behaviour(), "127.0.0.4": Behaviour()})
+        outcomes = await self.send(
+            servers.port,
+            "a@example.test",
+            "b@other.example.test",
+            "c@EXAMPLE.test",
+            "d@null.example.test",
+        )
+        self.assertEqual(
+            sorted((o.recipient, o.status) for o in outcomes),
+            [
+                ("a@example.test", DELIVERED),
+                ("b@other.example.test", DELIVERED),
+                ("c@EXAMPLE.test", DELIVERED),
+                ("d@null.example.test", BOUNCED),
+            ],
+        )
+        # One transaction per domain: a and c together.
+        [first] = servers.factories["127.0.0.2"].messages
+        self.assertEqual(first.recipients, [b"a@example.test", b"c@EXAMPLE.test"])
+        self.assertEqual(len(servers.factories["127.0.0.4"].messages), 1)
+        self.assertEqual(self.lines[-1], "Sent 3 messages")
+
+    async def test_concurrencyBound(self) -> None:
+        servers = self.serve({"127.0.0.3": Behaviour()})
+        recipients = [f"user@d{i}.test" for i in range(4)]
+        # Address literals would bypass DNS; a relay would make one envelope.
+        # Every domain here is implicit-MX'd to 127.0.0.3 through the zone.
+        zone: Zone = {f"d{i}.test": [a("127.0.0.3")] for i in range(4)}
+        dns = startDNSServer(reactor, "test", zone)
+        self.addCleanup(dns.stop)
+        self.resolver = makeResolver([("127.0.0.1", dns.port)], lifetime=5)
+        outcomes = await self.send(servers.port, *recipients, concurrency=1)
+        self.assertEqual({o.status for o in outcomes}, {DELIVERED})
+        self.assertEqual(servers.factories["127.0.0.3"].connections, 4)
+        self.assertEqual(servers.factories["127.0.0.3"].mostOpen, 1)
+
+    async def test_relay(self) -> None:
+        servers = self.serve({"127.0.0.3": Behaviour()})
+        outcomes = await self.send(
+            1,
+            "a@nowhere.invalid",
+            "b@null.example.test",
+            relay=("127.0.0.3", servers.port),
+        )
+        self.assertEqual({o.status for o in outcomes}, {DELIVERED})
+        # No MX lookup, one transaction for everyone.
+        [message] = servers.factories["127.0.0.3"].messages
+        self.assertEqual(
+            message.recipients, [b"a@nowhere.invalid", b"b@null.example.test"]
+        )
+        self.assertEqual(outcomes[0].exchange, "127.0.0.3")
