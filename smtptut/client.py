@@ -260,6 +260,13 @@ class SMTPTutorialClient(smtp.ESMTPClient):
 
     def esmtpState_starttls(self, code: int, resp: bytes) -> None:
         self._tlsStarted = True
+        # Twisted would read whatever came after the 220 in the same packet
+        # as plaintext replies once TLS is on: a man in the middle could
+        # inject replies that way (as in CVE-2011-0411).  Refuse instead.
+        if self.clearLineBuffer():
+            self._setFailure("TLS handshake failed: plaintext after STARTTLS's 220", 0)
+            cast(ITCPTransport, self.transport).abortConnection()
+            return
         super().esmtpState_starttls(code, resp)
 
     def esmtpTLSFailed(self, code: int = -1, resp: bytes | None = None) -> None:

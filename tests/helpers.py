@@ -794,7 +794,7 @@ def startAiosmtpd(
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             envelope.tls = session.ssl is not None
-            envelope.user = getattr(session, "login_data", None)
+            envelope.user = getattr(session, "auth_data", None)
             received.append(envelope)
             return "250 2.0.0 OK aiosmtpd"
 

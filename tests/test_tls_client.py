@@ -1,0 +1,312 @@
+"""STARTTLS under each SMTPTUT_TLS mode, and AUTH, against loopback servers and aiosmtpd."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any, cast
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from smtptut.client import (
+    BOUNCED,
+    DEFERRED,
+    DELIVERED,
+    AttemptResult,
+    Envelope,
+    RecipientOutcome,
+    SMTPClientFactory,
+)
+from smtptut.config import ClientSettings
+from smtptut.delivery import deliverToExchanges
+from smtptut.exchange import MailExchange
+from smtptut.message import checkMessage, tutorialMessage
+
+from .helpers import (
+    Behaviour,
+    Exchanges,
+    listenOnLoopbacks,
+    makeCertificates,
+    reactor,
+    serverTLS,
+    startAiosmtpd,
+)
+
+PASSWORD = "s3cret-Pa55"
+
+
+def envelope(*recipients: str) -> Envelope:
+    return Envelope(
+        "sender@client.test", recipients or ("user@example.test",), tutorialMessage()
+    )
+
+
+class TLSModeTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.certificates = makeCertificates(self.mktemp())
+        self.tls = serverTLS(self.certificates)
+
+    def serve(self, behaviour: Behaviour) -> Exchanges:
+        servers = listenOnLoopbacks(reactor, {"127.0.0.2": behaviour})
+        self.addCleanup(servers.stop)
+        self.server = servers.factories["127.0.0.2"]
+        return servers
+
+    async def send(
+        self, servers: Exchanges, host: str = "mx.example.test", **options: Any
+    ) -> RecipientOutcome:
+        settings = ClientSettings(port=servers.port, timeout=10, **options)
+        [outcome] = await deliverToExchanges(
+            reactor, [MailExchange(10, host, ("127.0.0.2",))], envelope(), settings
+        )
+        return outcome
+
+    async def test_mayUsesTLS(self) -> None:
+        outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="may")
+        self.assertEqual(outcome.status, DELIVERED)
+        [message] = self.server.messages
+        self.assertTrue(message.tls)
+
+    async def test_mayWithoutSTARTTLS(self) -> None:
+        outcome = await self.send(self.serve(Behaviour()), tls="may")
+        self.assertEqual(outcome.status, DELIVERED)
+        self.assertFalse(self.server.messages[0].tls)
+
+    async def test_mayRetriesInPlaintext(self) -> None:
+        outcome = await self.send(self.serve(Behaviour(brokenTLS=True)), tls="may")
+        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(self.server.connections, 2)
+        self.assertFalse(self.server.messages[0].tls)
+
+    async def test_encryptNeedsSTARTTLS(self) -> None:
+        outcome = await self.send(self.serve(Behaviour()), tls="encrypt")
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertIn("offers no STARTTLS", outcome.reply)
+        self.assertEqual(self.server.messages, [])
+        self.assertNotIn(b"MAIL", b" ".join(self.server.commands))
+
+    async def test_encryptTakesAnyCertificate(self) -> None:
+        outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="encrypt")
+        self.assertEqual(outcome.status, DELIVERED)
+        self.assertTrue(self.server.messages[0].tls)
+
+    async def test_encryptHandshakeFailureIsTemporary(self) -> None:
+        outcome = await self.send(self.serve(Behaviour(brokenTLS=True)), tls="encrypt")
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertIn("TLS handshake failed", outcome.reply)
+        self.assertEqual(self.server.connections, 1)
+        self.assertEqual(self.server.messages, [])
+
+    async def test_verifyWithCA(self) -> None:
+        outcome = await self.send(
+            self.serve(Behaviour(tls=self.tls)),
+            tls="verify",
+            ca=self.certificates.caCert,
+        )
+        self.assertEqual(outcome.status, DELIVERED)
+        self.assertTrue(self.server.messages[0].tls)
+
+    async def test_verifyUntrusted(self) -> None:
+        # The system's CAs do not know this test's CA.
+        outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="verify")
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertIn("TLS handshake failed", outcome.reply)
+        self.assertEqual(self.server.messages, [])
+
+    async def test_verifyWrongName(self) -> None:
+        outcome = await self.send(
+            self.serve(Behaviour(tls=self.tls)),
+            host="other.example.test",
+            tls="verify",
+            ca=self.certificates.caCert,
+        )
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(self.server.messages, [])
+
+    async def test_off(self) -> None:
+        outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="off")
+        self.assertEqual(outcome.status, DELIVERED)
+        self.assertNotIn(b"STARTTLS", self.server.commands)
+        self.assertFalse(self.server.messages[0].tls)
+
+
+class AuthTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.certificates = makeCertificates(self.mktemp())
+        self.tls = serverTLS(self.certificates)
+        self.events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, self.events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    async def send(
+        self, mechanisms: tuple[bytes, ...], password: str = PASSWORD, tls: Any = None
+    ) -> RecipientOutcome:
+        behaviour = Behaviour(
+            tls=tls, auth=mechanisms, users={b"me": PASSWORD.encode()}
+        )
+        servers = listenOnLoopbacks(reactor, {"127.0.0.2": behaviour})
+        self.addCleanup(servers.stop)
+        self.server = servers.factories["127.0.0.2"]
+        settings = ClientSettings(
+            port=servers.port,
+            timeout=10,
+            tls="may",
+            user="me",
+            password=password,
+        )
+        [outcome] = await deliverToExchanges(
+            reactor,
+            [MailExchange(10, "mx.example.test", ("127.0.0.2",))],
+            envelope(),
+            settings,
+        )
+        return outcome
+
+    async def test_plainOverTLS(self) -> None:
+        outcome = await self.send((b"PLAIN",), tls=self.tls)
+        self.assertEqual(outcome.status, DELIVERED)
+        [message] = self.server.messages
+        self.assertEqual((message.user, message.tls), (b"me", True))
+
+    async def test_loginOverTLS(self) -> None:
+        outcome = await self.send((b"LOGIN",), tls=self.tls)
+        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(self.server.messages[0].user, b"me")
+
+    async def test_cramMD5OnLoopbackPlaintext(self) -> None:
+        # Loopback is the one place a password may go without TLS.
+        outcome = await self.send((b"CRAM-MD5",))
+        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(
+            (self.server.messages[0].user, self.server.messages[0].tls), (b"me", False)
+        )
+
+    async def test_wrongPasswordNeverShown(self) -> None:
+        wrong = "Wr0ng-passw0rd"
+        outcome = await self.send((b"PLAIN", b"LOGIN"), password=wrong, tls=self.tls)
+        self.assertEqual(outcome.status, BOUNCED)
+        self.assertEqual(outcome.code, 535)
+        self.assertEqual(self.server.messages, [])
+        shown = str(outcome) + repr(outcome) + repr(self.events)
+        for secret in secretForms(wrong):
+            self.assertNotIn(secret, shown)
+
+
+def secretForms(password: str) -> list[str]:
+    """
+    The password as it could leak: plain, or inside a base64 AUTH response.
+    """
+    raw = password.encode()
+    forms = [password, base64.b64encode(raw).decode()]
+    for prefix in (b"\0me\0", b"me\0me\0"):
+        forms.append(base64.b64encode(prefix + raw).decode())
+    return forms
+
+
+class PlaintextAuthTests(SynchronousTestCase):
+    """
+    The password is not sent over plaintext to a server that is not on loopback.
+    """
+
+    def connect(self, peer: str) -> tuple[StringTransport, SMTPClientFactory]:
+        factory = SMTPClientFactory(
+            [envelope()],
+            secret=PASSWORD.encode(),
+            username=b"me",
+            tlsMode="may",
+            timeout=30,
+            clock=Clock(),
+            contextFactory=None,
+        )
+        client = factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 25))
+        client.makeConnection(transport)
+        client.dataReceived(b"220 mx.example.test ESMTP\r\n")
+        self.assertEqual(transport.value(), b"EHLO localhost\r\n")
+        transport.clear()
+        client.dataReceived(b"250-mx.example.test\r\n250 AUTH PLAIN LOGIN\r\n")
+        self.client = client
+        return transport, factory
+
+    def test_notOverTheInternet(self) -> None:
+        transport, factory = self.connect("192.0.2.25")
+        self.assertEqual(transport.value(), b"QUIT\r\n")
+        self.client.connectionLost()
+        result: AttemptResult = self.successResultOf(factory.finished)
+        self.assertEqual(result.unsettled[0].recipients, ("user@example.test",))
+        assert result.error is not None
+        self.assertIn("unencrypted", result.error)
+
+    def test_onLoopback(self) -> None:
+        transport, factory = self.connect("127.0.0.1")
+        self.assertTrue(transport.value().startswith(b"AUTH PLAIN "))
+
+
+class AiosmtpdTests(TestCase):
+    """
+    A real third-party server: aiosmtpd, with STARTTLS required and AUTH.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.certificates = makeCertificates(self.mktemp())
+
+        def authenticator(
+            server: Any, session: Any, env: Any, mechanism: str, data: Any
+        ) -> Any:
+            ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+                b"me",
+                PASSWORD.encode(),
+            )
+            return AuthResult(success=ok)
+
+        self.controller, self.received, self.port = startAiosmtpd(
+            self.mktemp(),
+            self.certificates,
+            require_starttls=True,
+            authenticator=authenticator,
+            auth_required=True,
+        )
+        self.addCleanup(self.controller.stop)
+
+    async def test_verifiedTLSAndAuth(self) -> None:
+        data = (
+            b"Subject: caf\xc3\xa9\r\n\r\n.starts with a dot\n"
+            b"..two dots\r\n\xc3\xa9t\xc3\xa9\n.\n"
+        )
+        message = checkMessage("test", lambda: io.BytesIO(data))
+        settings = ClientSettings(
+            port=self.port,
+            timeout=10,
+            tls="verify",
+            ca=self.certificates.caCert,
+            user="me",
+            password=PASSWORD,
+        )
+        [outcome] = await deliverToExchanges(
+            reactor,
+            [MailExchange(0, "localhost", ("127.0.0.1",))],
+            Envelope("sender@client.test", ("rcpt@example.test",), message),
+            settings,
+        )
+        self.assertEqual(outcome.status, DELIVERED, str(outcome))
+        self.assertIn("aiosmtpd", outcome.reply)
+        [received] = self.received
+        self.assertTrue(received.tls)
+        self.assertIn("BODY=8BITMIME", received.mail_options)
+        expected = message.extraHeaders + data.replace(b"\r\n", b"\n").replace(
+            b"\n", b"\r\n"
+        )
+        self.assertEqual(received.original_content, expected)
