@@ -33,7 +33,7 @@ def _fmtRatio(r: float | None) -> str:
 
 
 def _mib(kib: int | None) -> str:
-    return f"{kib / 1024:.1f}" if kib else "-"
+    return f"{max(kib, 0) / 1024:.1f}" if kib is not None else "-"
 
 
 def _verdict(met: bool | None) -> str:
@@ -153,7 +153,7 @@ def clientTable(cells: Sequence[ClientCell]) -> list[str]:
             runs = " / ".join(f"{cell.n / w:.0f}" for w in cell.walls)
             if cell.errors:
                 runs += " (" + "; ".join(cell.errors)[:200] + ")"
-            rss = _mib(cell.maxrssKiB) if impl != REFERENCE else "-"
+            rss = _mib(cell.maxrssKiB or None) if impl != REFERENCE else "-"
             rows.append(
                 f"| {impl} | {conns} | {cell.rate:.0f} | {runs} "
                 f"| {cell.cpuMsPerMessage:.3f} | {rss} "
