@@ -474,6 +474,12 @@ class RecordingSMTP(LineReceiver):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.factory.open -= 1
 
+    def dataReceived(self, data: bytes) -> None:
+        # What arrived together shows whether the client pipelines.
+        if not self.inData:
+            self.factory.chunks.append(data)
+        super().dataReceived(data)
+
     def reset(self) -> None:
         self.sender: bytes | None = None
         self.recipients: list[bytes] = []
@@ -655,6 +661,7 @@ class RecordingFactory(protocol.Factory):
         self.behaviour = behaviour or Behaviour()
         self.commands: list[bytes] = []
         self.authLines: list[bytes] = []
+        self.chunks: list[bytes] = []
         self.messages: list[Received] = []
         self.connections = 0
         self.open = 0

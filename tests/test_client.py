@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
-from twisted.trial.unittest import TestCase
+import io
+import socket
+from typing import Any
 
-from smtptut.client import BOUNCED, DEFERRED, DELIVERED, Envelope
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from smtptut.client import (
+    BOUNCED,
+    DEFERRED,
+    DELIVERED,
+    AttemptResult,
+    Envelope,
+    SMTPClientFactory,
+    Timeouts,
+)
 from smtptut.config import ClientSettings
 from smtptut.delivery import deliverToExchanges
 from smtptut.exchange import MailExchange, getMailExchange, makeResolver
-from smtptut.message import TUTORIAL_MESSAGE, tutorialMessage
+from smtptut.message import (
+    TUTORIAL_MESSAGE,
+    MessageSource,
+    checkMessage,
+    tutorialMessage,
+)
 
-from .helpers import exampleZone, reactor, startConsoleServer, startDNSServer
+from .helpers import (
+    Behaviour,
+    RecordingFactory,
+    exampleZone,
+    listenOnLoopbacks,
+    reactor,
+    startConsoleServer,
+    startDNSServer,
+)
 
 
 class DeliveryTests(TestCase):
@@ -84,3 +112,191 @@ class DeliveryTests(TestCase):
             (outcome.status, outcome.exchange), (DELIVERED, "mx.example.test")
         )
         self.assertEqual(len(self.server.messages()), 1)
+
+
+def source(data: bytes) -> MessageSource:
+    return checkMessage("test", lambda: io.BytesIO(data))
+
+
+def filler(size: int) -> bytes:
+    """
+    C{size} octets of 80-column lines.
+    """
+    full, rest = divmod(size, 80)
+    return (b"a" * 79 + b"\n") * full + (b"b" * (rest - 1) + b"\n" if rest else b"")
+
+
+class ConnectionTests(TestCase):
+    """
+    Many envelopes over one connection, as the benchmark drives it.
+    """
+
+    timeout = 60
+
+    def serve(self, **behaviour: Any) -> RecordingFactory:
+        servers = listenOnLoopbacks(reactor, {"127.0.0.2": Behaviour(**behaviour)})
+        self.addCleanup(servers.stop)
+        self.port = servers.port
+        return servers.factories["127.0.0.2"]
+
+    async def sendOver(
+        self, envelopes: list[Envelope], **options: Any
+    ) -> AttemptResult:
+        factory = SMTPClientFactory(envelopes, "client.test", timeout=10, **options)
+        endpoint = HostnameEndpoint(reactor, "127.0.0.2", self.port)
+        client: Any = await endpoint.connect(factory)
+        handle = client.transport.getHandle()
+        self.noDelay = handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        result: AttemptResult = await factory.finished
+        return result
+
+    async def test_pipelinedWithoutRSET(self) -> None:
+        server = self.serve()
+        envelopes = [
+            Envelope("s@client.test", (f"r{i}@x.test", "r@y.test"), tutorialMessage())
+            for i in range(3)
+        ]
+        result = await self.sendOver(envelopes)
+        self.assertEqual([o.status for o in result.outcomes], [DELIVERED] * 6)
+        self.assertEqual((server.connections, len(server.messages)), (1, 3))
+        self.assertNotIn(b"RSET", server.commands)
+        # MAIL, both RCPTs and DATA went out together (RFC 2920).
+        self.assertTrue(
+            any(
+                c.startswith(b"MAIL FROM:<s@client.test>")
+                and c.endswith(b"RCPT TO:<r@y.test>\r\nDATA\r\n")
+                for c in server.chunks
+            ),
+            server.chunks,
+        )
+        self.assertEqual(self.noDelay, 1)
+        self.assertEqual(server.commands[-1], b"QUIT")
+
+    async def test_oneCommandAtATime(self) -> None:
+        server = self.serve(extensions=(b"8BITMIME",))
+        envelopes = [
+            Envelope("s@client.test", ("a@x.test", "b@x.test"), tutorialMessage())
+        ] * 2
+        result = await self.sendOver(envelopes)
+        self.assertEqual([o.status for o in result.outcomes], [DELIVERED] * 4)
+        self.assertEqual(len(server.messages), 2)
+        self.assertFalse(any(c.count(b"\r\n") > 1 for c in server.chunks))
+
+    async def test_everyRecipientRefusedThenTheNext(self) -> None:
+        for pipelining in (True, False):
+            extensions = (b"PIPELINING",) if pipelining else ()
+            server = self.serve(extensions=extensions)
+            envelopes = [
+                Envelope("s@client.test", ("bad@x.test",), tutorialMessage()),
+                Envelope("s@client.test", ("good@x.test",), tutorialMessage()),
+            ]
+            result = await self.sendOver(envelopes)
+            self.assertEqual(
+                [(o.recipient, o.status, o.code) for o in result.outcomes],
+                [("bad@x.test", BOUNCED, 550), ("good@x.test", DELIVERED, 250)],
+            )
+            # The open transaction is reset before the next MAIL, and only then.
+            self.assertEqual(server.commands.count(b"RSET"), 1)
+            self.assertEqual(len(server.messages), 1)
+            self.assertEqual(result.unsettled, [])
+
+    async def test_mailParameters(self) -> None:
+        server = self.serve()
+        eight = source(b"Subject: x\n\ncaf\xc3\xa9\n")
+        seven = source(b"Subject: x\n\ncafe\n")
+        await self.sendOver(
+            [
+                Envelope("s@client.test", ("a@x.test",), eight),
+                Envelope("s@client.test", ("a@x.test",), seven),
+            ]
+        )
+        self.assertEqual(
+            [m.mailLine for m in server.messages],
+            [
+                b"FROM:<s@client.test> SIZE=%d BODY=8BITMIME" % eight.size,
+                b"FROM:<s@client.test> SIZE=%d" % seven.size,
+            ],
+        )
+
+    async def test_no8BITMIMEOffered(self) -> None:
+        server = self.serve(extensions=())
+        await self.sendOver(
+            [Envelope("s@client.test", ("a@x.test",), source(b"\n\xc3\xa9\n"))]
+        )
+        self.assertEqual(server.messages[0].mailLine, b"FROM:<s@client.test>")
+
+    async def test_exactMessageAtEveryChunkBoundary(self) -> None:
+        server = self.serve()
+        headers = b"Date: now\r\nMessage-ID: <x@y>\r\n\r\n"
+        bodies = [
+            filler(offset - len(headers)) + b".x\n.\n..\nend\n"
+            for offset in [*range(16378, 16390), *range(65530, 65542)]
+        ]
+        bodies.append(b".first line\r\nCRLF\r\nLF\nmixed\r\n.\r\n\xe2\x82\xac\n")
+        envelopes = [
+            Envelope("s@client.test", ("a@x.test",), source(headers + body))
+            for body in bodies
+        ]
+        result = await self.sendOver(envelopes)
+        self.assertEqual({o.status for o in result.outcomes}, {DELIVERED})
+        self.assertEqual(len(server.messages), len(bodies))
+        for body, received in zip(bodies, server.messages, strict=True):
+            expected = headers + body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            self.assertEqual(received.data, expected)
+
+
+class TimeoutTests(SynchronousTestCase):
+    """
+    RFC 5321 §4.5.3.2's waits, on a fake clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = SMTPClientFactory(
+            [Envelope("s@client.test", ("a@x.test",), tutorialMessage())],
+            clock=self.clock,
+        )
+        self.client = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.client.makeConnection(self.transport)
+
+    def reply(self, line: bytes) -> None:
+        self.transport.clear()
+        self.client.dataReceived(line + b"\r\n")
+
+    def assertTimesOutAfter(self, seconds: float) -> None:
+        self.clock.advance(seconds - 1)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(1)
+        self.client.connectionLost()
+        result = self.successResultOf(self.factory.finished)
+        self.assertEqual(result.error, f"no reply from the server in {seconds:g} s")
+        self.assertEqual(len(result.unsettled), 1)
+
+    def test_greeting(self) -> None:
+        self.assertTimesOutAfter(300)
+
+    def test_data(self) -> None:
+        self.reply(b"220 hi")
+        self.reply(b"250 hi")
+        self.reply(b"250 sender ok")
+        self.reply(b"250 recipient ok")
+        self.assertEqual(self.transport.value(), b"DATA\r\n")
+        self.assertTimesOutAfter(120)
+
+    def test_finalDot(self) -> None:
+        self.reply(b"220 hi")
+        self.reply(b"250 hi")
+        self.reply(b"250 sender ok")
+        self.reply(b"250 recipient ok")
+        self.reply(b"354 go ahead")
+        producer = self.transport.producer
+        assert producer is not None
+        while self.transport.producer is not None:
+            producer.resumeProducing()
+        self.assertTrue(self.transport.value().endswith(b"\r\n.\r\n"))
+        self.assertTimesOutAfter(600)
+
+    def test_settingOverridesAll(self) -> None:
+        factory = SMTPClientFactory([], timeout=7, clock=self.clock)
+        self.assertEqual(factory.timeouts, Timeouts.uniform(7))
