@@ -36,7 +36,7 @@ from smtptut.errors import (
 )
 from smtptut.exchange import makeResolver
 from smtptut.message import MessageError, MessageSource, checkMessage
-from smtptut.sending import envelopesByDomain, loadMessage
+from smtptut.sending import checkTrust, envelopesByDomain, loadMessage
 
 TOP_HELP = """\
 usage: smtptut COMMAND [OPTIONS]
@@ -200,7 +200,9 @@ def settingsFrom(
     if env.get("SMTPTUT_DATA") == "-":
         del env["SMTPTUT_DATA"]
     try:
-        return ClientSettings.fromEnvironment(env)
+        settings = ClientSettings.fromEnvironment(env)
+        checkTrust(settings)
+        return settings
     except ConfigError as e:
         variable, _, rest = str(e).partition(":")
         if variable in given:

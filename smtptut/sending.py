@@ -6,6 +6,7 @@ from smtptut.client import Envelope
 from smtptut.config import ClientSettings, ConfigError, MailAddress, parseAddress
 from smtptut.exchange import ExchangeLookupError, toALabel
 from smtptut.message import MessageSource, messageFromPath, tutorialMessage
+from smtptut.tls import loadTrustRoot
 
 
 def loadMessage(settings: ClientSettings) -> MessageSource:
@@ -67,10 +68,24 @@ def checkCredentials(settings: ClientSettings) -> None:
         raise ConfigError("SMTPTUT_USER: not set, but SMTPTUT_PASSWORD is")
 
 
+def checkTrust(settings: ClientSettings) -> None:
+    """
+    With C{SMTPTUT_TLS=verify}, the CA file must hold PEM certificates.
+    """
+    if settings.tls != "verify" or settings.ca is None:
+        return
+    try:
+        loadTrustRoot(settings.ca)
+    except Exception as e:
+        reason = " ".join(str(e).split()) or e.__class__.__name__
+        raise ConfigError(f"SMTPTUT_CA: {settings.ca}: {reason}") from None
+
+
 def loadClientJob() -> tuple[ClientSettings, dict[str, Envelope]]:
     """
     Settings from the environment and the envelopes they ask for.
     """
     settings = ClientSettings.fromEnvironment()
     checkCredentials(settings)
+    checkTrust(settings)
     return settings, envelopesByDomain(settings, loadMessage(settings))

@@ -22,7 +22,7 @@ def loadTrustRoot(path: str | None) -> Any:
     marker = b"-----END CERTIFICATE-----"
     blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN" in block]
     if not blocks:
-        raise ValueError(f"{path}: no PEM certificate in it")
+        raise ValueError("no PEM certificate in it")
     return ssl.trustRootFromCertificates(
         [ssl.Certificate.loadPEM(block) for block in blocks]
     )
