@@ -139,3 +139,30 @@ class TacTests(TestCase):
         self.assertEqual(result.code, 64)
         self.assertIn("SMTPTUT_ACCEPT", result.err)
         self.assertNotIn("Traceback", result.out + result.err)
+
+    async def test_relay(self) -> None:
+        port = await self.startServer()
+        result = await runProcess(
+            reactor,
+            twistdArgv("smtpclient.tac"),
+            {
+                "SMTPTUT_TO": "console@nowhere.invalid, console@elsewhere.invalid",
+                "SMTPTUT_RELAY": f"127.0.0.1:{port}",
+            },
+        )
+        self.assertIn("console@nowhere.invalid: delivered via 127.0.0.1", result.out)
+        self.assertIn("console@elsewhere.invalid: delivered via 127.0.0.1", result.out)
+        self.assertIn("Sent 2 messages", result.out)
+        # No MX lookup: nowhere.invalid does not exist.  (test_routing shows
+        # that both go in one transaction.)
+        await self.server.waitFor("Hello, how are you, goodbye.")
+
+    async def test_userWithoutPassword(self) -> None:
+        result = await runProcess(
+            reactor, twistdArgv("smtpclient.tac"), {"SMTPTUT_USER": "guest"}
+        )
+        self.assertEqual(result.code, 64)
+        self.assertEqual(
+            result.err.strip(),
+            "smtpclient.tac: SMTPTUT_PASSWORD: not set, but SMTPTUT_USER is",
+        )
