@@ -300,3 +300,66 @@ class TimeoutTests(SynchronousTestCase):
     def test_settingOverridesAll(self) -> None:
         factory = SMTPClientFactory([], timeout=7, clock=self.clock)
         self.assertEqual(factory.timeouts, Timeouts.uniform(7))
+
+
+class SessionTests(SynchronousTestCase):
+    """
+    The client's side of a session, reply by reply.
+    """
+
+    def connect(self, *envelopes: Envelope) -> None:
+        self.factory = SMTPClientFactory(list(envelopes), "client.test", clock=Clock())
+        self.client = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.client.makeConnection(self.transport)
+
+    def reply(self, line: bytes) -> bytes:
+        """
+        Answer with C{line}; return what the client sends back.
+        """
+        self.transport.clear()
+        self.client.dataReceived(line + b"\r\n")
+        return self.transport.value()
+
+    def test_heloFallback(self) -> None:
+        self.connect(Envelope("s@client.test", ("a@x.test",), tutorialMessage()))
+        self.assertEqual(self.reply(b"220 old server"), b"EHLO client.test\r\n")
+        self.assertEqual(self.reply(b"500 what?"), b"HELO client.test\r\n")
+        self.assertEqual(self.reply(b"250 hello"), b"MAIL FROM:<s@client.test>\r\n")
+        self.assertEqual(self.reply(b"250 ok"), b"RCPT TO:<a@x.test>\r\n")
+        self.assertEqual(self.reply(b"250 ok"), b"DATA\r\n")
+
+    def test_421MidSessionLeavesTheEnvelopeUnsettled(self) -> None:
+        envelope = Envelope("s@client.test", ("a@x.test",), tutorialMessage())
+        self.connect(envelope)
+        self.reply(b"220 hi")
+        self.reply(b"250 hi")
+        self.reply(b"250 ok")
+        self.reply(b"421 4.4.2 shutting down")
+        self.assertTrue(self.transport.disconnecting)
+        self.client.connectionLost()
+        result = self.successResultOf(self.factory.finished)
+        self.assertEqual(result.outcomes, [])
+        self.assertEqual(result.unsettled, [envelope])
+        self.assertEqual((result.error, result.errorCode), ("4.4.2 shutting down", 421))
+
+    def test_temporaryRecipientFailure(self) -> None:
+        self.connect(
+            Envelope("s@client.test", ("a@x.test", "b@x.test"), tutorialMessage())
+        )
+        self.reply(b"220 hi")
+        self.reply(b"250-hi\r\n250 PIPELINING")
+        self.transport.clear()
+        # MAIL, RCPT, RCPT and DATA went together; now their replies.
+        self.client.dataReceived(
+            b"250 ok\r\n452 4.2.2 mailbox full\r\n250 ok\r\n354 go ahead\r\n"
+        )
+        producer = self.transport.producer
+        assert producer is not None
+        while self.transport.producer is not None:
+            producer.resumeProducing()
+        self.client.dataReceived(b"250 2.0.0 queued\r\n")
+        self.assertEqual(
+            [(o.recipient, o.status, o.code) for o in self.client.outcomes],
+            [("a@x.test", DEFERRED, 452), ("b@x.test", DELIVERED, 250)],
+        )
