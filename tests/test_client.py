@@ -6,6 +6,7 @@ import io
 import socket
 from typing import Any
 
+from hypothesis import given, settings
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -39,6 +40,7 @@ from .helpers import (
     startConsoleServer,
     startDNSServer,
 )
+from .strategies import lineEnds, messageLines
 
 
 class DeliveryTests(TestCase):
@@ -363,3 +365,34 @@ class SessionTests(SynchronousTestCase):
             [(o.recipient, o.status, o.code) for o in self.client.outcomes],
             [("a@x.test", DEFERRED, 452), ("b@x.test", DELIVERED, 250)],
         )
+
+
+class WireProperties(SynchronousTestCase):
+    """
+    Whatever the message, the server gets it exactly (after unstuffing).
+    """
+
+    @settings(max_examples=100, deadline=None)
+    @given(lines=messageLines(), end=lineEnds)
+    def test_dataSection(self, lines: list[bytes], end: bytes) -> None:
+        data = b"Date: x\nMessage-ID: <x@y>\n\n" + b"".join(
+            line + end for line in lines
+        )
+        session = SessionTests()
+        session.connect(Envelope("s@client.test", ("a@x.test",), source(data)))
+        session.reply(b"220 hi")
+        session.reply(b"250-hi\r\n250 PIPELINING")
+        session.transport.clear()
+        session.client.dataReceived(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        producer = session.transport.producer
+        assert producer is not None
+        while session.transport.producer is not None:
+            producer.resumeProducing()
+        wire = session.transport.value()
+        self.assertTrue(wire.endswith(b"\r\n.\r\n") or wire == b".\r\n")
+        received = [
+            line[1:] if line.startswith(b".") else line
+            for line in wire[:-3].split(b"\r\n")[:-1]
+        ]
+        expected = data.replace(b"\r\n", b"\n").split(b"\n")[:-1]
+        self.assertEqual(received, expected)
