@@ -188,7 +188,6 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self.timeouts = Timeouts()
         self.outcomes: list[RecipientOutcome] = []
         self.failure: tuple[str, int] | None = None
-        self.greeted = False
 
     # The tutorial's hooks.
 
@@ -240,14 +239,6 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         if self.timeOut != wait:
             self.setTimeout(wait)
         super().sendLine(line)
-
-    def esmtpState_ehlo(self, code: int, resp: bytes) -> None:
-        self.greeted = True
-        super().esmtpState_ehlo(code, resp)
-
-    def smtpState_helo(self, code: int, resp: bytes) -> None:
-        self.greeted = True
-        super().smtpState_helo(code, resp)
 
     def esmtpState_serverConfig(self, code: int, resp: bytes) -> None:
         self._extensions = {}
