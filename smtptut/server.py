@@ -1,30 +1,62 @@
-"""The tutorial's console ESMTP server, working on Python 3."""
+"""The tutorial's console ESMTP server, grown into a safe, durable development mail sink."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
+import ipaddress
 import sys
+import tempfile
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import IO, Any, cast
 
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.credentials import UsernamePassword
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet import defer
-from twisted.internet.interfaces import IAddress
+from twisted.internet import defer, endpoints, protocol, task
+from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.logger import Logger, LoggingFile
 from twisted.mail import smtp
-from twisted.mail.imap4 import LOGINCredentials, PLAINCredentials
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from smtptut.config import AcceptPolicy, ServerSettings
+from smtptut.config import AcceptPolicy, ConfigError, ServerSettings
+from smtptut.maildir import Maildir, MaildirMessage
 
 #: The tutorial's account, kept as the default for loopback use.
 TUTORIAL_USERS = {b"guest": b"password"}
 
+#: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+MAX_COMMAND_LINE = 512
+#: RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets with its CRLF.
+MAX_TEXT_LINE = 1000
+#: RFC 4954 §4: an AUTH line (with its initial response) may reach 12288 octets.
+MAX_AUTH_LINE = 12288
+#: Failed AUTH attempts before the session ends.
+MAX_AUTH_FAILURES = 3
+#: The console copy of a message stays in memory up to this size, then spools.
+SPOOL_IN_MEMORY = 1024 * 1024
+
+COMMAND, DATA, AUTH, CLOSED = "COMMAND", "DATA", "AUTH", "CLOSED"
+
+log = Logger()
+
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+def isLoopback(host: str) -> bool:
+    """
+    Whether C{host} (a peer's address) is a loopback address.
+    """
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def consoleOutput() -> IO[str]:
@@ -39,11 +71,138 @@ def consoleOutput() -> IO[str]:
     )
 
 
+# ------------------------------------------------------------------ messages
+
+
+@implementer(smtp.IMessage)
+class ConsoleMessage:
+    """
+    A message being received, printed when it is complete, as the tutorial
+    does; held in a spool (in memory while small, then a temporary file) so
+    that a large message costs no memory and concurrent messages do not mix.
+    """
+
+    def __init__(self, output: IO[str] | None = None) -> None:
+        self.output = output if output is not None else consoleOutput()
+        self.spool: IO[bytes] | None = cast(
+            IO[bytes], tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        )
+
+    def trace(self, returnPath: bytes, received: bytes) -> None:
+        """
+        The console shows the C{Received:} field on top, as the tutorial's does.
+        """
+        self.write(received)
+
+    def lineReceived(self, line: bytes) -> None:
+        self.write(line + b"\n")
+
+    def write(self, data: bytes) -> None:
+        """
+        Part of the message, with LF line ends.
+        """
+        assert self.spool is not None
+        self.spool.write(data)
+
+    def eomReceived(self) -> defer.Deferred[None]:
+        assert self.spool is not None
+        spool, self.spool = self.spool, None
+        spool.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        write = self.output.write
+        write("New message received:\n")
+        while chunk := spool.read(65536):
+            write(decoder.decode(chunk))
+        # Every line ends with LF already: the tutorial's format exactly.
+        write(decoder.decode(b"", final=True))
+        self.output.flush()
+        spool.close()
+        return defer.succeed(None)
+
+    def connectionLost(self) -> None:
+        # There was an error, throw away the stored message.
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+@implementer(smtp.IMessage)
+class MaildirSink:
+    """
+    A message streamed into a Maildir: C{Return-Path:} and C{Received:} on
+    top, then the message with LF line ends; in C{new/} once L{eomReceived}
+    fires.
+    """
+
+    def __init__(self, message: MaildirMessage) -> None:
+        self.message = message
+
+    def trace(self, returnPath: bytes, received: bytes) -> None:
+        self.message.write(b"Return-Path: <" + returnPath + b">\n" + received)
+
+    def lineReceived(self, line: bytes) -> None:
+        self.message.write(line + b"\n")
+
+    def write(self, data: bytes) -> None:
+        self.message.write(data)
+
+    def eomReceived(self) -> defer.Deferred[str]:
+        return self.message.commit()
+
+    def connectionLost(self) -> None:
+        self.message.abort()
+
+
+@implementer(smtp.IMessage)
+class Destinations:
+    """
+    One message going to several places (the console, a Maildir).
+    """
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def trace(self, returnPath: bytes, received: bytes) -> None:
+        for part in self.parts:
+            part.trace(returnPath, received)
+
+    def lineReceived(self, line: bytes) -> None:
+        self.write(line + b"\n")
+
+    def write(self, data: bytes) -> None:
+        for part in self.parts:
+            part.write(data)
+
+    def eomReceived(self) -> defer.Deferred[str | None]:
+        """
+        Fires with the Maildir file's path, if there is one.
+        """
+        d = defer.gatherResults(
+            [defer.maybeDeferred(p.eomReceived) for p in self.parts],
+            consumeErrors=True,
+        )
+
+        def firstPath(results: list[Any]) -> str | None:
+            return next((r for r in results if r), None)
+
+        def firstFailure(failure: Failure) -> Failure:
+            return cast(Failure, getattr(failure.value, "subFailure", failure))
+
+        return d.addCallbacks(firstPath, firstFailure)
+
+    def connectionLost(self) -> None:
+        for part in self.parts:
+            part.connectionLost()
+
+
+# ------------------------------------------------------------------ delivery
+
+
 @implementer(smtp.IMessageDelivery)
 class ConsoleMessageDelivery:
     """
-    Decides who may receive mail here, and makes a L{ConsoleMessage} for each
-    recipient accepted.
+    Decides who may receive mail here, and makes the message (printed, stored
+    in a Maildir, or both) for a transaction.
     """
 
     def __init__(
@@ -51,10 +210,20 @@ class ConsoleMessageDelivery:
         accept: AcceptPolicy | None = None,
         hostname: str = "localhost",
         output: Callable[[], IO[str]] = consoleOutput,
+        maildir: Maildir | None = None,
+        printMessages: bool = True,
+        reactor: Any = None,
     ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
         self.accept = accept or AcceptPolicy()
         self.hostname = hostname
         self.output = output
+        self.maildir = maildir
+        self.printMessages = printMessages
+        self.reactor = reactor
 
     def receivedHeader(
         self,
@@ -79,7 +248,7 @@ class ConsoleMessageDelivery:
             f"Received: from {name} ([{peerText}])\r\n"
             f"\tby {self.hostname} (smtptut) with {protocol}{forClause};"
             f" {formatdate(localtime=True)}"
-        ).encode()
+        ).encode("utf-8", "replace")
 
     def validateFrom(
         self, helo: tuple[bytes | None, bytes], origin: smtp.Address
@@ -87,50 +256,118 @@ class ConsoleMessageDelivery:
         # All senders are accepted, as in the tutorial.
         return origin
 
-    def validateTo(self, user: smtp.User) -> Callable[[], ConsoleMessage]:
+    def validateTo(self, user: smtp.User) -> Callable[[], Any]:
+        # Never an open relay: whoever the client is, authenticated or not,
+        # only the recipients SMTPTUT_ACCEPT names are taken.
         local = _decode(user.dest.local)
         domain = _decode(user.dest.domain)
         if self.accept.accepts(local, domain):
-            return lambda: ConsoleMessage(self.output())
+            return self.makeMessage
         raise smtp.SMTPBadRcpt(user, code=550, resp="5.7.1 Recipient not accepted here")
 
+    def makeMessage(self) -> Any:
+        """
+        Where one message goes: the console, the Maildir, or both.
+        """
+        parts: list[Any] = []
+        if self.printMessages:
+            parts.append(ConsoleMessage(self.output()))
+        if self.maildir is not None:
+            parts.append(MaildirSink(self.maildir.newMessage(self.reactor)))
+        if len(parts) == 1:
+            return parts[0]
+        return Destinations(parts)
 
-@implementer(smtp.IMessage)
-class ConsoleMessage:
-    """
-    A message being received: printed when it is complete, as the tutorial does.
-    """
 
-    def __init__(self, output: IO[str] | None = None) -> None:
-        self.output = output if output is not None else consoleOutput()
-        self.lines: list[bytes] | None = []
-
-    def lineReceived(self, line: bytes) -> None:
-        assert self.lines is not None
-        self.lines.append(line)
-
-    def eomReceived(self) -> defer.Deferred[None]:
-        assert self.lines is not None
-        text = _decode(b"\n".join(self.lines)).replace("\r\n", "\n")
-        self.output.write("New message received:\n" + text + "\n")
-        self.output.flush()
-        self.lines = None
-        return defer.succeed(None)
-
-    def connectionLost(self) -> None:
-        # There was an error, throw away the stored lines
-        self.lines = None
+# ------------------------------------------------------------------ protocol
 
 
 class ConsoleESMTP(smtp.ESMTP):
     """
-    Twisted's ESMTP server protocol with what the tutorial's server needs on
-    Python 3: it remembers whether EHLO, TLS and AUTH were used, for the
-    C{Received:} field's C{with} clause (RFC 3848).
+    The console server's ESMTP protocol.
+
+    It is Twisted's C{ESMTP} by name and interfaces (the tutorial's
+    C{IMessageDelivery}, C{IMessage}, cred portal) but reads the connection
+    itself, because Twisted's server (24.x-26.x):
+      - keeps a whole message in memory per recipient and has no size limit,
+        no PIPELINING, SIZE or 8BITMIME, and a blank line inserted into
+        messages without a header;
+      - offers AUTH before STARTTLS and has no way to require TLS for it;
+      - runs plaintext commands pipelined behind STARTTLS and keeps HELO/MAIL
+        state across the upgrade (the CVE-2011-0411 class of injection);
+      - calls C{receivedHeader} in a way that raises TypeError on Python 3 when
+        the default is used (twisted/twisted#9801-style bytes/str mixing).
+    Replies to pipelined commands are gathered and written at once.
     """
 
     log = Logger()
+    factory: ConsoleSMTPFactory
+    delivery: Any
     usedEHLO = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = COMMAND
+        self.startedTLS = False
+        self.closing = False
+
+    # -- connection
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.settings = factory.settings
+        self.callLater = factory.reactor.callLater  # type: ignore[method-assign]
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self.peer = str(getattr(peer, "host", peer))
+        self.peerIsLoopback = isLoopback(self.peer) or not hasattr(peer, "host")
+        self._buffer = b""
+        self._replies: list[bytes] = []
+        self._waiting = False
+        self._discardLine = False
+        self.errors = 0
+        self.authFailures = 0
+        self.user: bytes | None = None
+        self._authMechanism: bytes | None = None
+        self._authUser: bytes | None = None
+        self._message: Any = None
+        self._resetSession()
+        self.setTimeout(self.settings.idleTimeout)
+        self.transport.write(  # type: ignore[union-attr]
+            b"220 " + factory.domain + b" ESMTP smtptut ready\r\n"
+        )
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.setTimeout(None)
+        if self._message is not None:
+            message, self._message = self._message, None
+            try:
+                message.connectionLost()
+            except Exception:
+                self.log.failure("while dropping a half-received message")
+            self._logTransaction("aborted: connection lost", None)
+        self.state = CLOSED
+        if self._onLogout:
+            self._onLogout()
+            self._onLogout = None
+        self.factory.protocolGone(self)
+
+    def timeoutConnection(self) -> None:
+        self._refused(b"", 421, b"4.4.2 Idle timeout, closing connection")
+        self._close()
+
+    def _resetSession(self) -> None:
+        self._helo: tuple[bytes | None, bytes] = (None, self.peer.encode())
+        self.usedEHLO = False
+        self.authenticated = False
+        self.user = None
+        self._resetTransaction()
+
+    def _resetTransaction(self) -> None:
+        self._from: smtp.Address | None = None
+        self._to: list[tuple[smtp.User, Callable[[], Any]]] = []
+        self._size = 0
+        self._dataFailure: tuple[int, bytes] | None = None
+        self._midLine = False
 
     @property
     def withProtocol(self) -> str:
@@ -142,45 +379,679 @@ class ConsoleESMTP(smtp.ESMTP):
             + ("A" if self.authenticated else "")
         )
 
-    def do_EHLO(self, rest: bytes) -> None:
-        self.usedEHLO = True
-        super().do_EHLO(rest)
+    # -- input
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.state is CLOSED:
+            return
+        self.resetTimeout()
+        self._buffer += data
+        if not self._waiting:
+            self._process()
+            self._flush()
+
+    def _process(self) -> None:
+        while self._buffer and not self._waiting and self.state is not CLOSED:
+            if self.state is DATA:
+                if not self._dataChunk():
+                    return
+                continue
+            limit = MAX_AUTH_LINE if self.state is AUTH else MAX_COMMAND_LINE
+            buf = self._buffer
+            end = buf.find(b"\n", 0, limit)
+            if end < 0:
+                if len(buf) < limit:
+                    return
+                # Too long: answer once, and drop the line as it comes.
+                if not self._discardLine:
+                    self._lineTooLong()
+                end = buf.find(b"\n", limit)
+                if end < 0:
+                    self._buffer = b""
+                    self._discardLine = True
+                    return
+                self._buffer = buf[end + 1 :]
+                self._discardLine = False
+                continue
+            line, self._buffer = buf[:end], buf[end + 1 :]
+            if self._discardLine:
+                self._discardLine = False
+                continue
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if self.state is AUTH:
+                self._authResponse(line)
+            else:
+                self._command(line)
+
+    def _lineTooLong(self) -> None:
+        if self.state is AUTH:
+            self.state = COMMAND
+        self._error(b"", 500, b"5.5.2 Line too long")
+
+    def _command(self, line: bytes) -> None:
+        verb, _, rest = line.strip().partition(b" ")
+        verb = verb.upper()
+        if self.closing and not self._inTransaction():
+            self._reply(421, b"4.3.2 Service shutting down, closing connection")
+            self._close()
+            return
+        method = self._commands.get(verb)
+        if method is None:
+            if not verb:
+                self._error(b"", 500, b"5.5.2 Syntax error: empty command")
+            else:
+                self._error(verb, 500, b"5.5.2 Command not recognized")
+            return
+        method(self, rest.strip())
+
+    # -- output
+
+    def _reply(self, code: int, text: bytes | str) -> None:
+        if isinstance(text, str):
+            text = text.encode("utf-8", "replace")
+        self._replies.append(b"%d %s\r\n" % (code, text))
+
+    def _flush(self) -> None:
+        if self._replies and self.transport is not None:
+            replies, self._replies = self._replies, []
+            self.transport.write(b"".join(replies))
+
+    def _close(self) -> None:
+        self._flush()
+        self.state = CLOSED
+        self._buffer = b""
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def _refused(self, verb: bytes, code: int, text: bytes | str) -> None:
+        self._reply(code, text)
+        self.log.info(
+            "refused {command} from {peer}: {code} {reply}",
+            command=_decode(verb) or "(line)",
+            peer=self.peer,
+            code=code,
+            reply=text if isinstance(text, str) else _decode(text),
+        )
+
+    def _error(self, verb: bytes, code: int, text: bytes | str) -> None:
+        """
+        Refuse a command and count it; too many errors end the session.
+        """
+        self._refused(verb, code, text)
+        self.errors += 1
+        if self.errors >= self.settings.maxErrors:
+            self._refused(b"", 421, b"4.7.0 Too many errors, closing connection")
+            self._close()
+
+    def _wait(self, d: defer.Deferred[Any]) -> None:
+        """
+        Hold further input until C{d} (which sends the reply) has fired.
+        """
+        self._waiting = True
+        self.setTimeout(None)
+        if self.transport is not None:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+        def resume(result: Any) -> None:
+            self._waiting = False
+            if self.state is CLOSED:
+                return
+            self.setTimeout(self.settings.idleTimeout)
+            self._afterTransaction()
+            self._process()
+            self._flush()
+            if self.transport is not None and self.state is not CLOSED:
+                self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+        d.addErrback(lambda f: self.log.failure("while answering", f))
+        d.addCallback(resume)
+
+    # -- commands
+
+    def _inTransaction(self) -> bool:
+        return self._from is not None or self.state is DATA or self._waiting
+
+    def _afterTransaction(self) -> None:
+        if self.closing and not self._inTransaction() and self.state is not CLOSED:
+            self._reply(421, b"4.3.2 Service shutting down, closing connection")
+            self._close()
+
+    def shutdown(self) -> None:
+        """
+        The server is stopping: close now if idle, else after this transaction.
+        """
+        self.closing = True
+        if not self._inTransaction() and self.state is not CLOSED:
+            self._reply(421, b"4.3.2 Service shutting down, closing connection")
+            self._close()
+
+    def authOffered(self) -> bool:
+        """
+        AUTH needs accounts, and TLS unless the client is on loopback.
+        """
+        return self.portal is not None and (self.startedTLS or self.peerIsLoopback)
+
+    def _greet(self, rest: bytes, extended: bool) -> None:
+        verb = b"EHLO" if extended else b"HELO"
+        if not rest:
+            self._error(verb, 501, b"5.5.4 Syntax: " + verb + b" hostname")
+            return
+        self._resetTransaction()
+        self._helo = (rest, self.peer.encode())
+        self.usedEHLO = extended
+        greeting = (
+            self.factory.domain + b" Hello " + rest + b" [" + self._helo[1] + b"]"
+        )
+        if not extended:
+            self._reply(250, greeting)
+            return
+        lines = [
+            greeting,
+            b"PIPELINING",
+            b"SIZE %d" % self.settings.maxSize,
+            b"8BITMIME",
+            b"ENHANCEDSTATUSCODES",
+        ]
+        if self.factory.ctx is not None and not self.startedTLS:
+            lines.append(b"STARTTLS")
+        if self.authOffered():
+            lines.append(b"AUTH PLAIN LOGIN")
+        self._replies.extend(b"250-%s\r\n" % line for line in lines[:-1])
+        self._reply(250, lines[-1])
 
     def do_HELO(self, rest: bytes) -> None:
-        self.usedEHLO = False
-        super().do_HELO(rest)
+        self._greet(rest, False)
+
+    def do_EHLO(self, rest: bytes) -> None:
+        self._greet(rest, True)
+
+    def _path(self, rest: bytes, keyword: bytes) -> tuple[bytes, list[bytes]] | None:
+        """
+        Split C{FROM:<path> PARAMS} into the path and its parameters.
+        """
+        if rest[: len(keyword)].upper() != keyword:
+            return None
+        rest = rest[len(keyword) :].lstrip()
+        if rest.startswith(b"<"):
+            path, close, params = rest[1:].partition(b">")
+            if not close:
+                return None
+        else:
+            path, _, params = rest.partition(b" ")
+        return path, params.split()
+
+    def do_MAIL(self, rest: bytes) -> None:
+        if self._helo[0] is None:
+            self._error(b"MAIL", 503, b"5.5.1 Send HELO or EHLO first")
+            return
+        if self._from is not None:
+            self._error(b"MAIL", 503, b"5.5.1 Nested MAIL command")
+            return
+        parsed = self._path(rest, b"FROM:")
+        if parsed is None:
+            self._error(b"MAIL", 501, b"5.5.4 Syntax: MAIL FROM:<address>")
+            return
+        path, params = parsed
+        for param in params:
+            key, _, value = param.partition(b"=")
+            key = key.upper()
+            if key == b"SIZE":
+                if not value.isdigit():
+                    self._error(b"MAIL", 501, b"5.5.4 Bad SIZE parameter")
+                    return
+                if int(value) > self.settings.maxSize:
+                    self._error(
+                        b"MAIL",
+                        552,
+                        b"5.3.4 Message size exceeds fixed maximum message size",
+                    )
+                    return
+            elif key == b"BODY":
+                if value.upper() not in (b"7BIT", b"8BITMIME"):
+                    self._error(b"MAIL", 501, b"5.5.4 Bad BODY parameter")
+                    return
+            elif key != b"AUTH":
+                self._error(b"MAIL", 555, b"5.5.4 Unsupported parameter")
+                return
+        try:
+            origin = smtp.Address(path) if path else smtp.Address(b"")
+            self._from = self.delivery.validateFrom(self._helo, origin)
+        except smtp.SMTPBadSender as e:
+            self._error(b"MAIL", e.code, e.resp)
+            return
+        except smtp.AddressError:
+            self._error(b"MAIL", 501, b"5.1.7 Bad sender address syntax")
+            return
+        self._reply(250, b"2.1.0 Sender ok")
+
+    def do_RCPT(self, rest: bytes) -> None:
+        if self._from is None:
+            self._error(b"RCPT", 503, b"5.5.1 Need MAIL before RCPT")
+            return
+        parsed = self._path(rest, b"TO:")
+        if parsed is None or not parsed[0]:
+            self._error(b"RCPT", 501, b"5.5.4 Syntax: RCPT TO:<address>")
+            return
+        path, params = parsed
+        if params:
+            self._error(b"RCPT", 555, b"5.5.4 Unsupported parameter")
+            return
+        if len(self._to) >= self.settings.maxRecipients:
+            self._error(
+                b"RCPT",
+                452,
+                b"4.5.3 Too many recipients (at most %d a message)"
+                % self.settings.maxRecipients,
+            )
+            return
+        try:
+            user = smtp.User(path, self._helo, self, self._from)
+            if not user.dest.domain:
+                raise smtp.AddressError("no domain")
+            makeMessage = self.delivery.validateTo(user)
+        except smtp.SMTPBadRcpt as e:
+            self._refused(b"RCPT", e.code, e.resp)
+            self.log.info(
+                "recipient {recipient} refused from {peer}",
+                recipient=_decode(path),
+                peer=self.peer,
+            )
+            self.errors += 1
+            if self.errors >= self.settings.maxErrors:
+                self._refused(b"", 421, b"4.7.0 Too many errors, closing connection")
+                self._close()
+            return
+        except smtp.AddressError:
+            self._error(b"RCPT", 501, b"5.1.3 Bad recipient address syntax")
+            return
+        self._to.append((user, makeMessage))
+        self._reply(250, b"2.1.5 Recipient ok")
+
+    def do_DATA(self, rest: bytes) -> None:
+        if rest:
+            self._error(b"DATA", 501, b"5.5.4 Syntax: DATA")
+            return
+        if self._from is None:
+            self._error(b"DATA", 503, b"5.5.1 Need MAIL and RCPT before DATA")
+            return
+        if not self._to:
+            self._error(b"DATA", 554, b"5.5.1 No valid recipients")
+            return
+        try:
+            message = self._to[0][1]()
+            received = self.delivery.receivedHeader(
+                self._helo, self._from, [user for user, _ in self._to]
+            )
+            received = received.replace(b"\r\n", b"\n") + b"\n"
+            if hasattr(message, "trace"):
+                message.trace(bytes(self._from), received)
+            else:
+                message.lineReceived(received[:-1])
+        except Exception:
+            self.log.failure("while starting a message")
+            self._reply(451, b"4.3.0 Cannot take the message now")
+            self._resetTransaction()
+            return
+        self._message = message
+        self.state = DATA
+        self._reply(354, b"End data with <CR><LF>.<CR><LF>")
+
+    def do_RSET(self, rest: bytes) -> None:
+        self._resetTransaction()
+        self._reply(250, b"2.0.0 Reset")
+        self._afterTransaction()
+
+    def do_NOOP(self, rest: bytes) -> None:
+        self._reply(250, b"2.0.0 OK")
+
+    def do_QUIT(self, rest: bytes) -> None:
+        self._reply(221, b"2.0.0 Bye")
+        self._close()
+
+    def do_VRFY(self, rest: bytes) -> None:
+        self._reply(252, b"2.5.2 Cannot VRFY user, but will accept message")
+
+    def do_EXPN(self, rest: bytes) -> None:
+        self._error(b"EXPN", 502, b"5.5.1 EXPN not available")
+
+    def do_HELP(self, rest: bytes) -> None:
+        self._reply(214, b"2.0.0 See RFC 5321; this is smtptut's development sink")
+
+    def do_STARTTLS(self, rest: bytes) -> None:
+        if self.factory.ctx is None:
+            self._error(b"STARTTLS", 502, b"5.5.1 TLS not available")
+            return
+        if self.startedTLS:
+            self._error(b"STARTTLS", 503, b"5.5.1 TLS already active")
+            return
+        if rest:
+            self._error(b"STARTTLS", 501, b"5.5.4 Syntax: STARTTLS")
+            return
+        self._reply(220, b"2.0.0 Ready to start TLS")
+        self._flush()
+        if self._buffer:
+            # RFC 3207 §5 / CVE-2011-0411: nothing sent in plaintext after
+            # STARTTLS may be taken as said over TLS.
+            self.log.info(
+                "discarded {count} octets pipelined after STARTTLS from {peer}",
+                count=len(self._buffer),
+                peer=self.peer,
+            )
+            self._buffer = b""
+        self.transport.startTLS(self.factory.ctx)  # type: ignore[union-attr]
+        self.startedTLS = True
+        # RFC 3207 §4.2: forget everything learnt before TLS.
+        self._resetSession()
+
+    def do_AUTH(self, rest: bytes) -> None:
+        if self.portal is None:
+            self._error(b"AUTH", 502, b"5.5.1 AUTH not available")
+            return
+        if not self.authOffered():
+            self._error(
+                b"AUTH",
+                538,
+                b"5.7.11 Encryption required for requested authentication mechanism",
+            )
+            return
+        if self._helo[0] is None or not self.usedEHLO:
+            self._error(b"AUTH", 503, b"5.5.1 Send EHLO first")
+            return
+        if self.authenticated:
+            self._error(b"AUTH", 503, b"5.5.1 Already authenticated")
+            return
+        if self._from is not None:
+            self._error(b"AUTH", 503, b"5.5.1 AUTH not allowed during a transaction")
+            return
+        mechanism, _, initial = rest.partition(b" ")
+        mechanism = mechanism.upper()
+        initial = initial.strip()
+        if mechanism not in (b"PLAIN", b"LOGIN"):
+            self._error(b"AUTH", 504, b"5.5.4 Unrecognized authentication type")
+            return
+        self._authMechanism = mechanism
+        self._authUser = None
+        self.state = AUTH
+        if mechanism == b"PLAIN":
+            if initial:
+                self._authResponse(initial)
+            else:
+                self._replies.append(b"334 \r\n")
+        elif initial:
+            self._authResponse(initial)
+        else:
+            self._reply(334, base64.b64encode(b"Username:"))
+
+    def _authResponse(self, line: bytes) -> None:
+        # Never log what the client sends here: it is a credential.
+        if line.strip() == b"*":
+            self.state = COMMAND
+            self._error(b"AUTH", 501, b"5.0.0 Authentication cancelled")
+            return
+        try:
+            answer = (
+                b"" if line.strip() == b"=" else base64.b64decode(line, validate=True)
+            )
+        except (binascii.Error, ValueError):
+            self.state = COMMAND
+            self._error(b"AUTH", 501, b"5.5.2 Cannot decode the response")
+            return
+        if self._authMechanism == b"LOGIN" and self._authUser is None:
+            self._authUser = answer
+            self._reply(334, base64.b64encode(b"Password:"))
+            return
+        if self._authMechanism == b"LOGIN":
+            assert self._authUser is not None
+            user, password = self._authUser, answer
+        else:
+            parts = answer.split(b"\0")
+            if len(parts) != 3:
+                self.state = COMMAND
+                self._error(b"AUTH", 501, b"5.5.2 Bad PLAIN response")
+                return
+            _, user, password = parts
+        self.state = COMMAND
+        assert self.portal is not None
+        d = self.portal.login(
+            UsernamePassword(user, password), None, smtp.IMessageDelivery
+        )
+        d.addCallbacks(self._authSucceeded, self._authFailed, callbackArgs=(user,))
+        self._wait(d)
+
+    def _authSucceeded(self, result: Any, user: bytes) -> None:
+        _, avatar, logout = result
+        self.delivery = avatar
+        self._onLogout = logout
+        self.authenticated = True
+        self.user = user
+        self.log.info(
+            "authenticated {user} from {peer}", user=_decode(user), peer=self.peer
+        )
+        self._reply(235, b"2.7.0 Authentication successful")
+
+    def _authFailed(self, failure: Failure) -> defer.Deferred[None]:
+        self.authFailures += 1
+        self.errors += 1
+        # Each failure waits longer before its answer; enough of them end the
+        # session.
+        delay = self.factory.authDelay * self.authFailures
+
+        def answer() -> None:
+            self._refused(b"AUTH", 535, b"5.7.8 Authentication credentials invalid")
+            if self.authFailures >= MAX_AUTH_FAILURES:
+                self._refused(
+                    b"", 421, b"4.7.0 Too many authentication failures, closing"
+                )
+                self._close()
+
+        return task.deferLater(self.factory.reactor, delay, answer)
+
+    _commands: dict[bytes, Callable[[ConsoleESMTP, bytes], None]] = {}
+
+    # -- DATA
+
+    def _dataChunk(self) -> bool:
+        """
+        Take the complete lines in the buffer; L{True} if the message ended.
+
+        Only CRLF . CRLF ends it: a dot line after a bare LF or bare CR is
+        message text (no SMTP smuggling).
+        """
+        buf = self._buffer
+        if not self._midLine and buf.startswith(b".\r\n"):
+            end = 0
+        else:
+            found = buf.find(b"\r\n.\r\n")
+            end = found + 2 if found >= 0 else -1
+        if end >= 0:
+            self._buffer = buf[end + 3 :]
+            self._dataContent(buf[:end])
+            self._endOfData()
+            return True
+        last = buf.rfind(b"\r\n")
+        if last < 0:
+            if len(buf) > MAX_TEXT_LINE:
+                # An overlong line: drop it as it comes, keeping a final CR
+                # that may start the CRLF ending it.
+                self._failData(500, b"5.5.2 Line too long")
+                keep = buf[-1:] if buf.endswith(b"\r") else b""
+                self._buffer = keep
+                self._midLine = True
+            return False
+        self._buffer = buf[last + 2 :]
+        self._dataContent(buf[: last + 2])
+        return False
+
+    def _failData(self, code: int, text: bytes) -> None:
+        if self._dataFailure is None:
+            self._dataFailure = (code, text)
+            if self._message is not None:
+                self._message.connectionLost()
+
+    def _dataContent(self, content: bytes) -> None:
+        """
+        Complete lines of the message (CRLF ends), dot-stuffed.
+        """
+        midLine, self._midLine = self._midLine, False
+        if self._dataFailure is not None or not content:
+            return
+        if len(content) > MAX_TEXT_LINE - 2 and (
+            max(map(len, content.split(b"\r\n"))) > MAX_TEXT_LINE - 2
+        ):
+            self._failData(500, b"5.5.2 Line too long")
+            return
+        if content[0] == 0x2E and not midLine:
+            content = content[1:]
+        content = content.replace(b"\r\n.", b"\r\n")
+        self._size += len(content)
+        if self._size > self.settings.maxSize:
+            self._failData(
+                552, b"5.3.4 Message size exceeds fixed maximum message size"
+            )
+            return
+        self._message.write(content.replace(b"\r\n", b"\n"))
+
+    def _endOfData(self) -> None:
+        self.state = COMMAND
+        message, self._message = self._message, None
+        if self._dataFailure is not None:
+            code, text = self._dataFailure
+            self._logTransaction(f"refused: {code} {_decode(text)}", None)
+            self._resetTransaction()
+            self._error(b"DATA", code, text)
+            return
+        d = defer.maybeDeferred(message.eomReceived)
+        d.addCallbacks(self._stored, self._notStored)
+        self._wait(d)
+
+    def _stored(self, path: str | None) -> None:
+        self._logTransaction("accepted", path)
+        self._resetTransaction()
+        self._reply(250, b"2.0.0 Delivery in progress")
+
+    def _notStored(self, failure: Failure) -> None:
+        self.log.failure("while storing a message from {peer}", failure, peer=self.peer)
+        self._logTransaction("failed: 451", None)
+        self._resetTransaction()
+        self._reply(451, b"4.3.0 Could not store the message, try again later")
+
+    def _logTransaction(self, result: str, path: str | None) -> None:
+        self.log.info(
+            "message {result}: peer={peer} helo={helo} from=<{sender}>"
+            " to={recipients} size={size} user={user} tls={tls} file={file}",
+            result=result,
+            peer=self.peer,
+            helo=_decode(self._helo[0] or b""),
+            sender=_decode(bytes(self._from)) if self._from is not None else "",
+            recipients=",".join(str(user.dest) for user, _ in self._to),
+            size=self._size,
+            user=_decode(self.user) if self.user else "-",
+            tls=self.startedTLS,
+            file=path or "-",
+        )
+
+
+ConsoleESMTP._commands = {
+    name[3:].encode(): method
+    for name, method in vars(ConsoleESMTP).items()
+    if name.startswith("do_")
+}
+
+
+class _TooBusy(protocol.Protocol):
+    """
+    Says 421 and hangs up: the server has as many connections as it takes.
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.write(  # type: ignore[union-attr]
+            b"421 4.7.0 Too many connections, try again later\r\n"
+        )
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
 
 class ConsoleSMTPFactory(smtp.SMTPFactory):
     """
     The tutorial's C{ConsoleSMTPFactory}: one L{ConsoleMessageDelivery} for
-    unauthenticated clients, AUTH LOGIN and PLAIN through the portal.
+    unauthenticated clients, AUTH LOGIN and PLAIN through the portal, and the
+    sink's limits from L{ServerSettings}.
     """
 
-    protocol = ConsoleESMTP
+    protocol = ConsoleESMTP  # type: ignore[assignment]
+    noisy = False
+    #: Seconds an AUTH failure waits, times the failures so far.
+    authDelay = 1.0
 
     def __init__(
         self,
         portal: Portal | None = None,
         delivery: ConsoleMessageDelivery | None = None,
+        settings: ServerSettings | None = None,
+        ctx: Any = None,
+        reactor: Any = None,
     ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
         smtp.SMTPFactory.__init__(self, portal)
         self.delivery = delivery or ConsoleMessageDelivery()
         self.domain = self.delivery.hostname.encode("idna")
+        self.settings = settings or ServerSettings()
+        self.ctx = ctx
+        self.reactor = reactor
+        self.protocols: set[ConsoleESMTP] = set()
+        self._allGone: list[defer.Deferred[None]] = []
 
-    def buildProtocol(self, addr: IAddress | None) -> ConsoleESMTP:
-        p = smtp.SMTPFactory.buildProtocol(self, addr)
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        if len(self.protocols) >= self.settings.maxConnections:
+            log.info("refused a connection from {peer}: too many", peer=addr)
+            busy = _TooBusy()
+            busy.factory = self
+            return busy
+        p = cast(ConsoleESMTP, smtp.SMTPFactory.buildProtocol(self, addr))
         p.delivery = self.delivery
-        # Twisted looks challengers up by the bytes the client sends.
-        p.challengers = {b"LOGIN": LOGINCredentials, b"PLAIN": PLAINCredentials}
-        return cast(ConsoleESMTP, p)
+        p.ctx = self.ctx
+        self.protocols.add(p)
+        return p
+
+    def protocolGone(self, p: ConsoleESMTP) -> None:
+        self.protocols.discard(p)
+        if not self.protocols:
+            waiting, self._allGone = self._allGone, []
+            for d in waiting:
+                d.callback(None)
+
+    def shutdown(self, grace: float) -> defer.Deferred[None]:
+        """
+        Close idle connections, let transactions in flight finish for up to
+        C{grace} seconds, then cut what is left.
+        """
+        for p in list(self.protocols):
+            p.shutdown()
+        if not self.protocols:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._allGone.append(d)
+
+        def cut() -> None:
+            for p in list(self.protocols):
+                log.warn(
+                    "cut a connection from {peer} still busy at shutdown", peer=p.peer
+                )
+                p.transport.abortConnection()  # type: ignore[union-attr]
+
+        later = self.reactor.callLater(grace, cut)
+        d.addBoth(lambda r: later.cancel() if later.active() else None)
+        return d
 
 
 @implementer(IRealm)
 class SimpleRealm:
     """
     The tutorial's realm: an authenticated client gets the same kind of
-    delivery as everyone else.
+    delivery as everyone else (and so the same recipients: no relaying).
     """
 
     def __init__(
@@ -200,16 +1071,124 @@ class SimpleRealm:
 def makePortal(
     makeDelivery: Callable[[], ConsoleMessageDelivery],
     users: dict[bytes, bytes] | None = None,
+    checker: Any = None,
 ) -> Portal:
     """
-    A portal whose checker knows C{users} (the tutorial's guest by default).
+    A portal whose checker is C{checker}, or one that knows C{users} (the
+    tutorial's guest by default).
     """
     portal = Portal(SimpleRealm(makeDelivery))
-    checker = InMemoryUsernamePasswordDatabaseDontUse()
-    for name, password in (TUTORIAL_USERS if users is None else users).items():
-        checker.addUser(name, password)
+    if checker is None:
+        checker = InMemoryUsernamePasswordDatabaseDontUse()
+        for name, password in (TUTORIAL_USERS if users is None else users).items():
+            checker.addUser(name, password)
     portal.registerChecker(checker)
     return portal
+
+
+def loadTLS(certPath: str, keyPath: str) -> Any:
+    """
+    A server TLS context factory from PEM files.
+    """
+    from twisted.internet import ssl
+
+    with open(certPath, "rb") as c, open(keyPath, "rb") as k:
+        cert, key = c.read(), k.read()
+    return ssl.PrivateCertificate.loadPEM(cert + b"\n" + key).options()
+
+
+def makeFactory(
+    settings: ServerSettings,
+    reactor: Any = None,
+    output: Callable[[], IO[str]] = consoleOutput,
+) -> ConsoleSMTPFactory:
+    """
+    The console server's factory for C{settings}.
+    """
+    from smtptut.passwords import UsersFileChecker
+
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    try:
+        maildir = Maildir(settings.maildir) if settings.maildir else None
+    except OSError as e:
+        raise ConfigError(
+            f"SMTPTUT_MAILDIR: {settings.maildir}: {e.strerror}"
+        ) from None
+
+    def makeDelivery() -> ConsoleMessageDelivery:
+        return ConsoleMessageDelivery(
+            settings.accept,
+            settings.hostname,
+            output,
+            maildir,
+            settings.printMessages,
+            reactor,
+        )
+
+    portal: Portal | None
+    if settings.users:
+        portal = makePortal(
+            makeDelivery, checker=UsersFileChecker(settings.users, reactor)
+        )
+    elif settings.loopback:
+        portal = makePortal(makeDelivery)
+    else:
+        # No accounts, and not on loopback: the tutorial's guest is no default.
+        portal = None
+    ctx = None
+    if settings.tlsCert:
+        try:
+            ctx = loadTLS(settings.tlsCert, settings.tlsKey or settings.tlsCert)
+        except Exception as e:
+            raise ConfigError(
+                f"SMTPTUT_TLS_CERT: cannot load {settings.tlsCert}"
+                f" with {settings.tlsKey}: {e}"
+            ) from None
+    return ConsoleSMTPFactory(portal, makeDelivery(), settings, ctx, reactor)
+
+
+class SinkService(service.Service):
+    """
+    Listens on the settings' endpoint; on stop, finishes transactions in
+    flight (up to C{settings.shutdownGrace} seconds) before it is done.
+    """
+
+    def __init__(
+        self, settings: ServerSettings, factory: ConsoleSMTPFactory, reactor: Any
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.reactor = reactor
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        endpoint = endpoints.serverFromString(self.reactor, self.settings.listen)
+        d = endpoint.listen(self.factory)
+
+        def listening(port: IListeningPort) -> None:
+            self.port = port
+
+        def failed(failure: Failure) -> None:
+            log.failure(
+                "cannot listen on {listen}", failure, listen=self.settings.listen
+            )
+            self.reactor.stop()
+
+        d.addCallbacks(listening, failed)
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        d = (
+            defer.maybeDeferred(self.port.stopListening)
+            if self.port
+            else defer.succeed(None)
+        )
+        d.addCallback(lambda _: self.factory.shutdown(self.settings.shutdownGrace))
+        return cast(defer.Deferred[None], d)
 
 
 def makeServerService(
@@ -218,9 +1197,8 @@ def makeServerService(
     """
     The console server as a service listening on C{settings.listen}.
     """
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
 
-    def makeDelivery() -> ConsoleMessageDelivery:
-        return ConsoleMessageDelivery(settings.accept, settings.hostname)
-
-    factory = ConsoleSMTPFactory(makePortal(makeDelivery), makeDelivery())
-    return strports.service(settings.listen, factory, reactor=reactor)
+        reactor = _reactor
+    return SinkService(settings, makeFactory(settings, reactor), reactor)

@@ -1,0 +1,105 @@
+"""A Maildir that messages are streamed into: tmp/, fsync, rename into new/."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from typing import IO, Any
+
+from twisted.internet import defer, threads
+
+_counter = itertools.count()
+
+
+class Maildir:
+    """
+    A Maildir directory (C{tmp}, C{new}, C{cur}), created if missing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
+        self.host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+    def uniqueName(self) -> str:
+        """
+        A file name no other delivery uses (the Maildir convention).
+        """
+        now = time.time()
+        seconds = int(now)
+        micro = int((now - seconds) * 1e6)
+        return f"{seconds}.M{micro}P{os.getpid()}Q{next(_counter)}.{self.host}"
+
+    def newMessage(self, reactor: Any) -> MaildirMessage:
+        """
+        Start a message in C{tmp/}.
+        """
+        return MaildirMessage(self, self.uniqueName(), reactor)
+
+
+class MaildirMessage:
+    """
+    One message being written into C{tmp/}; L{commit} moves it to C{new/}.
+    """
+
+    def __init__(self, maildir: Maildir, name: str, reactor: Any) -> None:
+        self.maildir = maildir
+        self.name = name
+        self.reactor = reactor
+        self.tmpPath = os.path.join(maildir.path, "tmp", name)
+        self.newPath = os.path.join(maildir.path, "new", name)
+        self.file: IO[bytes] | None = open(self.tmpPath, "xb", buffering=65536)
+
+    def write(self, data: bytes) -> None:
+        assert self.file is not None
+        self.file.write(data)
+
+    def _commit(self) -> str:
+        assert self.file is not None
+        f, self.file = self.file, None
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            f.close()
+        os.rename(self.tmpPath, self.newPath)
+        directory = os.open(os.path.dirname(self.newPath), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return self.newPath
+
+    def commit(self) -> defer.Deferred[str]:
+        """
+        Flush, fsync and rename into C{new/} (in a thread: fsync blocks);
+        fires with the path in C{new/}.  On failure the C{tmp/} file is removed.
+        """
+        d = threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), self._commit
+        )
+
+        def failed(failure: Any) -> Any:
+            self.abort()
+            return failure
+
+        d.addErrback(failed)
+        return d
+
+    def abort(self) -> None:
+        """
+        Throw the message away: nothing is left in C{tmp/} or C{new/}.
+        """
+        if self.file is not None:
+            f, self.file = self.file, None
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            os.unlink(self.tmpPath)
+        except FileNotFoundError:
+            pass

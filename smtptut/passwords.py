@@ -1,0 +1,214 @@
+"""The console server's accounts: ``user:hash`` lines, salted scrypt; ``smtptut passwd``."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import hashlib
+import hmac
+import os
+import sys
+import tempfile
+from typing import Any
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, threads
+from zope.interface import implementer
+
+#: scrypt cost parameters: about 16 MiB and tens of milliseconds a check.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+
+EX_OK = 0
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_CANTCREAT = 73
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hashPassword(password: str, salt: bytes | None = None) -> str:
+    """
+    C{scrypt$N$r$p$SALT$HASH}: a salted scrypt hash of C{password}.
+    """
+    salt = os.urandom(16) if salt is None else salt
+    digest = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P
+    )
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def checkPassword(password: bytes, stored: str) -> bool:
+    """
+    Whether C{password} matches a hash made by L{hashPassword}.
+    """
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            password,
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=256 * 1024 * 1024,
+            dklen=len(expected),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def readUsers(path: str) -> dict[str, str]:
+    """
+    The C{user:hash} lines of C{path} (blank lines and C{#} comments skipped).
+    """
+    users: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, colon, stored = line.partition(":")
+            if colon:
+                users[name] = stored
+    return users
+
+
+@implementer(ICredentialsChecker)
+class UsersFileChecker:
+    """
+    Checks user names and passwords against a users file, read at each
+    attempt (so C{smtptut passwd} takes effect at once), hashing in a thread.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, path: str, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.path = path
+        self.reactor = reactor
+
+    def _check(self, username: bytes, password: bytes) -> bytes:
+        try:
+            stored = readUsers(self.path).get(username.decode("utf-8", "replace"))
+        except OSError:
+            stored = None
+        # Hash even for unknown users, so timing tells nothing about names.
+        ok = checkPassword(password, stored or hashPassword("", b"\0" * 16))
+        if stored is None or not ok:
+            raise UnauthorizedLogin()
+        return username
+
+    def requestAvatarId(self, credentials: Any) -> defer.Deferred[bytes | tuple[()]]:
+        return threads.deferToThreadPool(
+            self.reactor,
+            self.reactor.getThreadPool(),
+            self._check,
+            credentials.username,
+            credentials.password,
+        )
+
+
+def writeUsers(path: str, users: dict[str, str]) -> None:
+    """
+    Replace C{path} atomically with C{users}, readable by its owner only.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".users-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for name, stored in users.items():
+                f.write(f"{name}:{stored}\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _readPassword(user: str) -> str | None:
+    password = os.environ.get("SMTPTUT_PASSWORD")
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n") or None
+    first = getpass.getpass(f"Password for {user}: ")
+    if getpass.getpass("Again: ") != first:
+        print("smtptut passwd: the passwords differ", file=sys.stderr)
+        return None
+    return first or None
+
+
+def passwdMain(argv: list[str]) -> int:
+    """
+    C{smtptut passwd [-f FILE] {add,delete,list} [USER]}: manage the console
+    server's users file.
+    """
+    parser = argparse.ArgumentParser(
+        prog="smtptut passwd",
+        description=(
+            "Manage the console server's users file (SMTPTUT_USERS): user:hash"
+            " lines, salted scrypt.  'add' sets a password, read from"
+            " SMTPTUT_PASSWORD, else a prompt (twice), else the first line of"
+            " standard input."
+        ),
+    )
+    parser.add_argument(
+        "-f",
+        "--file",
+        default=os.environ.get("SMTPTUT_USERS"),
+        help="the users file (default: $SMTPTUT_USERS); created if missing",
+    )
+    parser.add_argument("action", choices=("add", "delete", "list"))
+    parser.add_argument("user", nargs="?")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return EX_OK if e.code == 0 else EX_USAGE
+    if not args.file:
+        print(
+            "smtptut passwd: no users file: give -f or SMTPTUT_USERS", file=sys.stderr
+        )
+        return EX_USAGE
+    try:
+        users = readUsers(args.file) if os.path.exists(args.file) else {}
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"smtptut passwd: {args.file}: {e}", file=sys.stderr)
+        return EX_DATAERR
+    if args.action == "list":
+        for name in users:
+            print(name)
+        return EX_OK
+    user: str | None = args.user
+    if not user or any(c in user for c in ":\r\n") or user != user.strip():
+        print(f"smtptut passwd: {user!r} is not a user name", file=sys.stderr)
+        return EX_USAGE
+    if args.action == "delete":
+        if users.pop(user, None) is None:
+            print(f"smtptut passwd: {user}: no such user", file=sys.stderr)
+            return EX_DATAERR
+    else:
+        password = _readPassword(user)
+        if password is None:
+            print("smtptut passwd: no password given", file=sys.stderr)
+            return EX_USAGE
+        users[user] = hashPassword(password)
+    try:
+        writeUsers(args.file, users)
+    except OSError as e:
+        print(f"smtptut passwd: {args.file}: {e}", file=sys.stderr)
+        return EX_CANTCREAT
+    return EX_OK

@@ -1,0 +1,61 @@
+"""``twistd smtptut-server``: the console server's command-line options and service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import service
+from twisted.python import usage
+
+from smtptut.config import SERVER_SETTINGS, ConfigError, ServerSettings
+from smtptut.server import makeServerService
+
+
+def _option(variable: str) -> str:
+    return variable.removeprefix("SMTPTUT_").lower().replace("_", "-")
+
+
+class Options(usage.Options):
+    """
+    One option per C{SMTPTUT_*} server setting; an option given wins over the
+    variable, which wins over the default.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "The smtptut console ESMTP server: a development mail sink that prints"
+        " and/or stores (Maildir) the mail applications send it.  Every option"
+        " can also be set with the environment variable named in its help."
+    )
+    optParameters = [
+        [
+            _option(variable),
+            None,
+            None,
+            f"{meaning} [{variable}, default: {default or 'none'}]",
+        ]
+        for variable, default, meaning in SERVER_SETTINGS
+    ]
+
+    def postOptions(self) -> None:
+        import os
+
+        environ = dict(os.environ)
+        for variable, _, _ in SERVER_SETTINGS:
+            value = self[_option(variable)]
+            if value is not None:
+                environ[variable] = value
+        try:
+            self["settings"] = ServerSettings.fromEnvironment(environ)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Any) -> service.IService:
+    """
+    The console server for the parsed C{options}.
+    """
+    try:
+        return makeServerService(options["settings"])
+    except ConfigError as e:
+        raise usage.UsageError(str(e)) from None
