@@ -292,15 +292,149 @@ class AcceptPolicy:
         return False
 
 
+#: Server defaults (issue 4).
+DEFAULT_MAX_SIZE = 25 * 1024 * 1024
+DEFAULT_MAX_RECIPIENTS = 100
+DEFAULT_MAX_ERRORS = 20
+DEFAULT_MAX_CONNECTIONS = 100
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_SHUTDOWN_GRACE = 10.0
+
+#: Every server setting: variable, default as text, meaning (README, --help).
+SERVER_SETTINGS: tuple[tuple[str, str, str], ...] = (
+    ("SMTPTUT_LISTEN", DEFAULT_LISTEN, "a Twisted server endpoint string"),
+    (
+        "SMTPTUT_ACCEPT",
+        DEFAULT_ACCEPT,
+        "recipients taken, comma-separated: a local part, user@domain, @domain or *",
+    ),
+    ("SMTPTUT_HOSTNAME", "localhost", "the name in the greeting and Received: fields"),
+    ("SMTPTUT_MAILDIR", "", "store every accepted message in this Maildir"),
+    ("SMTPTUT_PRINT", "1", "print messages on standard output (0 to only store)"),
+    ("SMTPTUT_MAX_SIZE", str(DEFAULT_MAX_SIZE), "largest message taken, in octets"),
+    (
+        "SMTPTUT_MAX_RECIPIENTS",
+        str(DEFAULT_MAX_RECIPIENTS),
+        "recipients per message",
+    ),
+    (
+        "SMTPTUT_MAX_ERRORS",
+        str(DEFAULT_MAX_ERRORS),
+        "refused commands before the session is closed",
+    ),
+    (
+        "SMTPTUT_MAX_CONNECTIONS",
+        str(DEFAULT_MAX_CONNECTIONS),
+        "connections served at once (421 beyond)",
+    ),
+    (
+        "SMTPTUT_IDLE_TIMEOUT",
+        f"{DEFAULT_IDLE_TIMEOUT:g}",
+        "seconds of client silence before 421 and close",
+    ),
+    ("SMTPTUT_TLS_CERT", "", "PEM certificate (chain): offer STARTTLS"),
+    ("SMTPTUT_TLS_KEY", "", "PEM private key (default: the certificate file)"),
+    (
+        "SMTPTUT_USERS",
+        "",
+        "AUTH accounts, user:hash lines (smtptut passwd);"
+        " without it guest/password on loopback only",
+    ),
+    (
+        "SMTPTUT_SHUTDOWN_GRACE",
+        f"{DEFAULT_SHUTDOWN_GRACE:g}",
+        "seconds SIGTERM waits for transactions in flight",
+    ),
+)
+
+
+def _positiveInt(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name}: {value} is not at least 1")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "yes", "true", "on"):
+        return True
+    if text in ("0", "no", "false", "off"):
+        return False
+    raise ConfigError(f"{name}: {text!r} is not 1 or 0")
+
+
+def _readableFile(env: Mapping[str, str], name: str) -> str | None:
+    path = env.get(name, "").strip()
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ConfigError(f"{name}: {path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}: {path}: not readable")
+    return path
+
+
+def isLoopbackListen(listen: str) -> bool:
+    """
+    Whether the endpoint string C{listen} listens on loopback only (a UNIX
+    socket counts: only local processes reach it).
+    """
+    parts = [p.strip() for p in listen.replace("\\:", "\0").split(":")]
+    kind = parts[0].lower()
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    interface = ""
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if eq and key == "interface":
+            interface = value.replace("\0", ":")
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """
-    What the console server needs: where to listen and whom to accept mail for.
+    What the console server needs: where to listen, whom to accept mail for,
+    where to put it, limits, TLS and accounts.  See L{SERVER_SETTINGS}.
     """
 
     listen: str = DEFAULT_LISTEN
     accept: AcceptPolicy = AcceptPolicy()
     hostname: str = "localhost"
+    maildir: str | None = None
+    printMessages: bool = True
+    maxSize: int = DEFAULT_MAX_SIZE
+    maxRecipients: int = DEFAULT_MAX_RECIPIENTS
+    maxErrors: int = DEFAULT_MAX_ERRORS
+    maxConnections: int = DEFAULT_MAX_CONNECTIONS
+    idleTimeout: float = DEFAULT_IDLE_TIMEOUT
+    tlsCert: str | None = None
+    tlsKey: str | None = None
+    users: str | None = None
+    shutdownGrace: float = DEFAULT_SHUTDOWN_GRACE
+
+    @property
+    def loopback(self) -> bool:
+        """
+        Whether the server listens on loopback only.
+        """
+        return isLoopbackListen(self.listen)
 
     @classmethod
     def fromEnvironment(
@@ -313,4 +447,42 @@ class ServerSettings:
         listen = env.get("SMTPTUT_LISTEN", DEFAULT_LISTEN).strip() or DEFAULT_LISTEN
         accept = AcceptPolicy.parse(env.get("SMTPTUT_ACCEPT", DEFAULT_ACCEPT))
         hostname = env.get("SMTPTUT_HOSTNAME", "").strip() or "localhost"
-        return cls(listen=listen, accept=accept, hostname=hostname)
+        maildir = env.get("SMTPTUT_MAILDIR", "").strip() or None
+        if maildir is not None and os.path.exists(maildir):
+            if not os.path.isdir(maildir):
+                raise ConfigError(f"SMTPTUT_MAILDIR: {maildir}: not a directory")
+        printMessages = _flag(env, "SMTPTUT_PRINT", True)
+        idleText = env.get("SMTPTUT_IDLE_TIMEOUT", "").strip()
+        graceText = env.get("SMTPTUT_SHUTDOWN_GRACE", "").strip()
+        tlsCert = _readableFile(env, "SMTPTUT_TLS_CERT")
+        tlsKey = _readableFile(env, "SMTPTUT_TLS_KEY")
+        if tlsKey is not None and tlsCert is None:
+            raise ConfigError("SMTPTUT_TLS_KEY: given without SMTPTUT_TLS_CERT")
+        return cls(
+            listen=listen,
+            accept=accept,
+            hostname=hostname,
+            maildir=maildir,
+            printMessages=printMessages,
+            maxSize=_positiveInt(env, "SMTPTUT_MAX_SIZE", DEFAULT_MAX_SIZE),
+            maxRecipients=_positiveInt(
+                env, "SMTPTUT_MAX_RECIPIENTS", DEFAULT_MAX_RECIPIENTS
+            ),
+            maxErrors=_positiveInt(env, "SMTPTUT_MAX_ERRORS", DEFAULT_MAX_ERRORS),
+            maxConnections=_positiveInt(
+                env, "SMTPTUT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS
+            ),
+            idleTimeout=(
+                parseTimeout(idleText, "SMTPTUT_IDLE_TIMEOUT")
+                if idleText
+                else DEFAULT_IDLE_TIMEOUT
+            ),
+            tlsCert=tlsCert,
+            tlsKey=tlsKey or tlsCert,
+            users=_readableFile(env, "SMTPTUT_USERS"),
+            shutdownGrace=(
+                parseTimeout(graceText, "SMTPTUT_SHUTDOWN_GRACE")
+                if graceText
+                else DEFAULT_SHUTDOWN_GRACE
+            ),
+        )
