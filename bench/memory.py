@@ -70,8 +70,10 @@ def _serverPeak(name: str, workdir: Path, pins: Pins) -> Peak:
             stored = max(
                 (p.stat().st_size for p in (maildir / "new").iterdir()), default=0
             )
-            if stored < BIG:
-                peak.error += f" largest Maildir file is {stored} octets"
+            # Stored with LF line ends: 80-octet CRLF lines shrink by 1/80.
+            if stored < BIG * 0.95:
+                peak.error += f" the largest Maildir file is only {stored} octets"
+                peak.error = peak.error.strip()
             shutil.rmtree(maildir, ignore_errors=True)
     finally:
         stopServer(server)
