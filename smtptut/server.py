@@ -319,7 +319,9 @@ class ConsoleESMTP(smtp.ESMTP):
         self.callLater = factory.reactor.callLater  # type: ignore[method-assign]
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = str(getattr(peer, "host", peer))
-        self.peerIsLoopback = isLoopback(self.peer) or not hasattr(peer, "host")
+        self.peerIsLoopback = factory.loopbackPeersTrusted and (
+            isLoopback(self.peer) or not hasattr(peer, "host")
+        )
         self._buffer = b""
         self._replies: list[bytes] = []
         self._waiting = False
@@ -982,6 +984,9 @@ class ConsoleSMTPFactory(smtp.SMTPFactory):
     noisy = False
     #: Seconds an AUTH failure waits, times the failures so far.
     authDelay = 1.0
+    #: Whether a client on loopback may use AUTH without TLS (tests turn it
+    #: off to act as a remote client).
+    loopbackPeersTrusted = True
 
     def __init__(
         self,

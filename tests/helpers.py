@@ -815,3 +815,114 @@ def startAiosmtpd(
     )
     controller.start()
     return controller, received, port
+
+
+# ------------------------------------------- server tests (issue 4): sinks
+#
+# The console server built from ServerSettings in-process (so trial sees
+# what it logs), and blocking clients to run in a thread against it.
+
+
+@dataclass
+class Sink:
+    """
+    An in-process console server made by L{smtptut.server.makeFactory}.
+    """
+
+    port: int
+    factory: Any
+    listener: IListeningPort
+    output: io.StringIO
+    settings: Any
+
+    def messages(self) -> list[str]:
+        parts = self.output.getvalue().split("New message received:\n")
+        return [p[:-1] if p.endswith("\n") else p for p in parts[1:]]
+
+    def stored(self) -> list[bytes]:
+        """
+        The files in the Maildir's C{new/}, oldest first.
+        """
+        assert self.settings.maildir is not None
+        new = os.path.join(self.settings.maildir, "new")
+        paths = sorted(
+            (os.path.join(new, n) for n in os.listdir(new)), key=os.path.getmtime
+        )
+        result = []
+        for path in paths:
+            with open(path, "rb") as f:
+                result.append(f.read())
+        return result
+
+    def tmpFiles(self) -> list[str]:
+        assert self.settings.maildir is not None
+        return os.listdir(os.path.join(self.settings.maildir, "tmp"))
+
+    def stop(self) -> defer.Deferred[Any]:
+        d = defer.maybeDeferred(self.listener.stopListening)
+        d.addCallback(lambda _: self.factory.shutdown(2.0))
+        return d
+
+
+def startSink(reactor: Any, interface: str = "127.0.0.1", **settings: Any) -> Sink:
+    """
+    Listen on a free port of C{interface} with the console server, its
+    L{ServerSettings} replaced by C{settings}; AUTH failures wait 50 ms.
+    """
+    from dataclasses import replace
+
+    from smtptut.config import ServerSettings
+    from smtptut.server import makeFactory
+
+    if isinstance(settings.get("accept"), str):
+        settings["accept"] = AcceptPolicy.parse(settings["accept"])
+    listen = f"tcp:0:interface={interface}"
+    config = replace(ServerSettings(listen=listen), **settings)
+    output = io.StringIO()
+    factory = makeFactory(config, reactor, output=lambda: output)
+    factory.authDelay = 0.05
+    listener = reactor.listenTCP(0, factory, interface=interface)
+    return Sink(listener.getHost().port, factory, listener, output, config)
+
+
+def smtpReplies(
+    port: int,
+    script: bytes,
+    replies: int,
+    host: str = "127.0.0.1",
+    timeout: float = 10.0,
+    chunk: int | None = None,
+) -> list[bytes]:
+    """
+    Blocking (run it in a thread): connect, read the greeting, send
+    C{script} (all at once, or C{chunk} octets at a time), then read until
+    C{replies} complete replies have come or the server closes.  Returns
+    each reply's last line, the greeting first.
+    """
+    result: list[bytes] = []
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        pending = b""
+
+        def readReplies(count: int) -> None:
+            nonlocal pending
+            while len(result) < count:
+                while b"\r\n" not in pending:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    pending += data
+                line, _, pending = pending.partition(b"\r\n")
+                if line[3:4] != b"-":
+                    result.append(line)
+
+        readReplies(1)
+        if chunk:
+            for i in range(0, len(script), chunk):
+                s.sendall(script[i : i + chunk])
+        else:
+            s.sendall(script)
+        try:
+            readReplies(replies + 1)
+        except ConnectionResetError:
+            pass
+    return result

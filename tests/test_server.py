@@ -1,0 +1,415 @@
+"""The console server's protocol: pipelining, SIZE, limits, smuggling, relaying, a fuzz run."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import time
+from typing import Any, cast
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet import task, threads
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from smtptut.config import ServerSettings
+from smtptut.server import makeFactory
+
+from .helpers import Sink, reactor, smtpReplies, startSink
+
+MESSAGE = b"Subject: hello\r\n\r\nbody\r\n"
+
+
+def codes(replies: list[bytes]) -> list[bytes]:
+    return [r[:3] for r in replies]
+
+
+class SinkTestCase(TestCase):
+    timeout = 30
+
+    def sink(self, **settings: Any) -> Sink:
+        settings.setdefault("accept", "console")
+        sink = startSink(reactor, **settings)
+        self.addCleanup(sink.stop)
+        return sink
+
+    def replies(self, sink: Sink, script: bytes, n: int, **kw: Any) -> Any:
+        return threads.deferToThread(smtpReplies, sink.port, script, n, **kw)
+
+    def logEvents(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return events
+
+    async def settle(self, sink: Sink) -> None:
+        """
+        Wait until the server has seen every connection end.
+        """
+        for _ in range(200):
+            if not sink.factory.protocols:
+                return
+            await task.deferLater(reactor, 0.01)
+        self.fail("connections still open")
+
+
+class ProtocolTests(SinkTestCase):
+    async def test_ehloExtensions(self) -> None:
+        sink = self.sink()
+
+        def ehlo() -> dict[str, str]:
+            with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as s:
+                s.ehlo("client.test")
+                return dict(s.esmtp_features)
+
+        features = await threads.deferToThread(ehlo)
+        self.assertEqual(features["size"], str(25 * 1024 * 1024))
+        for keyword in ("pipelining", "8bitmime", "enhancedstatuscodes"):
+            self.assertIn(keyword, features)
+        self.assertEqual(features["auth"].split(), ["PLAIN", "LOGIN"])
+        # No certificate, no STARTTLS.
+        self.assertNotIn("starttls", features)
+
+    async def test_pipelinedTransactionInOneWrite(self) -> None:
+        sink = self.sink(maildir=self.mktemp())
+        script = (
+            b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\n"
+            b"RCPT TO:<console@sink.test>\r\nRCPT TO:<other@sink.test>\r\n"
+            b"DATA\r\n" + MESSAGE + b".\r\n"
+            b"MAIL FROM:<b@client.test>\r\nRCPT TO:<console@sink.test>\r\n"
+            b"DATA\r\n" + MESSAGE + b".\r\nQUIT\r\n"
+        )
+        replies = await self.replies(sink, script, 11)
+        self.assertEqual(
+            codes(replies),
+            [b"220", b"250", b"250", b"250", b"550", b"354", b"250"]
+            + [b"250", b"250", b"354", b"250", b"221"],
+        )
+        self.assertEqual(replies[4], b"550 5.7.1 Recipient not accepted here")
+        self.assertEqual(len(sink.messages()), 2)
+        self.assertEqual(len(sink.stored()), 2)
+
+    async def test_pipelinedOneOctetAtATime(self) -> None:
+        sink = self.sink()
+        script = (
+            b"HELO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+            + MESSAGE
+            + b".\r\nQUIT\r\n"
+        )
+        replies = await self.replies(sink, script, 6, chunk=1)
+        self.assertEqual(
+            codes(replies), [b"220", b"250", b"250", b"250", b"354", b"250", b"221"]
+        )
+        [message] = sink.messages()
+        self.assertTrue(message.endswith("Subject: hello\n\nbody"), message)
+
+    async def test_sizeInMailCommand(self) -> None:
+        sink = self.sink(maxSize=1000)
+        replies = await self.replies(
+            sink,
+            b"EHLO c\r\nMAIL FROM:<a@c> SIZE=1001\r\nMAIL FROM:<a@c> SIZE=1000\r\n",
+            3,
+        )
+        self.assertEqual(
+            replies[2], b"552 5.3.4 Message size exceeds fixed maximum message size"
+        )
+        self.assertEqual(replies[3][:3], b"250")
+
+    async def test_sizeWhileReceiving(self) -> None:
+        sink = self.sink(maxSize=1000, maildir=self.mktemp())
+        big = b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n"
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+            + big * 20
+            + b".\r\nNOOP\r\n"
+        )
+        replies = await self.replies(sink, script, 6)
+        self.assertEqual(
+            replies[5], b"552 5.3.4 Message size exceeds fixed maximum message size"
+        )
+        self.assertEqual(replies[6][:3], b"250")
+        self.assertEqual(sink.messages(), [])
+        self.assertEqual(sink.stored(), [])
+        self.assertEqual(sink.tmpFiles(), [])
+
+    async def test_longCommandLine(self) -> None:
+        sink = self.sink()
+        long = b"NOOP " + b"x" * 600 + b"\r\n"
+        replies = await self.replies(sink, b"EHLO c\r\n" + long + b"NOOP\r\n", 3)
+        self.assertEqual(codes(replies), [b"220", b"250", b"500", b"250"])
+        self.assertEqual(replies[2], b"500 5.5.2 Line too long")
+
+    async def test_endlessCommandLine(self) -> None:
+        # 200 kB without a line end, in pieces: one 500, then service as usual.
+        sink = self.sink()
+        script = b"x" * 200_000 + b"\r\nNOOP\r\n"
+        replies = await self.replies(sink, script, 2, chunk=4096)
+        self.assertEqual(codes(replies), [b"220", b"500", b"250"])
+
+    async def test_longTextLine(self) -> None:
+        sink = self.sink(maildir=self.mktemp())
+        line = b"y" * 999 + b"\r\n"  # 1001 octets with its CRLF
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+            + b"Subject: long\r\n\r\n"
+            + line
+            + b".\r\nNOOP\r\n"
+        )
+        replies = await self.replies(sink, script, 6)
+        self.assertEqual(replies[5], b"500 5.5.2 Line too long")
+        self.assertEqual(replies[6][:3], b"250")
+        self.assertEqual(sink.stored(), [])
+        self.assertEqual(sink.messages(), [])
+
+    async def test_longestLegalLine(self) -> None:
+        sink = self.sink(maildir=self.mktemp(), printMessages=False)
+        line = b"z" * 998
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+            + line
+            + b"\r\n.\r\n"
+        )
+        replies = await self.replies(sink, script, 5, chunk=100)
+        self.assertEqual(replies[5][:3], b"250")
+        [stored] = sink.stored()
+        self.assertTrue(stored.endswith(b"\n" + line + b"\n"))
+
+    async def test_noSmugglingWithBareLineEnds(self) -> None:
+        sink = self.sink()
+        body = (
+            b"Subject: one message\r\n\r\nfirst\n.\r\n"
+            b"MAIL FROM:<evil@c>\r\nRCPT TO:<console@s>\r\nDATA\r\nsmuggled\r.\r\n"
+            b"still the same message\r\n.\n"
+            b"and this\r\n"
+        )
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+            + body
+            + b".\r\nQUIT\r\n"
+        )
+        replies = await self.replies(sink, script, 6)
+        self.assertEqual(
+            codes(replies), [b"220", b"250", b"250", b"250", b"354", b"250", b"221"]
+        )
+        [message] = sink.messages()
+        self.assertIn("smuggled\r.\n", message)
+        self.assertIn("and this", message)
+
+    async def test_tooManyRecipients(self) -> None:
+        sink = self.sink(maxRecipients=3, accept="*")
+        rcpts = b"".join(b"RCPT TO:<r%d@s>\r\n" % i for i in range(4))
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\n" + rcpts + b"DATA\r\n" + MESSAGE + b".\r\n"
+        )
+        replies = await self.replies(sink, script, 8)
+        self.assertEqual(
+            replies[6], b"452 4.5.3 Too many recipients (at most 3 a message)"
+        )
+        self.assertEqual(codes(replies)[7:], [b"354", b"250"])
+        [message] = sink.messages()
+        self.assertNotIn("r3@s", message)
+
+    async def test_tooManyErrors(self) -> None:
+        sink = self.sink(maxErrors=3)
+        replies = await self.replies(sink, b"BAD\r\nWORSE\r\nWORST\r\nNOOP\r\n", 5)
+        self.assertEqual(
+            replies,
+            [
+                replies[0],
+                b"500 5.5.2 Command not recognized",
+                b"500 5.5.2 Command not recognized",
+                b"500 5.5.2 Command not recognized",
+                b"421 4.7.0 Too many errors, closing connection",
+            ],
+        )
+
+    async def test_tooManyConnections(self) -> None:
+        sink = self.sink(maxConnections=1)
+
+        def twoClients() -> bytes:
+            with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as one:
+                one.recv(1000)
+                with socket.create_connection(
+                    ("127.0.0.1", sink.port), timeout=10
+                ) as two:
+                    refused = two.recv(1000)
+                    self.assertEqual(two.recv(1000), b"")
+            return refused
+
+        refused = await threads.deferToThread(twoClients)
+        self.assertEqual(
+            refused, b"421 4.7.0 Too many connections, try again later\r\n"
+        )
+        await self.settle(sink)
+        # Once the first has gone, a new client is served.
+        replies = await self.replies(sink, b"NOOP\r\n", 1)
+        self.assertEqual(replies[1][:3], b"250")
+
+    async def test_idleTimeout(self) -> None:
+        sink = self.sink(idleTimeout=0.3)
+        start = time.monotonic()
+        replies = await self.replies(sink, b"EHLO c\r\n", 3)
+        self.assertEqual(
+            replies[1:], [replies[1], b"421 4.4.2 Idle timeout, closing connection"]
+        )
+        self.assertGreater(time.monotonic() - start, 0.25)
+
+    async def test_sequenceErrors(self) -> None:
+        sink = self.sink()
+        script = (
+            b"MAIL FROM:<a@c>\r\nHELO c\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+            b"MAIL FROM:<a@c>\r\nMAIL FROM:<a@c>\r\nDATA\r\nRCPT TO:<x y@s>\r\n"
+            b"MAIL FROM:<a@c> FOO=BAR\r\n"
+        )
+        replies = await self.replies(sink, script, 9)
+        self.assertEqual(
+            codes(replies)[1:],
+            [b"503", b"250", b"503", b"503", b"250", b"503", b"554", b"501", b"503"],
+        )
+
+    async def test_neverAnOpenRelay(self) -> None:
+        # Authenticated or not, source-routed or percent-hacked: 550 5.7.1.
+        sink = self.sink(accept="console@sink.test")
+        plain = b"AUTH PLAIN AGd1ZXN0AHBhc3N3b3Jk\r\n"  # guest / password
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<victim@elsewhere.test>\r\n"
+            b"RCPT TO:<@sink.test:victim@elsewhere.test>\r\n"
+            b"RCPT TO:<victim%elsewhere.test@sink.test>\r\nRSET\r\n"
+            + plain
+            + b"MAIL FROM:<a@c>\r\nRCPT TO:<victim@elsewhere.test>\r\n"
+            b"RCPT TO:<console@sink.test>\r\n"
+        )
+        replies = await self.replies(sink, script, 10)
+        self.assertEqual(
+            codes(replies)[1:],
+            [b"250", b"250", b"550", b"550", b"550", b"250", b"235", b"250", b"550"]
+            + [b"250"],
+        )
+        self.assertEqual(replies[9], b"550 5.7.1 Recipient not accepted here")
+
+    async def test_nullSenderAndLog(self) -> None:
+        events = self.logEvents()
+        sink = self.sink(maildir=self.mktemp())
+        script = (
+            b"HELO client.test\r\nMAIL FROM:<>\r\nRCPT TO:<console@s>\r\n"
+            b"DATA\r\n" + MESSAGE + b".\r\nBOGUS\r\nQUIT\r\n"
+        )
+        await self.replies(sink, script, 7)
+        [stored] = sink.stored()
+        self.assertTrue(
+            stored.startswith(b"Return-Path: <>\nReceived: from client.test")
+        )
+        lines = [formatEvent(e) for e in events]
+        [line] = [x for x in lines if x.startswith("message accepted")]
+        self.assertIn("peer=127.0.0.1 helo=client.test from=<> to=console@s", line)
+        self.assertIn("size=24", line)
+        self.assertIn("file=" + os.path.abspath(sink.settings.maildir), line)
+        self.assertIn(
+            "refused BOGUS from 127.0.0.1: 500 5.5.2 Command not recognized", lines
+        )
+
+
+class SmtplibTests(SinkTestCase):
+    async def test_sendmailAndVRFY(self) -> None:
+        sink = self.sink(maildir=self.mktemp())
+
+        def send() -> Any:
+            with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as s:
+                refused = s.sendmail(
+                    "a@client.test",
+                    ["console@sink.test", "nobody@sink.test"],
+                    "Subject: 8 bit\r\n\r\ncaf\u00e9\r\n".encode(),
+                    mail_options=["BODY=8BITMIME"],
+                )
+                return refused, s.verify("console"), len(sink.stored())
+
+        refused, verify, storedAfter250 = await threads.deferToThread(send)
+        self.assertEqual(list(refused), ["nobody@sink.test"])
+        self.assertEqual(verify[0], 252)
+        # The file was in new/ by the time the client had its 250.
+        self.assertEqual(storedAfter250, 1)
+        [message] = sink.messages()
+        self.assertIn("caf\u00e9", message)
+
+
+class SinkFuzzTests(SinkTestCase):
+    timeout = 240
+
+    async def test_randomCommandStreams(self) -> None:
+        sink = self.sink(accept="*", maildir=self.mktemp(), maxSize=5000)
+        port = sink.port
+        pieces = st.one_of(
+            st.sampled_from(
+                [
+                    b"EHLO c",
+                    b"HELO c",
+                    b"MAIL FROM:<a@c>",
+                    b"MAIL FROM:<>  SIZE=99999999",
+                    b"MAIL FROM:<a@c> BODY=8BITMIME",
+                    b"RCPT TO:<r@s>",
+                    b"RCPT TO:<>",
+                    b"DATA",
+                    b".",
+                    b"..",
+                    b"RSET",
+                    b"NOOP",
+                    b"VRFY x",
+                    b"AUTH PLAIN",
+                    b"AUTH LOGIN Z3Vlc3Q=",
+                    b"AUTH CRAM-MD5",
+                    b"*",
+                    b"=",
+                    b"STARTTLS",
+                    b"\xff\xfe\x00",
+                ]
+            ),
+            st.binary(max_size=40),
+            st.binary(min_size=500, max_size=1200),
+        )
+        ends = st.sampled_from([b"\r\n", b"\n", b"\r", b""])
+        streams = st.lists(st.tuples(pieces, ends), max_size=30)
+
+        @settings(
+            max_examples=100,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(streams, st.integers(min_value=1, max_value=64))
+        def run(stream: list[tuple[bytes, bytes]], chunk: int) -> None:
+            data = b"".join(p + e for p, e in stream)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.recv(1000)
+                try:
+                    for i in range(0, len(data), chunk * 17):
+                        s.sendall(data[i : i + chunk * 17])
+                    s.shutdown(socket.SHUT_WR)
+                    while s.recv(65536):
+                        pass
+                except OSError:
+                    # The server may close first (QUIT, too many errors).
+                    pass
+            replies = smtpReplies(port, b"NOOP\r\n", 1)
+            assert replies[1] == b"250 2.0.0 OK", replies
+
+        await threads.deferToThread(run)
+        await self.settle(sink)
+        self.assertEqual(sink.tmpFiles(), [])
+        # trial fails the test if the server logged an unhandled error.
+
+
+class FactoryTests(TestCase):
+    timeout = 10
+
+    def test_noGuestOffLoopback(self) -> None:
+        # Listening beyond loopback without SMTPTUT_USERS: nobody can log in.
+        settings = ServerSettings(listen="tcp:2525:interface=0.0.0.0")
+        self.assertIsNone(makeFactory(settings, reactor).portal)
+        self.assertIsNotNone(makeFactory(ServerSettings(), reactor).portal)
+
+    def test_shutdownWithNothingOpen(self) -> None:
+        d = makeFactory(ServerSettings(), reactor).shutdown(1.0)
+        self.assertIsNone(self.successResultOf(d))
