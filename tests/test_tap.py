@@ -1,0 +1,277 @@
+"""The server run as users run it: emailserver.tac and ``twistd smtptut-server``, SIGTERM, memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+from twisted.internet import task, threads
+from twisted.python import usage
+from twisted.trial.unittest import TestCase
+
+from smtptut import tap
+from smtptut.config import SERVER_SETTINGS, ConfigError, ServerSettings
+
+from .helpers import (
+    TWISTD,
+    Process,
+    childEnvironment,
+    reactor,
+    runProcess,
+    smtpReplies,
+    startTwistdServer,
+)
+
+ENVELOPE = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+
+
+def pluginArgv(*options: str) -> list[str]:
+    return [TWISTD, "-n", "--pidfile=", "smtptut-server", *options]
+
+
+def vmKiB(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+class OptionsTests(TestCase):
+    timeout = 10
+
+    def test_everySettingIsAnOption(self) -> None:
+        options = tap.Options()
+        text = str(options)
+        for variable, _, _ in SERVER_SETTINGS:
+            flag = "--" + variable.removeprefix("SMTPTUT_").lower().replace("_", "-")
+            self.assertIn(flag + "=", text)
+            self.assertIn(variable, text)
+
+    def test_optionsWinOverEnvironment(self) -> None:
+        self.patch(os, "environ", {"SMTPTUT_ACCEPT": "env", "SMTPTUT_MAX_SIZE": "9"})
+        options = tap.Options()
+        options.parseOptions(["--accept", "@a.test, *", "--print", "0"])
+        settings: ServerSettings = options["settings"]
+        self.assertEqual(settings.accept.patterns, ("@a.test", "*"))
+        self.assertFalse(settings.printMessages)
+        self.assertEqual(settings.maxSize, 9)
+
+    def test_badOptionIsUsageError(self) -> None:
+        options = tap.Options()
+        e = self.assertRaises(
+            usage.UsageError, options.parseOptions, ["--max-size", "lots"]
+        )
+        self.assertEqual(str(e), "SMTPTUT_MAX_SIZE: 'lots' is not a whole number")
+
+
+class SettingsTests(TestCase):
+    timeout = 10
+
+    def test_defaults(self) -> None:
+        s = ServerSettings.fromEnvironment({})
+        self.assertEqual(
+            (s.maxSize, s.maxRecipients, s.idleTimeout, s.printMessages, s.maildir),
+            (25 * 1024 * 1024, 100, 300.0, True, None),
+        )
+        self.assertTrue(s.loopback)
+
+    def test_badValues(self) -> None:
+        for env, message in [
+            ({"SMTPTUT_PRINT": "maybe"}, "SMTPTUT_PRINT: 'maybe' is not 1 or 0"),
+            (
+                {"SMTPTUT_MAX_RECIPIENTS": "0"},
+                "SMTPTUT_MAX_RECIPIENTS: 0 is not at least 1",
+            ),
+            (
+                {"SMTPTUT_TLS_CERT": "/nonexistent.pem"},
+                "SMTPTUT_TLS_CERT: /nonexistent.pem: no such file",
+            ),
+            (
+                {"SMTPTUT_USERS": "/nonexistent"},
+                "SMTPTUT_USERS: /nonexistent: no such file",
+            ),
+            (
+                {"SMTPTUT_IDLE_TIMEOUT": "-1"},
+                "SMTPTUT_IDLE_TIMEOUT: the timeout must be more than 0 seconds",
+            ),
+        ]:
+            e = self.assertRaises(ConfigError, ServerSettings.fromEnvironment, env)
+            self.assertEqual(str(e), message)
+
+    def test_loopbackListen(self) -> None:
+        for listen, loopback in [
+            ("tcp:2525:interface=127.0.0.1", True),
+            ("tcp:2525:interface=127.0.0.9", True),
+            ("tcp6:2525:interface=\\:\\:1", True),
+            ("unix:/tmp/smtp.sock", True),
+            ("tcp:2525", False),
+            ("tcp:2525:interface=0.0.0.0", False),
+            ("tcp:2525:interface=192.0.2.1", False),
+        ]:
+            self.assertEqual(ServerSettings(listen=listen).loopback, loopback, listen)
+
+
+class ProcessTests(TestCase):
+    timeout = 120
+
+    async def startServer(self, **settings: str) -> tuple[Process, int]:
+        process, port = await startTwistdServer(reactor, settings)
+        self.addCleanup(process.stop)
+        return process, port
+
+    async def test_pluginHelpListsEverySetting(self) -> None:
+        result = await runProcess(reactor, pluginArgv("--help"))
+        self.assertEqual(result.code, 0, result.err)
+        for variable, _, _ in SERVER_SETTINGS:
+            self.assertIn(variable, result.out)
+
+    async def test_pluginBadOption(self) -> None:
+        result = await runProcess(reactor, pluginArgv("--accept", "@"))
+        self.assertNotEqual(result.code, 0)
+        self.assertIn("SMTPTUT_ACCEPT: '@' names no domain", result.out + result.err)
+
+    async def test_pluginStoresMail(self) -> None:
+        maildir = os.path.abspath(self.mktemp())
+        process = Process(
+            reactor,
+            pluginArgv(
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--maildir",
+                maildir,
+                "--accept",
+                "@sink.test",
+                "--print",
+                "0",
+            ),
+            childEnvironment({}),
+            timeout=60,
+        )
+        self.addCleanup(process.stop)
+        match = await process.waitFor(r"starting on (\d+)")
+        port = int(match.group(1))
+        replies = await threads.deferToThread(
+            smtpReplies,
+            port,
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<x@sink.test>\r\n"
+            b"RCPT TO:<console@other.test>\r\nDATA\r\nSubject: plugin\r\n\r\n.\r\nQUIT\r\n",
+            7,
+        )
+        self.assertEqual(
+            [r[:3] for r in replies],
+            [b"220", b"250", b"250", b"250", b"550", b"354", b"250", b"221"],
+        )
+        self.assertEqual(len(os.listdir(os.path.join(maildir, "new"))), 1)
+        await process.waitFor(r"message accepted: peer=127\.0\.0\.1")
+        self.assertNotIn("New message received", process.output())
+
+    async def test_tacMaildirOnly(self) -> None:
+        maildir = os.path.abspath(self.mktemp())
+        process, port = await self.startServer(
+            SMTPTUT_MAILDIR=maildir, SMTPTUT_PRINT="0", SMTPTUT_ACCEPT="*"
+        )
+        await threads.deferToThread(
+            smtpReplies, port, ENVELOPE + b"Subject: tac\r\n\r\n.\r\nQUIT\r\n", 6
+        )
+        self.assertEqual(len(os.listdir(os.path.join(maildir, "new"))), 1)
+        self.assertNotIn("New message received", process.output())
+
+    async def test_sigtermFinishesTransactionInFlight(self) -> None:
+        maildir = os.path.abspath(self.mktemp())
+        process, port = await self.startServer(SMTPTUT_MAILDIR=maildir)
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(idle.close)
+        self.addCleanup(busy.close)
+
+        def start() -> None:
+            idle.recv(1000)
+            reader = busy.makefile("rb")
+            busy.sendall(ENVELOPE + b"Subject: in flight\r\n\r\nfirst half\r\n")
+            replies = 0
+            while replies < 5:
+                if reader.readline()[3:4] == b" ":
+                    replies += 1
+
+        await threads.deferToThread(start)
+        process.kill(signal.SIGTERM)
+        await process.waitFor("Received SIGTERM")
+        await task.deferLater(reactor, 0.3)
+
+        def finish() -> tuple[bytes, bytes]:
+            busy.sendall(b"second half\r\n.\r\n")
+            return recvAll(busy), recvAll(idle)
+
+        def recvAll(s: socket.socket) -> bytes:
+            data = b""
+            while chunk := s.recv(1000):
+                data += chunk
+            return data
+
+        busyReplies, idleReplies = await threads.deferToThread(finish)
+        self.assertEqual(
+            busyReplies,
+            b"250 2.0.0 Delivery in progress\r\n"
+            b"421 4.3.2 Service shutting down, closing connection\r\n",
+        )
+        self.assertEqual(
+            idleReplies, b"421 4.3.2 Service shutting down, closing connection\r\n"
+        )
+        result = await process.ended
+        self.assertEqual(result.signal, signal.SIGTERM, result.out + result.err)
+        [name] = os.listdir(os.path.join(maildir, "new"))
+        with open(os.path.join(maildir, "new", name), "rb") as f:
+            self.assertTrue(f.read().endswith(b"\nfirst half\nsecond half\n"))
+
+    async def test_sigtermGraceIsBounded(self) -> None:
+        process, port = await self.startServer(SMTPTUT_SHUTDOWN_GRACE="0.5")
+        busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(busy.close)
+        await threads.deferToThread(busy.sendall, ENVELOPE + b"never ends\r\n")
+        await task.deferLater(reactor, 0.3)
+        start = reactor.seconds()
+        result = await process.stop()
+        self.assertLess(reactor.seconds() - start, 5)
+        self.assertIn("still busy at shutdown", result.out + result.err)
+
+    async def test_hundredMegabytesInLittleMemory(self) -> None:
+        maildir = os.path.abspath(self.mktemp())
+        size = 100 * 1024 * 1024
+        process, port = await self.startServer(
+            SMTPTUT_MAILDIR=maildir,
+            SMTPTUT_PRINT="0",
+            SMTPTUT_MAX_SIZE=str(2 * size),
+        )
+        pid = process.transport.pid
+        # A first small message warms the server up.
+        await threads.deferToThread(
+            smtpReplies, port, ENVELOPE + b"Subject: warm\r\n\r\n.\r\nQUIT\r\n", 6
+        )
+        before = vmKiB(pid, "VmRSS")
+        line = b"x" * 998 + b"\r\n"
+        count = size // len(line)
+
+        def sendBig() -> list[bytes]:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                reader = s.makefile("rb")
+                s.sendall(ENVELOPE)
+                replies = 0
+                while replies < 5:
+                    if reader.readline()[3:4] == b" ":
+                        replies += 1
+                block = line * 256
+                for _ in range(count // 256):
+                    s.sendall(block)
+                s.sendall(b".\r\nQUIT\r\n")
+                return [reader.readline(), reader.readline()]
+
+        replies = await threads.deferToThread(sendBig)
+        self.assertEqual(replies[0], b"250 2.0.0 Delivery in progress\r\n")
+        peak = vmKiB(pid, "VmHWM")
+        grown = peak - before
+        self.assertLess(grown, 8 * 1024, f"peak RSS grew by {grown} KiB")
+        names = sorted(os.listdir(os.path.join(maildir, "new")))
+        sizes = [os.path.getsize(os.path.join(maildir, "new", n)) for n in names]
+        self.assertGreater(max(sizes), (count // 256) * 256 * 999)
