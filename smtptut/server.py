@@ -488,19 +488,21 @@ class ConsoleESMTP(smtp.ESMTP):
 
     def _wait(self, d: defer.Deferred[Any]) -> None:
         """
-        Hold further input until C{d} (which sends the reply) has fired.
+        Hold further input until C{d} (which sends the reply) has fired; when
+        it has fired already (the console, an AUTH check in memory) the
+        caller's loop simply goes on.
         """
         self._waiting = True
-        self.setTimeout(None)
-        if self.transport is not None:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        paused = False
 
         def resume(result: Any) -> None:
             self._waiting = False
             if self.state is CLOSED:
                 return
-            self.setTimeout(self.settings.idleTimeout)
             self._afterTransaction()
+            if not paused:
+                return
+            self.setTimeout(self.settings.idleTimeout)
             self._process()
             self._flush()
             if self.transport is not None and self.state is not CLOSED:
@@ -508,6 +510,11 @@ class ConsoleESMTP(smtp.ESMTP):
 
         d.addErrback(lambda f: self.log.failure("while answering", f))
         d.addCallback(resume)
+        if self._waiting:
+            paused = True
+            self.setTimeout(None)
+            if self.transport is not None:
+                self.transport.pauseProducing()  # type: ignore[attr-defined]
 
     # -- commands
 
