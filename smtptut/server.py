@@ -295,8 +295,11 @@ class ConsoleESMTP(smtp.ESMTP):
       - offers AUTH before STARTTLS and has no way to require TLS for it;
       - runs plaintext commands pipelined behind STARTTLS and keeps HELO/MAIL
         state across the upgrade (the CVE-2011-0411 class of injection);
-      - calls C{receivedHeader} in a way that raises TypeError on Python 3 when
-        the default is used (twisted/twisted#9801-style bytes/str mixing).
+      - mixes str and bytes on Python 3 in the tutorial's setup (AUTH
+        mechanism names, the default C{receivedHeader} raises TypeError:
+        twisted/twisted#11634), and gives C{receivedHeader} one recipient
+        where its interface promises all of them (twisted/twisted#8804).
+    No Twisted ticket was found for the STARTTLS injection or the memory use.
     Replies to pipelined commands are gathered and written at once.
     """
 
