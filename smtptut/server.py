@@ -469,21 +469,30 @@ class ConsoleESMTP(smtp.ESMTP):
         if self.transport is not None:
             self.transport.loseConnection()
 
-    def _refused(self, verb: bytes, code: int, text: bytes | str) -> None:
+    def _refused(
+        self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
+    ) -> None:
+        """
+        Refuse a command: the reply, and one log line (with the command's
+        argument only when given: never for AUTH).
+        """
         self._reply(code, text)
         self.log.info(
-            "refused {command} from {peer}: {code} {reply}",
+            "refused {command}{argument} from {peer}: {code} {reply}",
             command=_decode(verb) or "(line)",
+            argument=" " + _decode(argument) if argument else "",
             peer=self.peer,
             code=code,
             reply=text if isinstance(text, str) else _decode(text),
         )
 
-    def _error(self, verb: bytes, code: int, text: bytes | str) -> None:
+    def _error(
+        self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
+    ) -> None:
         """
         Refuse a command and count it; too many errors end the session.
         """
-        self._refused(verb, code, text)
+        self._refused(verb, code, text, argument)
         self.errors += 1
         if self.errors >= self.settings.maxErrors:
             self._refused(b"", 421, b"4.7.0 Too many errors, closing connection")
@@ -663,16 +672,7 @@ class ConsoleESMTP(smtp.ESMTP):
                 raise smtp.AddressError("no domain")
             makeMessage = self.delivery.validateTo(user)
         except smtp.SMTPBadRcpt as e:
-            self._refused(b"RCPT", e.code, e.resp)
-            self.log.info(
-                "recipient {recipient} refused from {peer}",
-                recipient=_decode(path),
-                peer=self.peer,
-            )
-            self.errors += 1
-            if self.errors >= self.settings.maxErrors:
-                self._refused(b"", 421, b"4.7.0 Too many errors, closing connection")
-                self._close()
+            self._error(b"RCPT", e.code, e.resp, b"<" + path + b">")
             return
         except smtp.AddressError:
             self._error(b"RCPT", 501, b"5.1.3 Bad recipient address syntax")

@@ -295,9 +295,10 @@ class ProtocolTests(SinkTestCase):
         sink = self.sink(maildir=self.mktemp())
         script = (
             b"HELO client.test\r\nMAIL FROM:<>\r\nRCPT TO:<console@s>\r\n"
+            b"RCPT TO:<nobody@s>\r\n"
             b"DATA\r\n" + MESSAGE + b".\r\nBOGUS\r\nQUIT\r\n"
         )
-        await self.replies(sink, script, 7)
+        await self.replies(sink, script, 8)
         [stored] = sink.stored()
         self.assertTrue(
             stored.startswith(b"Return-Path: <>\nReceived: from client.test")
@@ -309,6 +310,10 @@ class ProtocolTests(SinkTestCase):
         self.assertIn("file=" + os.path.abspath(sink.settings.maildir), line)
         self.assertIn(
             "refused BOGUS from 127.0.0.1: 500 5.5.2 Command not recognized", lines
+        )
+        self.assertIn(
+            "refused RCPT <nobody@s> from 127.0.0.1: 550 5.7.1 Recipient not accepted here",
+            lines,
         )
 
 
