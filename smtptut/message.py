@@ -165,6 +165,7 @@ class MessageProducer:
         self._progress = progress
         self._file: BinaryIO | None = None
         self._pending = b""
+        self._next = b""
         self._consumer: IConsumer | None = None
         self._done: Deferred[None] | None = None
 
@@ -173,28 +174,36 @@ class MessageProducer:
         Start writing to C{consumer}; the result fires once all is written.
         """
         self._file = self._source.open()
+        # Reading one chunk ahead tells the last chunk from the others, so
+        # the final "." goes out in the same write as the last line.
+        self._next = self._file.read(self._chunkSize)
         self._consumer = consumer
-        self._done = Deferred()
+        done = self._done = Deferred()
         self._first = True
+        # A pull producer is resumed at once: a small message may be done
+        # before registerProducer returns.
         consumer.registerProducer(self, False)
-        return self._done
+        return done
 
     def resumeProducing(self) -> None:
         assert self._file is not None and self._consumer is not None
-        chunk = self._file.read(self._chunkSize)
+        chunk = self._next
+        self._next = self._file.read(self._chunkSize) if chunk else b""
         self._progress()
         data = self._pending + chunk
-        if chunk:
+        if self._next:
             cut = data.rfind(b"\n") + 1
             self._pending = data[cut:]
             out = toSMTP(data[:cut])
         else:
             self._pending = b""
-            out = toSMTP(data + b"\n") if data else b""
+            if data and not data.endswith(b"\n"):
+                data += b"\n"
+            out = toSMTP(data)
         if self._first:
             out = self._source.extraHeaders + out
             self._first = False
-        if not chunk:
+        if not self._next:
             self._finish(out + b".\r\n")
         elif out:
             self._consumer.write(out)

@@ -142,6 +142,18 @@ class WireTests(SynchronousTestCase):
     def test_noFinalNewline(self) -> None:
         self.assertTrue(wire(source(HEADERS + b"last")).endswith(b"\r\nlast\r\n.\r\n"))
 
+    def test_terminatorInTheLastWrite(self) -> None:
+        # Sent apart, the 3-byte "." line waits for a delayed ACK (Nagle).
+        writes: list[bytes] = []
+        transport = StringTransport()
+        transport.write = writes.append  # type: ignore[method-assign]
+        done = MessageProducer(source(HEADERS + filler(1024))).beginTransfer(transport)
+        assert transport.producer is not None
+        transport.producer.resumeProducing()
+        self.successResultOf(done)
+        self.assertEqual(len(writes), 1)
+        self.assertTrue(writes[0].endswith(b"b\r\n.\r\n"))
+
     def test_empty(self) -> None:
         message = checkMessage("t", lambda: io.BytesIO(b""))
         self.assertEqual(wire(message), message.extraHeaders + b".\r\n")
