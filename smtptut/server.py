@@ -17,7 +17,7 @@ from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, endpoints, protocol, task
-from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IListeningPort
 from twisted.logger import Logger, LoggingFile
 from twisted.mail import smtp
 from twisted.python.failure import Failure
@@ -282,6 +282,7 @@ class ConsoleMessageDelivery:
 # ------------------------------------------------------------------ protocol
 
 
+@implementer(IHalfCloseableProtocol)
 class ConsoleESMTP(smtp.ESMTP):
     """
     The console server's ESMTP protocol.
@@ -328,6 +329,7 @@ class ConsoleESMTP(smtp.ESMTP):
         self._buffer = b""
         self._replies: list[bytes] = []
         self._waiting = False
+        self._eof = False
         self._discardLine = False
         self.errors = 0
         self.authFailures = 0
@@ -355,6 +357,19 @@ class ConsoleESMTP(smtp.ESMTP):
             self._onLogout()
             self._onLogout = None
         self.factory.protocolGone(self)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client has sent all it will (C{printf ... | nc}): answer all of
+        it, then close.  Without this Twisted drops the replies not yet
+        written.
+        """
+        self._eof = True
+        if not self._waiting:
+            self._close()
+
+    def writeConnectionLost(self) -> None:
+        self._close()
 
     def timeoutConnection(self) -> None:
         self._refused(b"", 421, b"4.4.2 Idle timeout, closing connection")
@@ -517,6 +532,8 @@ class ConsoleESMTP(smtp.ESMTP):
             self.setTimeout(self.settings.idleTimeout)
             self._process()
             self._flush()
+            if self._eof and not self._waiting:
+                self._close()
             if self.transport is not None and self.state is not CLOSED:
                 self.transport.resumeProducing()  # type: ignore[attr-defined]
 

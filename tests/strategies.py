@@ -26,3 +26,43 @@ def messageLines(draw: st.DrawFn, maxLines: int = 40) -> list[bytes]:
 
 
 lineEnds = st.sampled_from([b"\n", b"\r\n"])
+
+
+# ------------------------------------------- server tests (issue 4): fuzzing
+
+#: Pieces of an SMTP session: real commands in every state, dot lines, AUTH
+#: answers, binary junk and overlong lines.
+smtpPieces = st.one_of(
+    st.sampled_from(
+        [
+            b"EHLO c",
+            b"HELO c",
+            b"MAIL FROM:<a@c>",
+            b"MAIL FROM:<>  SIZE=99999999",
+            b"MAIL FROM:<a@c> BODY=8BITMIME",
+            b"RCPT TO:<r@s>",
+            b"RCPT TO:<>",
+            b"DATA",
+            b".",
+            b"..",
+            b"RSET",
+            b"NOOP",
+            b"VRFY x",
+            b"AUTH PLAIN",
+            b"AUTH LOGIN Z3Vlc3Q=",
+            b"AUTH CRAM-MD5",
+            b"*",
+            b"=",
+            b"STARTTLS",
+            b"\xff\xfe\x00",
+        ]
+    ),
+    st.binary(max_size=40),
+    st.binary(min_size=500, max_size=1200),
+)
+
+#: A stream of pieces, each ended by CRLF, a bare LF, a bare CR or nothing.
+smtpStreams = st.lists(
+    st.tuples(smtpPieces, st.sampled_from([b"\r\n", b"\n", b"\r", b""])),
+    max_size=30,
+).map(lambda pieces: b"".join(p + end for p, end in pieces))
