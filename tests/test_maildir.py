@@ -173,6 +173,28 @@ class MaildirTests(TestCase):
         )
 
 
+class MaildirFailureTests(TestCase):
+    timeout = 30
+
+    async def test_storeFailureIs451AndLeavesNothing(self) -> None:
+        sink = startSink(reactor, maildir=self.mktemp(), printMessages=False)
+        self.addCleanup(sink.stop)
+        # new/ gone: the rename into it fails.
+        os.rmdir(os.path.join(sink.settings.maildir, "new"))
+        replies: list[bytes] = await threads.deferToThread(
+            smtpReplies,
+            sink.port,
+            ENVELOPE + b"Subject: x\r\n\r\n.\r\nNOOP\r\n",
+            6,
+        )
+        self.assertEqual(
+            replies[5], b"451 4.3.0 Could not store the message, try again later"
+        )
+        self.assertEqual(replies[6][:3], b"250")
+        self.assertEqual(sink.tmpFiles(), [])
+        self.assertEqual(len(self.flushLoggedErrors(FileNotFoundError)), 1)
+
+
 class MaildirUnitTests(TestCase):
     timeout = 10
 

@@ -212,11 +212,17 @@ class AuthTests(TLSTestCase):
                 plaintext = s.has_extn("auth")
                 s.starttls(context=context)
                 s.ehlo("c")
-                return plaintext, s.has_extn("auth"), s.login("guest", "password")
+                offered = s.has_extn("auth")
+                try:
+                    s.login("guest", "wrong")
+                except smtplib.SMTPAuthenticationError as e:
+                    failed = e.smtp_code
+                return plaintext, offered, failed, s.login("guest", "password")
 
-        plaintext, overTLSOffered, login = await threads.deferToThread(overTLS)
+        plaintext, overTLSOffered, failed, login = await threads.deferToThread(overTLS)
         self.assertFalse(plaintext)
         self.assertTrue(overTLSOffered)
+        self.assertEqual(failed, 535)
         self.assertEqual(login[0], 235)
 
     async def test_usersFile(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 
@@ -235,6 +236,64 @@ class ProcessTests(TestCase):
         result = await process.stop()
         self.assertLess(reactor.seconds() - start, 5)
         self.assertIn("still busy at shutdown", result.out + result.err)
+
+    async def test_hundredMegabytesPrintedInLittleMemory(self) -> None:
+        # The console copy spools to a temporary file, then is printed.
+        size = 100 * 1024 * 1024
+        log = os.path.abspath(self.mktemp())
+        command = f"exec {TWISTD} -n --pidfile= -l {log} -y emailserver.tac >/dev/null"
+        env = childEnvironment(
+            {
+                "SMTPTUT_LISTEN": "tcp:0:interface=127.0.0.1",
+                "SMTPTUT_MAX_SIZE": str(2 * size),
+            }
+        )
+        process = Process(reactor, ["/bin/sh", "-c", command], env, timeout=120)
+        self.addCleanup(process.stop)
+        port = 0
+        for _ in range(500):
+            await task.deferLater(reactor, 0.02)
+            if os.path.exists(log):
+                with open(log) as f:
+                    found = re.search(r"starting on (\d+)", f.read())
+                if found:
+                    port = int(found.group(1))
+                    break
+        self.assertTrue(port, "the server did not start")
+        await self.measureBigMessage(process.transport.pid, port, size)
+        with open(log) as f:
+            self.assertIn("message accepted", f.read())
+
+    async def measureBigMessage(self, pid: int, port: int, size: int) -> None:
+        """
+        Send a warm-up message, then one of C{size} octets; the server's peak
+        resident memory must not grow by more than 8 MiB.
+        """
+        await threads.deferToThread(
+            smtpReplies, port, ENVELOPE + b"Subject: warm\r\n\r\n.\r\nQUIT\r\n", 6
+        )
+        before = vmKiB(pid, "VmRSS")
+        line = b"x" * 998 + b"\r\n"
+        blocks = size // len(line) // 256
+
+        def sendBig() -> list[bytes]:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                reader = s.makefile("rb")
+                s.sendall(ENVELOPE)
+                replies = 0
+                while replies < 5:
+                    if reader.readline()[3:4] == b" ":
+                        replies += 1
+                block = line * 256
+                for _ in range(blocks):
+                    s.sendall(block)
+                s.sendall(b".\r\nQUIT\r\n")
+                return [reader.readline(), reader.readline()]
+
+        replies = await threads.deferToThread(sendBig)
+        self.assertEqual(replies[0], b"250 2.0.0 Delivery in progress\r\n")
+        grown = vmKiB(pid, "VmHWM") - before
+        self.assertLess(grown, 8 * 1024, f"peak RSS grew by {grown} KiB")
 
     async def test_hundredMegabytesInLittleMemory(self) -> None:
         maildir = os.path.abspath(self.mktemp())
