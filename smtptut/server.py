@@ -19,7 +19,12 @@ from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, endpoints, protocol, task
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IListeningPort
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableProtocol,
+    IListeningPort,
+    ISSLTransport,
+)
 from twisted.logger import Logger, LoggingFile
 from twisted.mail import smtp
 from twisted.python.failure import Failure
@@ -355,6 +360,8 @@ class ConsoleESMTP(smtp.ESMTP):
         self._authUser: bytes | None = None
         self._message: Any = None
         self._resetSession()
+        # Implicit TLS (an ssl: endpoint) counts as TLS from the start.
+        self.startedTLS = ISSLTransport.providedBy(self.transport)
         self.setTimeout(self.settings.idleTimeout)
         self.transport.write(  # type: ignore[union-attr]
             b"220 " + factory.domain + b" ESMTP smtptut ready\r\n"
@@ -389,7 +396,7 @@ class ConsoleESMTP(smtp.ESMTP):
         self._close()
 
     def timeoutConnection(self) -> None:
-        self._refused(b"", 421, b"4.4.2 Idle timeout, closing connection")
+        self._refused(b"(session)", 421, b"4.4.2 Idle timeout, closing connection")
         self._close()
 
     def _resetSession(self) -> None:
@@ -527,7 +534,9 @@ class ConsoleESMTP(smtp.ESMTP):
         self._refused(verb, code, text, argument)
         self.errors += 1
         if self.errors >= self.settings.maxErrors:
-            self._refused(b"", 421, b"4.7.0 Too many errors, closing connection")
+            self._refused(
+                b"(session)", 421, b"4.7.0 Too many errors, closing connection"
+            )
             self._close()
 
     def _wait(self, d: defer.Deferred[Any]) -> None:
@@ -887,7 +896,9 @@ class ConsoleESMTP(smtp.ESMTP):
             self._refused(b"AUTH", 535, b"5.7.8 Authentication credentials invalid")
             if self.authFailures >= MAX_AUTH_FAILURES:
                 self._refused(
-                    b"", 421, b"4.7.0 Too many authentication failures, closing"
+                    b"(session)",
+                    421,
+                    b"4.7.0 Too many authentication failures, closing",
                 )
                 self._close()
 

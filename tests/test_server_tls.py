@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import os
 import smtplib
 import socket
@@ -14,7 +15,9 @@ from twisted.internet import threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from smtptut.config import ServerSettings
 from smtptut.passwords import passwdMain
+from smtptut.server import SinkService, makeFactory
 
 from .helpers import (
     SMTPTUT,
@@ -181,6 +184,39 @@ class StartTLSTests(TLSTestCase):
         [message] = sink.messages()
         self.assertIn("with ESMTPSA", message)
         self.assertIn("Subject: Tutorate!", message)
+
+
+class ImplicitTLSTests(TLSTestCase):
+    async def test_sslEndpoint(self) -> None:
+        # SMTPTUT_LISTEN=ssl:...: TLS from the first octet (port 465 style).
+        certificates = self.certificates
+        listen = (
+            "ssl:0:interface=127.0.0.1"
+            f":certKey={certificates.serverCert}:privateKey={certificates.serverKey}"
+        )
+        settings = ServerSettings(listen=listen)
+        output = io.StringIO()
+        sink = SinkService(
+            settings, makeFactory(settings, reactor, output=lambda: output), reactor
+        )
+        sink.startService()
+        self.addCleanup(sink.stopService)
+        assert sink.port is not None
+        port = sink.port.getHost().port  # type: ignore[attr-defined]
+        context = clientContext(certificates)
+
+        def session() -> dict[str, str]:
+            with smtplib.SMTP_SSL("localhost", port, context=context, timeout=10) as s:
+                s.ehlo("c")
+                features = dict(s.esmtp_features)
+                s.login("guest", "password")
+                s.sendmail("a@c.test", ["console@s.test"], MESSAGE)
+                return features
+
+        features = await threads.deferToThread(session)
+        self.assertNotIn("starttls", features)
+        self.assertIn("auth", features)
+        self.assertIn("with ESMTPSA", output.getvalue())
 
 
 class AuthTests(TLSTestCase):
