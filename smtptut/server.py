@@ -56,6 +56,25 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
+#: Verbs a refusal's log line names; anything else is "(unrecognized)", as
+#: it may be a credential sent out of turn.
+_KNOWN_VERBS = frozenset(
+    b"HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH"
+    b" BDAT ETRN TURN ATRN SEND SOML SAML XCLIENT XFORWARD LHLO".split()
+)
+
+
+def _printable(data: bytes, limit: int = 200) -> str:
+    """
+    Client-supplied text made safe for a log line: no control characters,
+    at most C{limit} characters.
+    """
+    text = _decode(data[:limit])
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text + ("..." if len(data) > limit else "")
+
+
 @functools.lru_cache(maxsize=1024)
 def isLoopback(host: str) -> bool:
     """
@@ -516,10 +535,12 @@ class ConsoleESMTP(smtp.ESMTP):
         argument only when given: never for AUTH).
         """
         self._reply(code, text)
+        if verb and not verb.startswith(b"(") and verb not in _KNOWN_VERBS:
+            verb = b"(unrecognized)"
         self.log.info(
             "refused {command}{argument} from {peer}: {code} {reply}",
             command=_decode(verb) or "(line)",
-            argument=" " + _decode(argument) if argument else "",
+            argument=" " + _printable(argument) if argument else "",
             peer=self.peer,
             code=code,
             reply=text if isinstance(text, str) else _decode(text),
@@ -1002,9 +1023,11 @@ class ConsoleESMTP(smtp.ESMTP):
         fields = {
             "result": result,
             "peer": self.peer,
-            "helo": _decode(self._helo[0] or b""),
-            "sender": _decode(bytes(self._from)) if self._from is not None else "",
-            "recipients": ",".join(str(user.dest) for user, _ in self._to),
+            "helo": _printable(self._helo[0] or b""),
+            "sender": _printable(bytes(self._from)) if self._from is not None else "",
+            "recipients": ",".join(
+                _printable(bytes(user.dest)) for user, _ in self._to
+            ),
             "size": self._size,
             "user": _decode(self.user) if self.user else "-",
             "tls": self.startedTLS,

@@ -15,7 +15,7 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from smtptut.config import ServerSettings
-from smtptut.server import makeFactory
+from smtptut.server import _printable, makeFactory
 
 from .helpers import Sink, reactor, smtpReplies, startSink
 from .strategies import smtpStreams
@@ -324,7 +324,7 @@ class ProtocolTests(SinkTestCase):
         script = (
             b"HELO client.test\r\nMAIL FROM:<>\r\nRCPT TO:<console@s>\r\n"
             b"RCPT TO:<nobody@s>\r\n"
-            b"DATA\r\n" + MESSAGE + b".\r\nBOGUS\r\nQUIT\r\n"
+            b"DATA\r\n" + MESSAGE + b".\r\naHVudGVyMg==\r\nQUIT\r\n"
         )
         await self.replies(sink, script, 8)
         [stored] = sink.stored()
@@ -337,8 +337,11 @@ class ProtocolTests(SinkTestCase):
         self.assertIn("size=24", line)
         self.assertIn("file=" + os.path.abspath(sink.settings.maildir), line)
         self.assertIn(
-            "refused BOGUS from 127.0.0.1: 500 5.5.2 Command not recognized", lines
+            "refused (unrecognized) from 127.0.0.1: 500 5.5.2 Command not recognized",
+            lines,
         )
+        # A line that is no command may be a credential sent out of turn.
+        self.assertNotIn("aHVudGVyMg", "\n".join(lines))
         self.assertIn(
             "refused RCPT <nobody@s> from 127.0.0.1: 550 5.7.1 Recipient not accepted here",
             lines,
@@ -425,6 +428,10 @@ class FactoryTests(TestCase):
         settings = ServerSettings(listen="tcp:2525:interface=0.0.0.0")
         self.assertIsNone(makeFactory(settings, reactor).portal)
         self.assertIsNotNone(makeFactory(ServerSettings(), reactor).portal)
+
+    def test_clientTextInLogsIsPrintable(self) -> None:
+        self.assertEqual(_printable(b"helo\r\x1b[2Jname"), "helo\\x0d\\x1b[2Jname")
+        self.assertEqual(_printable(b"x" * 300), "x" * 200 + "...")
 
     def test_shutdownWithNothingOpen(self) -> None:
         d = makeFactory(ServerSettings(), reactor).shutdown(1.0)
