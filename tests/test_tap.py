@@ -22,6 +22,7 @@ from .helpers import (
     runProcess,
     smtpReplies,
     startTwistdServer,
+    twistdArgv,
 )
 
 ENVELOPE = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
@@ -132,6 +133,20 @@ class ProcessTests(TestCase):
         result = await runProcess(reactor, pluginArgv("--accept", "@"))
         self.assertNotEqual(result.code, 0)
         self.assertIn("SMTPTUT_ACCEPT: '@' names no domain", result.out + result.err)
+
+    async def test_tacBadCertificateIsOneLine(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("not a certificate\n")
+        result = await runProcess(
+            reactor, twistdArgv("emailserver.tac"), {"SMTPTUT_TLS_CERT": path}
+        )
+        self.assertEqual(result.code, 64)
+        self.assertEqual(len(result.err.strip().splitlines()), 1, result.err)
+        self.assertIn(
+            f"emailserver.tac: SMTPTUT_TLS_CERT: cannot load {path}", result.err
+        )
+        self.assertNotIn("Traceback", result.out + result.err)
 
     async def test_pluginStoresMail(self) -> None:
         maildir = os.path.abspath(self.mktemp())
