@@ -65,12 +65,10 @@ class MaildirMessage:
             os.fsync(f.fileno())
         finally:
             f.close()
+        # The data is on disk before the rename.  The directory is not
+        # fsynced (as qmail's deliveries do not): after a crash a message
+        # whose rename was lost is still whole in tmp/, never half in new/.
         os.rename(self.tmpPath, self.newPath)
-        directory = os.open(os.path.dirname(self.newPath), os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
         return self.newPath
 
     def commit(self) -> defer.Deferred[str]:
