@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application import service
@@ -38,8 +39,6 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        import os
-
         environ = dict(os.environ)
         for variable, _, _ in SERVER_SETTINGS:
             value = self[_option(variable)]
