@@ -134,6 +134,40 @@ class ProtocolTests(SinkTestCase):
         )
         self.assertEqual(len(sink.messages()), 1)
 
+    async def test_concurrentMessagesPrintedWhole(self) -> None:
+        # Two clients' messages arrive interleaved; each is printed in one piece.
+        sink = self.sink()
+
+        def interleave() -> None:
+            clients = [
+                socket.create_connection(("127.0.0.1", sink.port), timeout=10)
+                for _ in range(2)
+            ]
+            readers = [c.makefile("rb") for c in clients]
+            for c, r in zip(clients, readers, strict=True):
+                c.sendall(
+                    b"HELO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+                )
+                finals = 0
+                while finals < 5:
+                    finals += r.readline()[3:4] == b" "
+            for i in range(50):
+                for n, c in enumerate(clients):
+                    c.sendall(b"client %d line %d\r\n" % (n, i))
+            for c, r in zip(clients, readers, strict=True):
+                c.sendall(b".\r\nQUIT\r\n")
+                assert r.readline().startswith(b"250")
+                r.close()
+                c.close()
+
+        await threads.deferToThread(interleave)
+        messages = sink.messages()
+        self.assertEqual(len(messages), 2)
+        for message in messages:
+            lines = [x for x in message.splitlines() if x.startswith("client ")]
+            self.assertEqual(len(lines), 50, message)
+            self.assertEqual(len({x.split()[1] for x in lines}), 1)
+
     async def test_sizeInMailCommand(self) -> None:
         sink = self.sink(maxSize=1000)
         replies = await self.replies(
