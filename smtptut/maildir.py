@@ -24,6 +24,16 @@ class Maildir:
             os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
         self.host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
+    def syncNew(self) -> None:
+        """
+        Make the entries of C{new/} durable (fsync the directory).
+        """
+        fd = os.open(os.path.join(self.path, "new"), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def uniqueName(self) -> str:
         """
         A file name no other delivery uses (the Maildir convention).
@@ -65,10 +75,10 @@ class MaildirMessage:
             os.fsync(f.fileno())
         finally:
             f.close()
-        # The data is on disk before the rename.  The directory is not
-        # fsynced (as qmail's deliveries do not): after a crash a message
-        # whose rename was lost is still whole in tmp/, never half in new/.
         os.rename(self.tmpPath, self.newPath)
+        # The rename is durable only once the directory is synced too; a
+        # message left in tmp/ by a crash would be cleaned up by readers.
+        self.maildir.syncNew()
         return self.newPath
 
     def commit(self) -> defer.Deferred[str]:
