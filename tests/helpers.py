@@ -113,6 +113,13 @@ def startDNSServer(reactor: Any, origin: str, records: Zone) -> DNSServer:
     names inside it that are not listed get NXDOMAIN.
     """
     factory = server.DNSServerFactory(authorities=[ZoneAuthority(origin, records)])
+    return _listenDNS(reactor, factory)
+
+
+def _listenDNS(reactor: Any, factory: server.DNSServerFactory) -> DNSServer:
+    """
+    Serve C{factory} over UDP and TCP on one free port of 127.0.0.1.
+    """
     for _ in range(20):
         udp = reactor.listenUDP(
             0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1"
@@ -769,19 +776,7 @@ def startFailingDNSServer(
     gets SERVFAIL.
     """
     authority = _FailingAuthority(origin, records, servfail)
-    factory = _QuietDNSFactory(authorities=[authority])
-    for _ in range(20):
-        udp = reactor.listenUDP(
-            0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1"
-        )
-        port = udp.getHost().port
-        try:
-            tcp = reactor.listenTCP(port, factory, interface="127.0.0.1")
-        except error.CannotListenError:
-            udp.stopListening()
-            continue
-        return DNSServer(port, [udp, tcp])
-    raise RuntimeError("no free port for the DNS server after 20 tries")
+    return _listenDNS(reactor, _QuietDNSFactory(authorities=[authority]))
 
 
 def startAiosmtpd(
