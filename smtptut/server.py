@@ -183,11 +183,16 @@ class ConsoleMessage:
         spool.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         write = self.output.write
-        write("New message received:\n")
+        # Every line ends with LF already: the tutorial's format exactly.  A
+        # small message is printed with one write (the console may be
+        # unbuffered, a system call a write), a large one chunk by chunk.
+        text = "New message received:\n"
         while chunk := spool.read(65536):
-            write(decoder.decode(chunk))
-        # Every line ends with LF already: the tutorial's format exactly.
-        write(decoder.decode(b"", final=True))
+            write(text + decoder.decode(chunk))
+            text = ""
+        text += decoder.decode(b"", final=True)
+        if text:
+            write(text)
         self.output.flush()
         spool.close()
         return defer.succeed(None)
