@@ -1041,9 +1041,14 @@ class ConsoleESMTP(smtp.ESMTP):
         self._wait(d)
 
     def _stored(self, path: str | None) -> None:
+        self._reply(250, b"2.0.0 Delivery in progress")
+        if not self._buffer:
+            # The client waits for this reply, not for the log line (which
+            # costs about as much as the rest of a small message): send it
+            # first.  Pipelined commands still get their replies at once.
+            self._flush()
         self._logTransaction("accepted", path)
         self._resetTransaction()
-        self._reply(250, b"2.0.0 Delivery in progress")
 
     def _notStored(self, failure: Failure) -> None:
         self.log.failure("while storing a message from {peer}", failure, peer=self.peer)
