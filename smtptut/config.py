@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from twisted.internet.endpoints import serverFromString
+
 TUTORIAL_SENDER = "tutorial_sender@example.com"
 TUTORIAL_RECIPIENT = "tutorial_recipient@example.net"
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
@@ -383,6 +385,21 @@ def _readableFile(env: Mapping[str, str], name: str) -> str | None:
     return path
 
 
+def checkListen(listen: str, setting: str) -> None:
+    """
+    Raise L{ConfigError} unless C{listen} is a server endpoint string that
+    Twisted can parse (its port number, files and so on included).
+    """
+    try:
+        # Parsing builds the endpoint without listening: no reactor needed yet.
+        serverFromString(None, listen)
+    except Exception as e:
+        reason = " ".join(str(e).split()) or e.__class__.__name__
+        raise ConfigError(
+            f"{setting}: {listen!r} is not a server endpoint ({reason})"
+        ) from None
+
+
 def isLoopbackListen(listen: str) -> bool:
     """
     Whether the endpoint string C{listen} listens on loopback only (a UNIX
@@ -445,6 +462,7 @@ class ServerSettings:
         """
         env = os.environ if environ is None else environ
         listen = env.get("SMTPTUT_LISTEN", DEFAULT_LISTEN).strip() or DEFAULT_LISTEN
+        checkListen(listen, "SMTPTUT_LISTEN")
         accept = AcceptPolicy.parse(env.get("SMTPTUT_ACCEPT", DEFAULT_ACCEPT))
         hostname = env.get("SMTPTUT_HOSTNAME", "").strip() or "localhost"
         maildir = env.get("SMTPTUT_MAILDIR", "").strip() or None

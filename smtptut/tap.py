@@ -47,7 +47,17 @@ class Options(usage.Options):
         try:
             self["settings"] = ServerSettings.fromEnvironment(environ)
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+            raise usage.UsageError(self._nameTheOption(str(e))) from None
+
+    def _nameTheOption(self, message: str) -> str:
+        """
+        Errors name the variable; name the option instead when one was given.
+        """
+        for variable, _, _ in SERVER_SETTINGS:
+            option = _option(variable)
+            if self[option] is not None and message.startswith(variable + ":"):
+                return "--" + option + message[len(variable) :]
+        return message
 
 
 def makeService(options: Any) -> service.IService:

@@ -65,7 +65,17 @@ class OptionsTests(TestCase):
         e = self.assertRaises(
             usage.UsageError, options.parseOptions, ["--max-size", "lots"]
         )
-        self.assertEqual(str(e), "SMTPTUT_MAX_SIZE: 'lots' is not a whole number")
+        self.assertEqual(str(e), "--max-size: 'lots' is not a whole number")
+
+    def test_badListenNamesTheOption(self) -> None:
+        e = self.assertRaises(
+            usage.UsageError, tap.Options().parseOptions, ["--listen", "bogus"]
+        )
+        self.assertEqual(
+            str(e),
+            "--listen: 'bogus' is not a server endpoint"
+            " (Unknown endpoint type: 'bogus')",
+        )
 
 
 class SettingsTests(TestCase):
@@ -93,6 +103,11 @@ class SettingsTests(TestCase):
             (
                 {"SMTPTUT_USERS": "/nonexistent"},
                 "SMTPTUT_USERS: /nonexistent: no such file",
+            ),
+            (
+                {"SMTPTUT_LISTEN": "tcp:notaport"},
+                "SMTPTUT_LISTEN: 'tcp:notaport' is not a server endpoint"
+                " (invalid literal for int() with base 10: 'notaport')",
             ),
             (
                 {"SMTPTUT_IDLE_TIMEOUT": "-1"},
@@ -132,7 +147,18 @@ class ProcessTests(TestCase):
     async def test_pluginBadOption(self) -> None:
         result = await runProcess(reactor, pluginArgv("--accept", "@"))
         self.assertNotEqual(result.code, 0)
-        self.assertIn("SMTPTUT_ACCEPT: '@' names no domain", result.out + result.err)
+        self.assertIn("--accept: '@' names no domain", result.out + result.err)
+
+    async def test_tacBadListenIsOneLine(self) -> None:
+        result = await runProcess(
+            reactor, twistdArgv("emailserver.tac"), {"SMTPTUT_LISTEN": "bogus"}
+        )
+        self.assertEqual(result.code, 64)
+        self.assertEqual(
+            result.err.strip(),
+            "emailserver.tac: SMTPTUT_LISTEN: 'bogus' is not a server endpoint"
+            " (Unknown endpoint type: 'bogus')",
+        )
 
     async def test_tacBadCertificateIsOneLine(self) -> None:
         path = os.path.abspath(self.mktemp())
