@@ -86,6 +86,20 @@ def isLoopback(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)
+def _parsedAddress(path: bytes, defaultDomain: bytes | None) -> smtp.Address:
+    return smtp.Address(path, defaultDomain)
+
+
+def parseAddress(path: bytes, defaultDomain: bytes | None = None) -> smtp.Address:
+    """
+    C{smtp.Address(path, defaultDomain)}, remembering recent addresses: a
+    sink sees the same few again and again, and Twisted's parser is the
+    larger part of a MAIL or RCPT command.  Each caller gets its own copy.
+    """
+    return smtp.Address(_parsedAddress(path, defaultDomain))
+
+
 _dateCache: tuple[int, str] = (0, "")
 
 
@@ -737,7 +751,7 @@ class ConsoleESMTP(smtp.ESMTP):
                 self._error(b"MAIL", 555, b"5.5.4 Unsupported parameter")
                 return
         try:
-            origin = smtp.Address(path) if path else smtp.Address(b"")
+            origin = parseAddress(path)
             self._from = self.delivery.validateFrom(self._helo, origin)
         except smtp.SMTPBadSender as e:
             self._error(b"MAIL", e.code, e.resp)
@@ -768,7 +782,9 @@ class ConsoleESMTP(smtp.ESMTP):
             )
             return
         try:
-            user = smtp.User(path, self._helo, self, self._from)
+            user = smtp.User(
+                parseAddress(path, self.host), self._helo, self, self._from
+            )
             if not user.dest.domain:
                 raise smtp.AddressError("no domain")
             makeMessage = self.delivery.validateTo(user)
