@@ -433,8 +433,8 @@ class ConsoleESMTP(smtp.ESMTP):
         # Implicit TLS (an ssl: endpoint) counts as TLS from the start.
         self.startedTLS = ISSLTransport.providedBy(self.transport)
         self.setTimeout(self.settings.idleTimeout)
-        self.transport.write(  # type: ignore[union-attr]
-            b"220 " + factory.domain + b" ESMTP smtptut ready\r\n"
+        _writeNow(
+            self.transport, b"220 " + factory.domain + b" ESMTP smtptut ready\r\n"
         )
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
