@@ -921,3 +921,50 @@ def smtpReplies(
         except ConnectionResetError:
             pass
     return result
+
+
+def makeCommonNameOnlyCertificate(directory: str, commonName: str) -> Certificates:
+    """
+    Write a self-signed certificate that names C{commonName} in its subject
+    only, with no subjectAltName (as C{openssl req -x509 -subj /CN=...} makes
+    it), and its key, under C{directory}.  The certificate is its own CA.
+    """
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, commonName)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    paths = Certificates(
+        directory,
+        os.path.join(directory, "cn-only.pem"),
+        os.path.join(directory, "cn-only.key"),
+        os.path.join(directory, "cn-only.pem"),
+    )
+    with open(paths.serverCert, "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    with open(paths.serverKey, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return paths

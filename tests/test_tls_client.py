@@ -31,6 +31,7 @@ from .helpers import (
     Exchanges,
     listenOnLoopbacks,
     makeCertificates,
+    makeCommonNameOnlyCertificate,
     reactor,
     serverTLS,
     startAiosmtpd,
@@ -128,6 +129,37 @@ class TLSModeTests(TestCase):
         )
         self.assertEqual(outcome.status, DEFERRED)
         self.assertEqual(self.server.messages, [])
+
+    async def test_verifyCommonNameOnly(self) -> None:
+        """
+        A certificate without subjectAltName fails C{verify}, whatever its
+        CN, and the password is never sent: service_identity raises
+        C{CertificateError} for it, which Twisted's own check logs and lets
+        through.
+        """
+        for commonName in ("evil.example", "mx.example.test"):
+            certificate = makeCommonNameOnlyCertificate(self.mktemp(), commonName)
+            behaviour = Behaviour(
+                tls=serverTLS(certificate),
+                auth=(b"PLAIN", b"LOGIN"),
+                users={b"me": PASSWORD.encode()},
+            )
+            outcome = await self.send(
+                self.serve(behaviour),
+                tls="verify",
+                ca=certificate.caCert,
+                user="me",
+                password=PASSWORD,
+            )
+            self.assertEqual(outcome.status, DEFERRED, commonName)
+            self.assertIn("TLS handshake failed", outcome.reply)
+            self.assertIn("not valid for mx.example.test", outcome.reply)
+            self.assertIn("subjectAltName", outcome.reply)
+            self.assertEqual(self.server.messages, [])
+            self.assertEqual(self.server.authLines, [])
+            commands = b" ".join(self.server.commands)
+            self.assertNotIn(b"AUTH", commands)
+            self.assertNotIn(b"MAIL", commands)
 
     async def test_off(self) -> None:
         outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="off")
