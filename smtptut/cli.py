@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import importlib
 import os
 import shutil
 import sys
@@ -14,16 +13,18 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import IO, Any, NoReturn, cast
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import (
     FilteringLogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
     globalLogBeginner,
     textFileLogObserver,
 )
+from twisted.python.failure import Failure
 
-from smtptut.client import DEFERRED, DELIVERED, RecipientOutcome
+from smtptut.client import DEFERRED, DELIVERED, Envelope, RecipientOutcome
 from smtptut.config import TLS_MODES, ClientSettings, ConfigError
 from smtptut.delivery import deliverAll
 from smtptut.errors import (
@@ -37,6 +38,8 @@ from smtptut.errors import (
 from smtptut.exchange import makeResolver
 from smtptut.message import MessageError, MessageSource, checkMessage
 from smtptut.sending import checkTrust, envelopesByDomain, loadMessage
+
+log = Logger()
 
 TOP_HELP = """\
 usage: smtptut COMMAND [OPTIONS]
@@ -66,6 +69,7 @@ exit status:
   64  bad usage or setting (EX_USAGE)
   65  the message cannot be sent as it is (EX_DATAERR)
   66  the message file does not exist (EX_NOINPUT)
+  70  smtptut itself failed: a bug, please report it (EX_SOFTWARE)
 
 examples:
   smtptut send --to console@localhost --port 2525
@@ -135,8 +139,9 @@ def sendParser() -> argparse.ArgumentParser:
     add(
         "--nameserver",
         action="append",
-        metavar="HOST[:PORT]",
-        help="a DNS server to ask (repeat; default: the system's)",
+        metavar="IP[:PORT]",
+        help="the IP address of a DNS server to ask, [IPv6]:PORT with a port"
+        " (repeat; default: the system's)",
     )
     add(
         "--relay",
@@ -264,14 +269,14 @@ def outcomeStatus(outcomes: Sequence[RecipientOutcome]) -> int:
 def send(
     reactor: Any,
     settings: ClientSettings,
-    message: MessageSource,
+    envelopes: Mapping[str, Envelope],
     write: Callable[[str], object] = print,
 ) -> Deferred[int]:
     """
-    Deliver C{message}, writing a line per recipient and the tutorial's
-    C{Sent N messages}; fires with the exit status.
+    Deliver C{envelopes} (see L{envelopesByDomain}), writing a line per
+    recipient and the tutorial's C{Sent N messages}; fires with the exit
+    status.
     """
-    envelopes = envelopesByDomain(settings, message)
     resolver = makeResolver(settings.nameservers, lifetime=settings.dnsLifetime)
     return deliverAll(reactor, settings, envelopes, resolver, write).addCallback(
         outcomeStatus
@@ -300,8 +305,12 @@ def sendMain(
         idDomain = settings.sender.rpartition("@")[2] or settings.helo
         if fromStdin:
             with spooledInput(cast(IO[bytes], stdin.buffer), idDomain) as message:
-                return _run(settings, message, args.verbose)
-        return _run(settings, loadMessage(settings), args.verbose)
+                # A bad address fails here, before the reactor runs.
+                return _run(
+                    settings, envelopesByDomain(settings, message), args.verbose
+                )
+        envelopes = envelopesByDomain(settings, loadMessage(settings))
+        return _run(settings, envelopes, args.verbose)
     except (ConfigError, MessageError) as e:
         print(f"smtptut send: {e}", file=sys.stderr)
         return exitStatusFor(e)
@@ -309,10 +318,11 @@ def sendMain(
         return EX_TEMPFAIL
 
 
-def _run(settings: ClientSettings, message: MessageSource, verbose: bool) -> int:
+def _run(
+    settings: ClientSettings, envelopes: Mapping[str, Envelope], verbose: bool
+) -> int:
     from twisted.internet import reactor
 
-    envelopesByDomain(settings, message)  # a bad address fails before the reactor
     level = LogLevel.info if verbose else LogLevel.warn
     globalLogBeginner.beginLoggingTo(
         [
@@ -329,8 +339,10 @@ def _run(settings: ClientSettings, message: MessageSource, verbose: bool) -> int
         status[0] = result
 
     def start() -> None:
-        done = send(reactor, settings, message, lambda line: print(line, flush=True))
-        done.addCallback(finished)
+        done = maybeDeferred(
+            send, reactor, settings, envelopes, lambda line: print(line, flush=True)
+        )
+        done.addCallbacks(finished, internalError)
         done.addBoth(lambda _: reactor.stop())
 
     reactor.callWhenRunning(start)
@@ -338,17 +350,25 @@ def _run(settings: ClientSettings, message: MessageSource, verbose: bool) -> int
     return status[0]
 
 
+def internalError(failure: Failure) -> int:
+    """
+    A bug in the send path: log it, say so in one line, exit with
+    C{EX_SOFTWARE} (the reactor is stopped all the same).
+    """
+    log.failure("smtptut send failed unexpectedly", failure)
+    reason = " ".join(failure.getErrorMessage().split()) or repr(failure.value)
+    print(f"smtptut send: internal error: {reason}", file=sys.stderr, flush=True)
+    return EX_SOFTWARE
+
+
 def passwdMain(argv: list[str]) -> int:
     """
     C{smtptut passwd}: the console server's command, from its own module.
     """
-    try:
-        passwords = importlib.import_module("smtptut.passwords")
-    except ImportError:
-        print("smtptut passwd: not available in this version", file=sys.stderr)
-        return EX_SOFTWARE
-    status: int = passwords.passwdMain(argv)
-    return status
+    # Imported here: "smtptut send" needs none of the server's modules.
+    from smtptut.passwords import passwdMain as serverPasswdMain
+
+    return serverPasswdMain(argv)
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from twisted.internet.interfaces import IAddress, IConsumer, IReactorTime, ITCPT
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
+from smtptut.config import isLoopbackAddress
 from smtptut.message import MessageProducer, MessageSource
 from smtptut.tls import REQUIRED
 
@@ -121,13 +121,6 @@ def _text(resp: bytes | str | None) -> str:
     if isinstance(resp, bytes):
         resp = resp.decode("utf-8", "replace")
     return " ".join(resp.split())
-
-
-def _isLoopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -283,7 +276,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         offered = items.get(b"AUTH")
         if self.secret and offered and not self._tlsMode:
             peer = self.transport.getPeer()  # type: ignore[union-attr]
-            if not _isLoopback(getattr(peer, "host", "")):
+            if not isLoopbackAddress(getattr(peer, "host", "")):
                 self._setFailure(
                     "refusing to send the password over an unencrypted connection"
                     " (the server offers no STARTTLS)",

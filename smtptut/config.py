@@ -61,6 +61,10 @@ def parseAddress(text: str, setting: str = "address") -> MailAddress:
         )
     if any(c.isspace() or c in "<>" for c in candidate):
         raise ConfigError(f"{setting}: {text!r} contains spaces or angle brackets")
+    quoted = len(local) >= 2 and local.startswith('"') and local.endswith('"')
+    if "@" in local and not quoted:
+        # rpartition would take "a@b@c" as the mailbox "a@b" at "c".
+        raise ConfigError(f"{setting}: {text!r} has more than one @")
     if domain.startswith("["):
         literal = domain[1:-1] if domain.endswith("]") else ""
         if literal.lower().startswith("ipv6:"):
@@ -87,6 +91,34 @@ def literalAddress(domain: str) -> str | None:
     if literal.lower().startswith("ipv6:"):
         literal = literal[5:]
     return literal
+
+
+def isLoopbackAddress(host: str) -> bool:
+    """
+    Whether C{host}, an IP address as text (an IPv6 one may carry a
+    C{%zone}), is a loopback address; a name or anything else is not.
+    """
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def parseNameserver(text: str, setting: str) -> tuple[str, int]:
+    """
+    Parse C{IP}, C{IP:PORT}, C{[IPV6]} or C{[IPV6]:PORT}: a DNS server is
+    given by address (as in resolv.conf), since finding it by name would need
+    DNS already.
+    """
+    host, port = parseHostPort(text, 53, setting)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            f"{setting}: {host!r} is not an IP address (give the DNS server's"
+            " address, not its name)"
+        ) from None
+    return str(address), port
 
 
 def parseHostPort(text: str, defaultPort: int, setting: str) -> tuple[str, int]:
@@ -189,7 +221,7 @@ class ClientSettings:
         )
         port = parsePort(env.get("SMTPTUT_PORT", "25"), "SMTPTUT_PORT")
         nameservers = tuple(
-            parseHostPort(ns, 53, "SMTPTUT_NAMESERVER")
+            parseNameserver(ns, "SMTPTUT_NAMESERVER")
             for ns in _split(env.get("SMTPTUT_NAMESERVER", ""))
         )
         relayText = env.get("SMTPTUT_RELAY", "").strip()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,13 +63,16 @@ def makeResolver(
     nameservers: Sequence[tuple[str, int]] = (), lifetime: float = DEFAULT_LIFETIME
 ) -> dns.resolver.Resolver:
     """
-    A dnspython resolver that asks C{nameservers} (C{(host, port)} pairs), or the
-    system's configured servers when none are given.
+    A dnspython resolver that asks C{nameservers} (C{(IP address, port)}
+    pairs, see L{smtptut.config.parseNameserver}: nothing is looked up here),
+    or the system's configured servers when none are given.
+
+    @raise ValueError: a nameserver is not an IP address.
     """
     if nameservers:
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [
-            dns.nameserver.Do53Nameserver(_nameserverAddress(host), port)
+            dns.nameserver.Do53Nameserver(str(ipaddress.ip_address(host)), port)
             for host, port in nameservers
         ]
     else:
@@ -78,13 +80,6 @@ def makeResolver(
     resolver.lifetime = lifetime
     resolver.timeout = min(resolver.timeout, lifetime)
     return resolver
-
-
-def _nameserverAddress(host: str) -> str:
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return socket.gethostbyname(host)
 
 
 def toALabel(domain: str) -> str:

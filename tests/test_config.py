@@ -7,8 +7,10 @@ from smtptut.config import (
     ClientSettings,
     ConfigError,
     ServerSettings,
+    isLoopbackAddress,
     parseAddress,
     parseHostPort,
+    parseNameserver,
 )
 
 
@@ -34,6 +36,56 @@ class AddressTests(SynchronousTestCase):
 
     def test_badDomain(self) -> None:
         self.assertRaises(ConfigError, parseAddress, "a@example..test")
+
+    def test_twoAts(self) -> None:
+        """
+        An unquoted local part holds no C{@}: C{a@b@c} is refused, not taken
+        as the mailbox C{a@b} at C{c}.
+        """
+        for text in ["a@b@c.test", "<a@b@c.test>", "@a@c.test"]:
+            e = self.assertRaises(ConfigError, parseAddress, text, "SMTPTUT_TO")
+            self.assertEqual(str(e), f"SMTPTUT_TO: {text!r} has more than one @")
+
+    def test_quotedAt(self) -> None:
+        address = parseAddress('"a@b"@c.test')
+        self.assertEqual((address.local, address.domain), ('"a@b"', "c.test"))
+
+
+class NameserverTests(SynchronousTestCase):
+    def test_addresses(self) -> None:
+        self.assertEqual(parseNameserver("127.0.0.1", "X"), ("127.0.0.1", 53))
+        self.assertEqual(parseNameserver("127.0.0.1:5353", "X"), ("127.0.0.1", 5353))
+        self.assertEqual(parseNameserver("[::1]:5353", "X"), ("::1", 5353))
+        self.assertEqual(parseNameserver("::1", "X"), ("::1", 53))
+
+    def test_nameRefused(self) -> None:
+        """
+        A DNS server is given by address: a name is a one-line setting error,
+        found without any lookup.
+        """
+        for text, host in [
+            ("bad.invalid", "bad.invalid"),
+            ("localhost:53", "localhost"),
+            ("bad:host:x", "bad:host:x"),
+        ]:
+            e = self.assertRaises(
+                ConfigError,
+                ClientSettings.fromEnvironment,
+                {"SMTPTUT_NAMESERVER": text},
+            )
+            self.assertEqual(
+                str(e),
+                f"SMTPTUT_NAMESERVER: {host!r} is not an IP address (give the DNS"
+                " server's address, not its name)",
+            )
+
+
+class LoopbackTests(SynchronousTestCase):
+    def test_isLoopbackAddress(self) -> None:
+        for host in ["127.0.0.1", "127.9.9.9", "::1", "::1%lo"]:
+            self.assertTrue(isLoopbackAddress(host), host)
+        for host in ["192.0.2.25", "::", "2001:db8::1", "localhost", "", "x"]:
+            self.assertFalse(isLoopbackAddress(host), host)
 
 
 class HostPortTests(SynchronousTestCase):
@@ -86,6 +138,8 @@ class ClientSettingsTests(SynchronousTestCase):
             ("SMTPTUT_PORT", "smtp"),
             ("SMTPTUT_PORT", "0"),
             ("SMTPTUT_NAMESERVER", "127.0.0.1:x"),
+            ("SMTPTUT_NAMESERVER", "bad.invalid"),
+            ("SMTPTUT_TO", "a@b@c.test"),
             ("SMTPTUT_TLS", "sometimes"),
             ("SMTPTUT_TIMEOUT", "-1"),
         ]:

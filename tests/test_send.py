@@ -137,6 +137,54 @@ class SendCommandTests(TestCase):
             result.err.strip(), "smtptut send: --port: 'smtp' is not a port number"
         )
 
+    async def test_nameserverByNameIs64(self) -> None:
+        """
+        A nameserver given by name is a usage error at once (it used to hang
+        forever, the reactor never stopped).
+        """
+        result = await runProcess(
+            reactor,
+            [SMTPTUT, "send", "--to", "x@example.test", "--nameserver", "bad.invalid"],
+            timeout=20,
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err.strip(),
+            "smtptut send: --nameserver: 'bad.invalid' is not an IP address (give"
+            " the DNS server's address, not its name)",
+        )
+
+    async def test_twoAtsIs64(self) -> None:
+        result = await self.smtptut("send", "--to", "a@b@c", "--port", "1")
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err.strip(), "smtptut send: --to: 'a@b@c' has more than one @"
+        )
+        self.assertEqual(self.server.messages(), [])
+
+    async def test_internalErrorIs70(self) -> None:
+        """
+        An exception in the send path stops the reactor: one line, exit 70,
+        the traceback logged, never a hang.
+        """
+        script = (
+            "import sys\n"
+            "from smtptut import cli\n"
+            "def broken(*args, **kwargs):\n"
+            "    raise RuntimeError('resolver exploded')\n"
+            "cli.makeResolver = broken\n"
+            "sys.exit(cli.main(sys.argv[1:]))\n"
+        )
+        result = await runProcess(
+            reactor,
+            [sys.executable, "-c", script, "send", "--to", "x@example.test"],
+            timeout=20,
+        )
+        self.assertEqual(result.code, 70, result.out + result.err)
+        self.assertIn("smtptut send: internal error: resolver exploded\n", result.err)
+        self.assertIn("RuntimeError: resolver exploded", result.err)
+        self.assertEqual(result.out, "")
+
     async def test_unknownOptionIs64(self) -> None:
         result = await self.smtptut("send", "--color")
         self.assertEqual(result.code, 64)

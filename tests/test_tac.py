@@ -96,6 +96,21 @@ class TacTests(TestCase):
         )
         self.assertNotIn("Traceback", result.out + result.err)
 
+    async def test_nameserverNameIsOneLine(self) -> None:
+        result = await runProcess(
+            reactor,
+            twistdArgv("smtpclient.tac"),
+            {"SMTPTUT_NAMESERVER": "bad:host:x"},
+            timeout=20,
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err.strip(),
+            "smtpclient.tac: SMTPTUT_NAMESERVER: 'bad:host:x' is not an IP address"
+            " (give the DNS server's address, not its name)",
+        )
+        self.assertNotIn("Traceback", result.out + result.err)
+
     async def test_missingMessageFile(self) -> None:
         result = await runProcess(
             reactor, twistdArgv("smtpclient.tac"), {"SMTPTUT_DATA": "/nonexistent.eml"}
