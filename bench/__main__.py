@@ -53,7 +53,7 @@ def _method(args: argparse.Namespace, pins: Pins) -> list[str]:
         f"sized to about {args.seconds:g} s per run; then {args.reps} rounds in which "
         "the servers take turns (rotating order). msg/s = N / median wall time; "
         "ratios are between medians of the same run. The project's server is "
-        "`twistd -n --pidfile= -l /dev/null -y emailserver.tac` with "
+        "`twistd -n --pidfile= -l - -y emailserver.tac` with "
         "`SMTPTUT_LISTEN=tcp:PORT:interface=127.0.0.1 SMTPTUT_ACCEPT='*'` and "
         "stdout to /dev/null; Maildir mode adds `SMTPTUT_MAILDIR` (a directory under "
         "bench/results/) and `SMTPTUT_PRINT=0`. aiosmtpd is its own command line "

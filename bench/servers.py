@@ -50,8 +50,10 @@ class ServerKind:
 
 
 def _smtptut(port: int, workdir: Path, env: Mapping[str, str] = {}) -> Command:
-    # As the issue gives it: twistd in the foreground, log and stdout to /dev/null.
-    cmd = [str(BIN / "twistd"), "-n", "--pidfile=", "-l", "/dev/null"]
+    # twistd in the foreground, its log on stdout, which goes to /dev/null.
+    # Never "-l /dev/null": twistd rotates its log file at 1 MB by renaming
+    # it, and so turns /dev/null into a growing pile of regular files.
+    cmd = [str(BIN / "twistd"), "-n", "--pidfile=", "-l", "-"]
     cmd += ["-y", "emailserver.tac"]
     listen = f"tcp:{port}:interface={HOST}"
     return cmd, {"SMTPTUT_LISTEN": listen, "SMTPTUT_ACCEPT": "*", **env}
