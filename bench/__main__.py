@@ -26,6 +26,17 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(f"bench: stopped by signal {signum}")
 
 
+def _profileNotes() -> list[str]:
+    """
+    The hand-written profile notes (bench/PROFILE.md): what a profile shows
+    stands in the way of each target, kept beside the numbers.
+    """
+    notes = HERE / "PROFILE.md"
+    if not notes.exists():
+        return []
+    return [notes.read_text().rstrip(), ""]
+
+
 def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -120,6 +131,7 @@ def render(
         "",
         *report.targetTable(targets),
         "",
+        *_profileNotes(),
         "## (a) Server throughput, smtp-source load",
         "",
         *report.serverTable(servers),
