@@ -23,6 +23,10 @@ BOUNCED = "bounced"
 
 Reply = tuple[int, bytes]
 
+#: The code of an outcome or a failure that came with no SMTP reply at all
+#: (a refused connection, a timeout, a failed handshake, a DNS error).
+NO_REPLY = 0
+
 
 def pathOf(address: str) -> bytes:
     """
@@ -64,7 +68,7 @@ class RecipientOutcome:
             via = f" via {self.exchange}"
             if self.address and self.address != self.exchange:
                 via += f" [{self.address}]"
-        reply = f"{self.code} {self.reply}" if self.code > 0 else self.reply
+        reply = f"{self.code} {self.reply}" if self.code != NO_REPLY else self.reply
         return f"{self.recipient}: {self.status}{via}: {reply}"
 
 
@@ -132,15 +136,17 @@ class AttemptResult:
     @ivar unsettled: envelopes (or what is left of them) that this connection
         did not bring to a final reply; another exchange may still take them.
     @ivar error: the reason the session failed, when it did.
-    @ivar errorCode: the SMTP code that came with it, or 0.
+    @ivar errorCode: the SMTP code that came with it, or L{NO_REPLY}.
     @ivar tlsFailed: whether the session ended in the TLS handshake.
+    @ivar connected: C{False} when no connection could be made at all.
     """
 
     outcomes: list[RecipientOutcome]
     unsettled: list[Envelope]
     error: str | None = None
-    errorCode: int = 0
+    errorCode: int = NO_REPLY
     tlsFailed: bool = False
+    connected: bool = True
 
 
 class SMTPTutorialClient(smtp.ESMTPClient):
@@ -450,7 +456,9 @@ class SMTPTutorialClient(smtp.ESMTPClient):
                 0,
             )
         elif isinstance(exc, smtp.SMTPClientError):
-            code = exc.code if isinstance(exc.code, int) and exc.code >= 200 else 0
+            code = (
+                exc.code if isinstance(exc.code, int) and exc.code >= 200 else NO_REPLY
+            )
             self._setFailure(_text(exc.resp), code)
         else:
             self._setFailure(str(exc) or exc.__class__.__name__, 0)
@@ -470,7 +478,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             unsettled.append(self._current)
             self._current = None
         unsettled.extend(self._envelopes)
-        error, errorCode = self.failure or (None, 0)
+        error, errorCode = self.failure or (None, NO_REPLY)
         if unsettled and error is None:
             error = "the connection closed before the transaction completed"
         self.factory.attemptFinished(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dns.resolver
@@ -21,6 +22,7 @@ from smtptut.client import (
     BOUNCED,
     DEFERRED,
     DELIVERED,
+    NO_REPLY,
     AttemptResult,
     Envelope,
     RecipientOutcome,
@@ -31,6 +33,51 @@ from smtptut.exchange import ExchangeLookupError, MailExchange, getMailExchange
 from smtptut.tls import clientContext, loadTrustRoot
 
 log = Logger()
+
+
+@dataclass(frozen=True)
+class Cause:
+    """
+    Why a connection to one address of one exchange did not settle everything.
+
+    @ivar code: the server's SMTP reply code, or L{NO_REPLY}.
+    @ivar connected: C{False} when no connection was made at all.
+    """
+
+    reason: str
+    code: int = NO_REPLY
+    exchange: str | None = None
+    address: str | None = None
+    connected: bool = True
+
+    @property
+    def weight(self) -> int:
+        """
+        How much this cause says about the delivery: a session with a server
+        (its reply, a TLS or protocol failure, a timeout, a dropped
+        connection) says more than a connection that could not be made,
+        which says more than nothing tried at all.
+        """
+        if self.exchange is None:
+            return 0
+        return 2 if self.connected else 1
+
+    def outranks(self, other: Cause) -> bool:
+        """
+        Whether this (later) cause is the one to report instead of C{other}:
+        it weighs at least as much, so that of equals the latest is kept.
+        """
+        return self.weight >= other.weight
+
+    @property
+    def permanent(self) -> bool:
+        """
+        Whether the server refused for good (a 5xx reply).
+        """
+        return 500 <= self.code < 600
+
+
+NOTHING_TRIED = Cause("no mail exchange to try")
 
 
 @inlineCallbacks
@@ -48,7 +95,10 @@ def deliverToExchanges(
     The next address is tried when a connection cannot be made, the server
     greets with an error, times out or drops the connection before the
     transaction completes; recipients still unsettled at the end are deferred
-    (or bounced, if the last server refused for good).  With
+    (or bounced, if the server refused for good) with the most telling cause
+    (see L{Cause.outranks}): an exchange that answered, or whose TLS handshake
+    failed, is named rather than a later address that refused the
+    connection.  With
     C{SMTPTUT_TLS=may}, an address whose TLS handshake fails is tried again
     in plaintext, as Postfix does.
 
@@ -56,23 +106,28 @@ def deliverToExchanges(
     """
     pending = [envelope]
     outcomes: list[RecipientOutcome] = []
-    lastError, lastCode = "no mail exchange to try", 0
-    lastExchange: str | None = None
-    lastAddress: str | None = None
+    cause = NOTHING_TRIED
     trustRoot = loadTrustRoot(settings.ca) if settings.tls == "verify" else None
     for exchange in exchanges:
         exchangePort = port or exchange.port or settings.port
         for address in exchange.addresses:
             tlsMode = settings.tls
             while pending:
-                lastExchange, lastAddress = exchange.host, address
                 factory = _factory(settings, exchange, address, tlsMode, trustRoot)
                 factory.envelopes = pending
                 result = yield _attempt(reactor, factory, address, exchangePort)
                 outcomes.extend(result.outcomes)
                 pending = result.unsettled
                 if result.error is not None:
-                    lastError, lastCode = result.error, result.errorCode
+                    latest = Cause(
+                        result.error,
+                        result.errorCode,
+                        exchange.host,
+                        address,
+                        result.connected,
+                    )
+                    if latest.outranks(cause):
+                        cause = latest
                     log.info(
                         "{exchange} [{address}]:{port}: {error}",
                         exchange=exchange.host,
@@ -84,12 +139,17 @@ def deliverToExchanges(
                     tlsMode = "off"
                     continue
                 break
+    status = BOUNCED if cause.permanent else DEFERRED
     for left in pending:
-        status = BOUNCED if 500 <= lastCode < 600 else DEFERRED
         for recipient in left.recipients:
             outcomes.append(
                 RecipientOutcome(
-                    recipient, status, lastCode, lastError, lastExchange, lastAddress
+                    recipient,
+                    status,
+                    cause.code,
+                    cause.reason,
+                    cause.exchange,
+                    cause.address,
                 )
             )
     return outcomes
@@ -136,7 +196,10 @@ def _attempt(
         yield endpoint.connect(factory)
     except Exception as e:
         return AttemptResult(
-            [], factory.envelopes, f"cannot connect to port {port}: {_reason(e)}"
+            [],
+            factory.envelopes,
+            f"cannot connect to port {port}: {_reason(e)}",
+            connected=False,
         )
     result: AttemptResult = yield factory.finished
     return result
@@ -159,7 +222,7 @@ def lookupFailed(failure: Failure, envelope: Envelope) -> list[RecipientOutcome]
     else:
         log.failure("Unexpected error looking up a mail exchange", failure)
         status, reason = DEFERRED, f"lookup failed: {error}"
-    return [RecipientOutcome(r, status, 0, reason) for r in envelope.recipients]
+    return [RecipientOutcome(r, status, NO_REPLY, reason) for r in envelope.recipients]
 
 
 class Report:
@@ -284,7 +347,9 @@ def internalError(failure: Failure, envelope: Envelope) -> list[RecipientOutcome
     """
     log.failure("Delivery failed unexpectedly", failure)
     reason = f"internal error: {failure.getErrorMessage()}"
-    return [RecipientOutcome(r, DEFERRED, 0, reason) for r in envelope.recipients]
+    return [
+        RecipientOutcome(r, DEFERRED, NO_REPLY, reason) for r in envelope.recipients
+    ]
 
 
 def stopWhenDone(reactor: IReactorCore | IReactorTime) -> Callable[[object], None]:

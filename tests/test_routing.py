@@ -7,10 +7,10 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from smtptut.client import BOUNCED, DEFERRED, DELIVERED, RecipientOutcome
+from smtptut.client import BOUNCED, DEFERRED, DELIVERED, Envelope, RecipientOutcome
 from smtptut.config import ClientSettings, parseAddress
-from smtptut.delivery import deliverAll
-from smtptut.exchange import getMailExchange, makeResolver
+from smtptut.delivery import deliverAll, deliverToExchanges
+from smtptut.exchange import MailExchange, getMailExchange, makeResolver
 from smtptut.message import tutorialMessage
 from smtptut.sending import envelopesByDomain
 
@@ -286,3 +286,74 @@ class RoutingTests(TestCase):
             message.recipients, [b"a@nowhere.invalid", b"b@null.example.test"]
         )
         self.assertEqual(outcomes[0].exchange, "127.0.0.3")
+
+
+class DeferredCauseTests(TestCase):
+    """
+    A deferred recipient's line names the cause that tells most, and the
+    exchange and address it came from, not merely the last attempt's.
+    """
+
+    timeout = 60
+
+    async def deliver(
+        self, behaviours: Mapping[str, Behaviour | None], tls: str = "off"
+    ) -> tuple[RecipientOutcome, Exchanges]:
+        servers = listenOnLoopbacks(reactor, behaviours)
+        self.addCleanup(servers.stop)
+        exchanges = [
+            MailExchange(10, "first.example.test", ("127.0.0.2", "127.0.0.3")),
+            MailExchange(20, "second.example.test", ("127.0.0.4",)),
+        ]
+        envelope = Envelope("s@client.test", ("user@example.test",), tutorialMessage())
+        settings = ClientSettings(port=servers.port, timeout=5, tls=tls)
+        [outcome] = await deliverToExchanges(reactor, exchanges, envelope, settings)
+        return outcome, servers
+
+    async def test_noSTARTTLSOutranksARefusedConnection(self) -> None:
+        """
+        As C{smtptut send --tls encrypt} to localhost: 127.0.0.1 offers no
+        STARTTLS, then ::1 refuses the connection.
+        """
+        outcome, servers = await self.deliver(
+            {"127.0.0.2": Behaviour(), "127.0.0.3": None, "127.0.0.4": None},
+            tls="encrypt",
+        )
+        self.assertEqual(
+            (outcome.status, outcome.code, outcome.exchange, outcome.address),
+            (DEFERRED, 0, "first.example.test", "127.0.0.2"),
+        )
+        self.assertIn("offers no STARTTLS", outcome.reply)
+        self.assertEqual(servers.factories["127.0.0.2"].messages, [])
+
+    async def test_replyOutranksLaterRefusals(self) -> None:
+        busy = Behaviour(greeting=b"421 4.3.2 too busy, try later")
+        outcome, servers = await self.deliver(
+            {"127.0.0.2": None, "127.0.0.3": busy, "127.0.0.4": None}
+        )
+        self.assertEqual(
+            str(outcome),
+            "user@example.test: deferred via first.example.test [127.0.0.3]:"
+            " 421 4.3.2 too busy, try later",
+        )
+
+    async def test_latestOfEquals(self) -> None:
+        busy = Behaviour(greeting=b"421 4.3.2 too busy, try later")
+        later = Behaviour(greeting=b"452 4.3.1 out of space")
+        outcome, servers = await self.deliver(
+            {"127.0.0.2": busy, "127.0.0.3": None, "127.0.0.4": later}
+        )
+        self.assertEqual(
+            (outcome.status, outcome.code, outcome.exchange, outcome.address),
+            (DEFERRED, 452, "second.example.test", "127.0.0.4"),
+        )
+
+    async def test_onlyRefusals(self) -> None:
+        outcome, servers = await self.deliver(
+            {"127.0.0.2": None, "127.0.0.3": None, "127.0.0.4": None}
+        )
+        self.assertEqual(
+            (outcome.status, outcome.exchange, outcome.address),
+            (DEFERRED, "second.example.test", "127.0.0.4"),
+        )
+        self.assertIn("cannot connect", outcome.reply)
