@@ -84,7 +84,18 @@ class CheckTests(SynchronousTestCase):
         self.assertFalse(source(HEADERS + b"cafe\n").eightBit)
 
     def test_longestLegalLine(self) -> None:
-        source(HEADERS + b"x" * MAX_LINE + b"\r\n")
+        """
+        A line of exactly 998 octets is taken, and streamed unchanged, even
+        where it crosses a chunk boundary.
+        """
+        line = b"x" * MAX_LINE
+        message = source(HEADERS + line + b"\r\n")
+        self.assertEqual(message.extraHeaders, b"")
+        expected = HEADERS.replace(b"\n", b"\r\n") + line + b"\r\n"
+        for chunkSize in (16384, 100, MAX_LINE, MAX_LINE + 1):
+            sent = wire(message, chunkSize)
+            self.assertEqual(sent, expected + b".\r\n", chunkSize)
+            self.assertIn(b"\r\n" + line + b"\r\n", sent)
 
     def test_tooLong(self) -> None:
         e = self.assertRaises(
