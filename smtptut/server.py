@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from smtptut.config import AcceptPolicy, ConfigError, ServerSettings
+from smtptut.errors import EX_OSERR
 from smtptut.maildir import Maildir, MaildirMessage
 
 #: The tutorial's account, kept as the default for loopback use.
@@ -1306,31 +1307,80 @@ class SinkService(service.Service):
     """
     Listens on the settings' endpoint; on stop, finishes transactions in
     flight (up to C{settings.shutdownGrace} seconds) before it is done.
+
+    It listens when it starts (in C{privilegedStartService} under twistd, as
+    Twisted's own C{StreamServerEndpointService} does), before the reactor
+    runs: when it cannot, stopping the reactor would do nothing, so it says
+    so in one line on standard error and ends the process (C{EX_OSERR}).
     """
 
     def __init__(
-        self, settings: ServerSettings, factory: ConsoleSMTPFactory, reactor: Any
+        self,
+        settings: ServerSettings,
+        factory: ConsoleSMTPFactory,
+        reactor: Any,
+        program: str = "emailserver.tac",
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.reactor = reactor
+        self.program = program
         self.port: IListeningPort | None = None
+        self._listening: defer.Deferred[Any] | None = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
 
     def startService(self) -> None:
         super().startService()
+        if self._listening is None:
+            self._listen()
+
+    def _listen(self) -> None:
         endpoint = endpoints.serverFromString(self.reactor, self.settings.listen)
-        d = endpoint.listen(self.factory)
+        self._listening = d = endpoint.listen(self.factory)
+        outcome: list[Any] = []
+        d.addBoth(outcome.append)
+        if outcome:
+            # The usual case (tcp:, unix:, ssl:): the endpoint listened at once.
+            if isinstance(outcome[0], Failure):
+                self._cannotListen(outcome[0])
+                raise SystemExit(EX_OSERR)
+            self.port = outcome[0]
+            return
 
-        def listening(port: IListeningPort) -> None:
-            self.port = port
+        # Some other endpoint: it may fail once the reactor runs.
+        def listening(result: Any) -> None:
+            if isinstance(result, Failure):
+                self._cannotListen(result)
+                self.reactor.callWhenRunning(self.reactor.stop)
+            else:
+                self.port = result
 
-        def failed(failure: Failure) -> None:
-            log.failure(
-                "cannot listen on {listen}", failure, listen=self.settings.listen
-            )
-            self.reactor.stop()
+        d.addCallback(listening)
 
-        d.addCallbacks(listening, failed)
+    def _cannotListen(self, failure: Failure) -> None:
+        """
+        Say why the service cannot listen: one line, no traceback, on the
+        process's real standard error (under twistd, C{sys.stderr} is the log).
+        """
+        error = failure.value
+        reason = str(error)
+        socketError = getattr(error, "socketError", None)
+        if isinstance(socketError, OSError) and socketError.strerror:
+            reason = socketError.strerror
+        elif socketError is not None:
+            reason = str(socketError)
+        elif isinstance(error, OSError) and error.strerror:
+            reason = error.strerror
+        stderr = sys.__stderr__ if isinstance(sys.stderr, LoggingFile) else sys.stderr
+        assert stderr is not None
+        print(
+            f"{self.program}: cannot listen on {self.settings.listen}: {reason}",
+            file=stderr,
+            flush=True,
+        )
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
@@ -1344,7 +1394,7 @@ class SinkService(service.Service):
 
 
 def makeServerService(
-    settings: ServerSettings, reactor: Any = None
+    settings: ServerSettings, reactor: Any = None, program: str = "emailserver.tac"
 ) -> service.IService:
     """
     The console server as a service listening on C{settings.listen}.
@@ -1353,4 +1403,4 @@ def makeServerService(
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    return SinkService(settings, makeFactory(settings, reactor), reactor)
+    return SinkService(settings, makeFactory(settings, reactor), reactor, program)

@@ -65,6 +65,6 @@ def makeService(options: Any) -> service.IService:
     The console server for the parsed C{options}.
     """
     try:
-        return makeServerService(options["settings"])
+        return makeServerService(options["settings"], program="smtptut-server")
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None

@@ -174,6 +174,57 @@ class ProcessTests(TestCase):
         )
         self.assertNotIn("Traceback", result.out + result.err)
 
+    def occupiedPort(self) -> int:
+        """
+        A loopback port something else listens on.
+        """
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        return int(taken.getsockname()[1])
+
+    async def assertCannotListen(
+        self, argv: list[str], settings: dict[str, str], line: str
+    ) -> None:
+        """
+        The server started with C{argv} exits at once (it used to hang with
+        the reactor running and nothing listening), with C{line} as its only
+        output on standard error and no traceback.
+        """
+        started = reactor.seconds()
+        result = await runProcess(reactor, argv, settings, timeout=20)
+        self.assertLess(reactor.seconds() - started, 15)
+        self.assertEqual(result.code, 71, result.out + result.err)
+        self.assertEqual(result.err.strip(), line)
+        self.assertNotIn("Traceback", result.out + result.err)
+
+    async def test_tacPortInUse(self) -> None:
+        port = self.occupiedPort()
+        listen = f"tcp:{port}:interface=127.0.0.1"
+        await self.assertCannotListen(
+            twistdArgv("emailserver.tac"),
+            {"SMTPTUT_LISTEN": listen},
+            f"emailserver.tac: cannot listen on {listen}: Address already in use",
+        )
+
+    async def test_pluginPortInUse(self) -> None:
+        port = self.occupiedPort()
+        listen = f"tcp:{port}:interface=127.0.0.1"
+        await self.assertCannotListen(
+            pluginArgv("--listen", listen),
+            {},
+            f"smtptut-server: cannot listen on {listen}: Address already in use",
+        )
+
+    async def test_tacBadUnixPath(self) -> None:
+        listen = "unix:" + os.path.abspath(self.mktemp()) + "/missing/sock"
+        await self.assertCannotListen(
+            twistdArgv("emailserver.tac"),
+            {"SMTPTUT_LISTEN": listen},
+            f"emailserver.tac: cannot listen on {listen}: No such file or directory",
+        )
+
     async def test_pluginStoresMail(self) -> None:
         maildir = os.path.abspath(self.mktemp())
         process = Process(
