@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import types
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -298,14 +297,14 @@ class PasswordTests(SynchronousTestCase):
 
 class PasswdWiringTests(SynchronousTestCase):
     def test_passwdGoesToTheServerModule(self) -> None:
+        from smtptut import passwords
+
         calls: list[list[str]] = []
-        module: Any = types.ModuleType("smtptut.passwords")
 
         def passwdMain(argv: list[str]) -> int:
             calls.append(argv)
             return 3
 
-        module.passwdMain = passwdMain
-        self.patch(sys, "modules", {**sys.modules, "smtptut.passwords": module})
+        self.patch(passwords, "passwdMain", passwdMain)
         self.assertEqual(cli.main(["passwd", "add", "guest"]), 3)
         self.assertEqual(calls, [["add", "guest"]])
