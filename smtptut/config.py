@@ -279,6 +279,18 @@ def _asciiLocalPart(address: MailAddress, setting: str) -> MailAddress:
     return address
 
 
+def _normalLiteral(domain: str) -> str:
+    """
+    A valid address literal in the form the server compares (lower case):
+    C{[ipv6:0::1]} becomes C{[ipv6:::1]}.
+    """
+    literal = literalAddress(domain) or ""
+    ip = ipaddress.ip_address(literal)
+    if ip.version == 6:
+        return f"[ipv6:{ip.compressed}]"
+    return f"[{ip}]"
+
+
 @dataclass(frozen=True)
 class AcceptPolicy:
     """
@@ -296,16 +308,26 @@ class AcceptPolicy:
         patterns = tuple(p.lower() for p in _split(text))
         if not patterns:
             raise ConfigError(f"{setting}: no recipient pattern given")
+        normal = []
         for pattern in patterns:
             if pattern == "*" or pattern.startswith("@"):
                 if pattern != "*" and len(pattern) == 1:
                     raise ConfigError(f"{setting}: {pattern!r} names no domain")
-                continue
-            if "@" in pattern:
-                parseAddress(pattern, setting)
+                if pattern.startswith("@["):
+                    try:
+                        pattern = "@" + _normalLiteral(pattern[1:])
+                    except ValueError:
+                        raise ConfigError(
+                            f"{setting}: {pattern!r} has a malformed address literal"
+                        ) from None
+            elif "@" in pattern:
+                address = parseAddress(pattern, setting)
+                if address.isLiteral:
+                    pattern = f"{address.local}@{_normalLiteral(address.domain)}"
             elif any(c.isspace() for c in pattern):
                 raise ConfigError(f"{setting}: {pattern!r} contains spaces")
-        return cls(patterns)
+            normal.append(pattern)
+        return cls(tuple(normal))
 
     def accepts(self, local: str, domain: str) -> bool:
         """

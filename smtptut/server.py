@@ -87,8 +87,33 @@ def isLoopback(host: str) -> bool:
         return False
 
 
+def _literalDomain(domain: bytes) -> bytes:
+    """
+    An RFC 5321 §4.1.3 address literal (C{[127.0.0.1]}, C{[IPv6:::1]}) in its
+    usual form, or L{smtp.AddressError} when it holds no IP address.
+    """
+    inner = domain[1:-1]
+    try:
+        if inner[:5].lower() == b"ipv6:":
+            v6 = inner[5:].decode("ascii")
+            if "%" in v6:
+                raise ValueError(v6)
+            return b"[IPv6:%s]" % ipaddress.IPv6Address(v6).compressed.encode()
+        return b"[%s]" % str(ipaddress.IPv4Address(inner.decode("ascii"))).encode()
+    except (ValueError, UnicodeDecodeError):
+        raise smtp.AddressError("bad address literal") from None
+
+
 @functools.lru_cache(maxsize=256)
 def _parsedAddress(path: bytes, defaultDomain: bytes | None) -> smtp.Address:
+    local, at, domain = path.rpartition(b"@")
+    if at and domain[:1] == b"[" and domain[-1:] == b"]":
+        # Twisted's parser takes no address literal: parse the rest with a
+        # name in its place.
+        address = smtp.Address(local + b"@literal.invalid", defaultDomain)
+        address.domain = _literalDomain(domain)
+        address.addrstr = path
+        return address
     return smtp.Address(path, defaultDomain)
 
 
@@ -783,11 +808,14 @@ class ConsoleESMTP(smtp.ESMTP):
             )
             return
         try:
-            user = smtp.User(
-                parseAddress(path, self.host), self._helo, self, self._from
-            )
-            if not user.dest.domain:
-                raise smtp.AddressError("no domain")
+            # No default domain: RFC 5321 §4.1.1.3 allows only "Postmaster"
+            # without one (Twisted would fill in this host's name).
+            dest = parseAddress(path, b"")
+            if not dest.domain:
+                if dest.local.lower() != b"postmaster" or dest.local != path:
+                    raise smtp.AddressError("no domain")
+                dest.domain = self.host
+            user = smtp.User(dest, self._helo, self, self._from)
             makeMessage = self.delivery.validateTo(user)
         except smtp.SMTPBadRcpt as e:
             self._error(b"RCPT", e.code, e.resp, b"<" + path + b">")

@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from smtptut.config import ServerSettings
 from smtptut.server import _printable, makeFactory
 
-from .helpers import Sink, reactor, smtpReplies, startSink
+from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
 from .strategies import smtpStreams
 
 MESSAGE = b"Subject: hello\r\n\r\nbody\r\n"
@@ -380,6 +380,81 @@ class ProtocolTests(SinkTestCase):
             "refused RCPT <nobody@s> from 127.0.0.1: 550 5.7.1 Recipient not accepted here",
             lines,
         )
+
+
+class AddressTests(SinkTestCase):
+    async def test_addressLiterals(self) -> None:
+        # RFC 5321 §4.1.3: Twisted's parser refused them with 501.
+        sink = self.sink(accept="console", maildir=self.mktemp())
+        script = (
+            b"EHLO c\r\nMAIL FROM:<app@[127.0.0.1]>\r\n"
+            b"RCPT TO:<console@[127.0.0.1]>\r\n"
+            b"RCPT TO:<console@[IPv6:::1]>\r\n"
+            b"RCPT TO:<Console@[ipv6:0:0::1]>\r\n"
+            b"RCPT TO:<console@[127.0.0.256]>\r\n"
+            b"RCPT TO:<console@[1.2.3]>\r\n"
+            b"RCPT TO:<console@[IPv6:bogus]>\r\n"
+            b"RCPT TO:<console@[::1]>\r\n"
+            b"RCPT TO:<console@[IPv6:fe80::1%eth0]>\r\n"
+            b"RCPT TO:<@[127.0.0.1]>\r\n"
+            b"RCPT TO:<other@[127.0.0.1]>\r\n"
+            b"DATA\r\n" + MESSAGE + b".\r\n"
+        )
+        replies = await self.replies(sink, script, 14)
+        self.assertEqual(
+            codes(replies)[1:],
+            [b"250"] * 5 + [b"501"] * 6 + [b"550", b"354", b"250"],
+        )
+        self.assertEqual(replies[6], b"501 5.1.3 Bad recipient address syntax")
+        [stored] = sink.stored()
+        self.assertTrue(stored.startswith(b"Return-Path: <app@[127.0.0.1]>\n"))
+
+    async def test_literalPatterns(self) -> None:
+        sink = self.sink(accept="@[127.0.0.1], @[IPv6:0::1]")
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\n"
+            b"RCPT TO:<anyone@[127.0.0.1]>\r\n"
+            b"RCPT TO:<anyone@[IPv6:::1]>\r\n"
+            b"RCPT TO:<anyone@[127.0.0.2]>\r\n"
+            b"RCPT TO:<console@localhost>\r\n"
+        )
+        replies = await self.replies(sink, script, 6)
+        self.assertEqual(
+            codes(replies)[1:], [b"250", b"250", b"250", b"250", b"550", b"550"]
+        )
+
+    async def test_recipientWithoutDomain(self) -> None:
+        # Only Postmaster may come without a domain (RFC 5321 §4.1.1.3);
+        # Twisted filled in this host's name for anything.
+        sink = self.sink(accept="console, postmaster")
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console>\r\n"
+            b"RCPT TO:console\r\nRCPT TO:<PostMaster>\r\n"
+            b"RCPT TO:<console@s.test>\r\n"
+        )
+        replies = await self.replies(sink, script, 6)
+        self.assertEqual(
+            replies[3:],
+            [
+                b"501 5.1.3 Bad recipient address syntax",
+                b"501 5.1.3 Bad recipient address syntax",
+                b"250 2.1.5 Recipient ok",
+                b"250 2.1.5 Recipient ok",
+            ],
+        )
+
+    async def test_sendToLiteralEndToEnd(self) -> None:
+        # Issue 2's promise: smtptut send --to 'console@[127.0.0.1]'.
+        sink = self.sink()
+        result = await runProcess(
+            reactor,
+            [SMTPTUT, "send", "--to", "console@[127.0.0.1]", "--port", str(sink.port)],
+        )
+        self.assertEqual(result.code, 0, result.out + result.err)
+        self.assertIn("console@[127.0.0.1]: delivered", result.out)
+        [message] = sink.messages()
+        self.assertIn("for <console@[127.0.0.1]>", message)
+        self.assertIn("Subject: Tutorate!", message)
 
 
 class SmtplibTests(SinkTestCase):
