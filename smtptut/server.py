@@ -7,6 +7,7 @@ import binascii
 import codecs
 import functools
 import ipaddress
+import re
 import sys
 import tempfile
 import time
@@ -184,6 +185,24 @@ def _writeNow(transport: Any, data: bytes) -> None:
     transport.write(data)
 
 
+#: What the console copy of a message must not pass to a terminal raw: C0
+#: controls but TAB and LF, DEL and C1 controls (escape sequences, bells,
+#: title changes, a bare CR overwriting a line).
+_CONSOLE_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def consoleSafe(text: str) -> str:
+    """
+    C{text} with every control character a terminal would act on shown as
+    C{\\xNN} instead: what a client sends cannot drive the console.
+    """
+    return _CONSOLE_UNSAFE.sub(_visible, text)
+
+
 # ------------------------------------------------------------------ messages
 
 
@@ -226,11 +245,13 @@ class ConsoleMessage:
         # Every line ends with LF already: the tutorial's format exactly.  A
         # small message is printed with one write (the console may be
         # unbuffered, a system call a write), a large one chunk by chunk.
+        # The Maildir copy is the message as received; this one is made safe
+        # for a terminal.
         text = "New message received:\n"
         while chunk := spool.read(65536):
-            write(text + decoder.decode(chunk))
+            write(text + consoleSafe(decoder.decode(chunk)))
             text = ""
-        text += decoder.decode(b"", final=True)
+        text += consoleSafe(decoder.decode(b"", final=True))
         if text:
             write(text)
         self.output.flush()

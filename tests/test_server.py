@@ -457,6 +457,36 @@ class AddressTests(SinkTestCase):
         self.assertIn("Subject: Tutorate!", message)
 
 
+class ConsoleEscapeTests(SinkTestCase):
+    async def test_controlCharactersShownNotSent(self) -> None:
+        # A client must not drive the terminal the console prints on (title
+        # changes, colours, cursor moves); the Maildir copy stays exact.
+        sink = self.sink(maildir=self.mktemp())
+        body = (
+            "Subject: \x1b]0;pwned\x07hi\r\n\r\n\x1b[31mred\x1b[0m\tTAB"
+            " caf\u00e9 \x9b2J\x00\x08bare\rCR\x7f\r\n"
+        ).encode()
+        script = (
+            b"EHLO c\x1b[2J\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\n"
+            b"DATA\r\n" + body + b".\r\n"
+        )
+        replies = await self.replies(sink, script, 5)
+        self.assertEqual(codes(replies)[-1:], [b"250"])
+        [message] = sink.messages()
+        self.assertIn(
+            "Subject: \\x1b]0;pwned\\x07hi\n\n\\x1b[31mred\\x1b[0m\tTAB"
+            " caf\u00e9 \\x9b2J\\x00\\x08bare\\x0dCR\\x7f",
+            message,
+        )
+        self.assertIn("Received: from c\\x1b[2J", message)
+        printed = sink.output.getvalue()
+        self.assertEqual(
+            [c for c in printed if not c.isprintable() and c not in "\t\n"], []
+        )
+        [stored] = sink.stored()
+        self.assertTrue(stored.endswith(body.replace(b"\r\n", b"\n")))
+
+
 class SmtplibTests(SinkTestCase):
     async def test_sendmailAndVRFY(self) -> None:
         sink = self.sink(maildir=self.mktemp())
