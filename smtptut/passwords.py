@@ -18,15 +18,12 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, threads
 from zope.interface import implementer
 
+from smtptut.errors import EX_CANTCREAT, EX_DATAERR, EX_NOUSER, EX_OK, EX_USAGE
+
 #: scrypt cost parameters: about 16 MiB and tens of milliseconds a check.
 SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
-
-EX_OK = 0
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_CANTCREAT = 73
 
 
 def _b64(data: bytes) -> str:
@@ -199,7 +196,7 @@ def passwdMain(argv: list[str]) -> int:
     if args.action == "delete":
         if users.pop(user, None) is None:
             print(f"smtptut passwd: {user}: no such user", file=sys.stderr)
-            return EX_DATAERR
+            return EX_NOUSER
     else:
         password = _readPassword(user)
         if password is None:

@@ -31,7 +31,12 @@ from twisted.mail import smtp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from smtptut.config import AcceptPolicy, ConfigError, ServerSettings
+from smtptut.config import (
+    AcceptPolicy,
+    ConfigError,
+    ServerSettings,
+    isLoopbackAddress,
+)
 from smtptut.errors import EX_OSERR
 from smtptut.maildir import Maildir, MaildirMessage
 
@@ -77,15 +82,9 @@ def _printable(data: bytes, limit: int = 200) -> str:
     return text + ("..." if len(data) > limit else "")
 
 
-@functools.lru_cache(maxsize=1024)
-def isLoopback(host: str) -> bool:
-    """
-    Whether C{host} (a peer's address) is a loopback address.
-    """
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
+#: Whether a peer's address is a loopback one, remembered: a sink sees the
+#: same few peers again and again.
+_isLoopbackPeer = functools.lru_cache(maxsize=1024)(isLoopbackAddress)
 
 
 def _literalDomain(domain: bytes) -> bytes:
@@ -463,7 +462,7 @@ class ConsoleESMTP(smtp.ESMTP):
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = str(getattr(peer, "host", peer))
         self.peerIsLoopback = factory.loopbackPeersTrusted and (
-            isLoopback(self.peer) or not hasattr(peer, "host")
+            _isLoopbackPeer(self.peer) or not hasattr(peer, "host")
         )
         self._buffer = b""
         self._replies: list[bytes] = []
@@ -1181,9 +1180,6 @@ class ConsoleSMTPFactory(smtp.SMTPFactory):
     noisy = False
     #: Seconds an AUTH failure waits, times the failures so far.
     authDelay = 1.0
-    #: Whether a client on loopback may use AUTH without TLS (tests turn it
-    #: off to act as a remote client).
-    loopbackPeersTrusted = True
 
     def __init__(
         self,
@@ -1192,7 +1188,13 @@ class ConsoleSMTPFactory(smtp.SMTPFactory):
         settings: ServerSettings | None = None,
         ctx: Any = None,
         reactor: Any = None,
+        *,
+        loopbackPeersTrusted: bool = True,
     ) -> None:
+        """
+        @param loopbackPeersTrusted: whether a client on loopback may use AUTH
+            without TLS (tests turn it off to act as a remote client).
+        """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -1203,6 +1205,7 @@ class ConsoleSMTPFactory(smtp.SMTPFactory):
         self.settings = settings or ServerSettings()
         self.ctx = ctx
         self.reactor = reactor
+        self.loopbackPeersTrusted = loopbackPeersTrusted
         self.protocols: set[ConsoleESMTP] = set()
         self._allGone: list[defer.Deferred[None]] = []
 
@@ -1303,9 +1306,13 @@ def makeFactory(
     settings: ServerSettings,
     reactor: Any = None,
     output: Callable[[], IO[str]] = consoleOutput,
+    *,
+    loopbackPeersTrusted: bool = True,
 ) -> ConsoleSMTPFactory:
     """
     The console server's factory for C{settings}.
+
+    @param loopbackPeersTrusted: see L{ConsoleSMTPFactory}.
     """
     from smtptut.passwords import UsersFileChecker
 
@@ -1349,7 +1356,14 @@ def makeFactory(
                 f"SMTPTUT_TLS_CERT: cannot load {settings.tlsCert}"
                 f" with {settings.tlsKey}: {e}"
             ) from None
-    return ConsoleSMTPFactory(portal, makeDelivery(), settings, ctx, reactor)
+    return ConsoleSMTPFactory(
+        portal,
+        makeDelivery(),
+        settings,
+        ctx,
+        reactor,
+        loopbackPeersTrusted=loopbackPeersTrusted,
+    )
 
 
 class SinkService(service.Service):

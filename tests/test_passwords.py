@@ -56,7 +56,8 @@ class PasswdTests(TestCase):
             self.assertNotIn("three", f.read())
         self.assertEqual(passwdMain(["-f", self.path, "delete", "app"]), 0)
         self.assertEqual(list(readUsers(self.path)), ["other"])
-        self.assertEqual(passwdMain(["-f", self.path, "delete", "app"]), 65)
+        # EX_NOUSER (sysexits.h): the user does not exist.
+        self.assertEqual(passwdMain(["-f", self.path, "delete", "app"]), 67)
 
     def test_badUsage(self) -> None:
         self.assertEqual(self.add("a:b", "x"), 64)

@@ -15,7 +15,7 @@ from twisted.internet import threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from smtptut.config import ServerSettings
+from smtptut.config import AcceptPolicy, ServerSettings
 from smtptut.passwords import passwdMain
 from smtptut.server import SinkService, makeFactory
 
@@ -230,8 +230,20 @@ class AuthTests(TLSTestCase):
 
     async def test_remotePlaintextGetsNoAuth(self) -> None:
         # A client that is not on loopback: AUTH only after STARTTLS.
-        sink = self.sink()
-        sink.factory.loopbackPeersTrusted = False
+        settings = ServerSettings(
+            listen="tcp:0:interface=127.0.0.1",
+            accept=AcceptPolicy.parse("console"),
+            tlsCert=self.certificates.serverCert,
+            tlsKey=self.certificates.serverKey,
+        )
+        output = io.StringIO()
+        factory = makeFactory(
+            settings, reactor, output=lambda: output, loopbackPeersTrusted=False
+        )
+        self.assertFalse(factory.loopbackPeersTrusted)
+        listener = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        sink = Sink(listener.getHost().port, factory, listener, output, settings)
+        self.addCleanup(sink.stop)
         plain = base64.b64encode(b"\0guest\0password")
         replies = await self.rawSession(
             sink, b"EHLO c\r\nAUTH PLAIN " + plain + b"\r\n", 2
