@@ -60,7 +60,9 @@ class ExchangeLookupError(Exception):
 
 
 def makeResolver(
-    nameservers: Sequence[tuple[str, int]] = (), lifetime: float = DEFAULT_LIFETIME
+    nameservers: Sequence[tuple[str, int]] = (),
+    lifetime: float = DEFAULT_LIFETIME,
+    resolvConf: str = "/etc/resolv.conf",
 ) -> dns.resolver.Resolver:
     """
     A dnspython resolver that asks C{nameservers} (C{(IP address, port)}
@@ -76,7 +78,13 @@ def makeResolver(
             for host, port in nameservers
         ]
     else:
-        resolver = dns.resolver.Resolver()
+        resolver = dns.resolver.Resolver(configure=False)
+        try:
+            resolver.read_resolv_conf(resolvConf)
+        except dns.resolver.NoResolverConfiguration:
+            # Mail to localhost and address literals needs no DNS; anything
+            # else is deferred with a line saying so (see lookupExchanges).
+            resolver.nameservers = []
     resolver.lifetime = lifetime
     resolver.timeout = min(resolver.timeout, lifetime)
     return resolver
@@ -111,6 +119,13 @@ def lookupExchanges(
         return [MailExchange(0, "localhost", ("127.0.0.1", "::1"), implicit=True)]
 
     name = toALabel(domain)
+    if not resolver.nameservers:
+        raise ExchangeLookupError(
+            domain,
+            "no DNS server is configured (none in /etc/resolv.conf);"
+            " give one with SMTPTUT_NAMESERVER or --nameserver",
+            False,
+        )
     for _ in range(MAX_CNAME_CHAIN):
         try:
             answer = resolver.resolve(name, dns.rdatatype.MX, search=False)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut.exchange import (
     ExchangeLookupError,
     MailExchange,
     getMailExchange,
+    lookupExchanges,
     makeResolver,
 )
 
@@ -110,3 +111,31 @@ def dns_txt() -> Any:
     from twisted.names import dns
 
     return dns.Record_TXT(b"no mail here", ttl=1)
+
+
+class NoSystemResolverTests(SynchronousTestCase):
+    """
+    A machine without /etc/resolv.conf can still send to localhost and
+    literals, and says what is missing for anything else.
+    """
+
+    def setUp(self) -> None:
+        self.resolver = makeResolver(resolvConf="/nonexistent/resolv.conf")
+
+    def test_localhostAndLiterals(self) -> None:
+        self.assertEqual(
+            lookupExchanges("localhost", self.resolver)[0].addresses,
+            ("127.0.0.1", "::1"),
+        )
+        self.assertEqual(
+            lookupExchanges("[127.0.0.7]", self.resolver)[0].addresses,
+            ("127.0.0.7",),
+        )
+
+    def test_otherDomainsSayWhy(self) -> None:
+        e = self.assertRaises(
+            ExchangeLookupError, lookupExchanges, "example.test", self.resolver
+        )
+        self.assertFalse(e.permanent)
+        self.assertIn("no DNS server is configured", str(e))
+        self.assertIn("SMTPTUT_NAMESERVER", str(e))
