@@ -34,8 +34,10 @@ from smtptut.message import (
 from .helpers import (
     Behaviour,
     RecordingFactory,
+    aaaa,
     exampleZone,
     listenOnLoopbacks,
+    mx,
     reactor,
     startConsoleServer,
     startDNSServer,
@@ -114,6 +116,32 @@ class DeliveryTests(TestCase):
             (outcome.status, outcome.exchange), (DELIVERED, "mx.example.test")
         )
         self.assertEqual(len(self.server.messages()), 1)
+
+    async def test_throughIPv6(self) -> None:
+        # An exchange with only an AAAA record, served on ::1.
+        server6 = startConsoleServer(reactor, interface="::1")
+        self.addCleanup(server6.stop)
+        dns = startDNSServer(
+            reactor,
+            "example.test",
+            {
+                "example.test": [mx(10, "mx6.example.test")],
+                "mx6.example.test": [aaaa("::1")],
+            },
+        )
+        self.addCleanup(dns.stop)
+        resolver = makeResolver([("127.0.0.1", dns.port)], lifetime=5)
+        exchanges = await getMailExchange(reactor, "example.test", resolver)
+        settings = ClientSettings(port=server6.port, timeout=10)
+        [outcome] = await deliverToExchanges(
+            reactor, exchanges, self.envelope("console@example.test"), settings
+        )
+        self.assertEqual(
+            (outcome.status, outcome.exchange, outcome.address),
+            (DELIVERED, "mx6.example.test", "::1"),
+        )
+        [message] = server6.messages()
+        self.assertTrue(message.startswith("Received: from localhost ([::1])"), message)
 
 
 def source(data: bytes) -> MessageSource:
