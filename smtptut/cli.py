@@ -37,7 +37,12 @@ from smtptut.errors import (
 )
 from smtptut.exchange import makeResolver
 from smtptut.message import MessageError, MessageSource, checkMessage
-from smtptut.sending import checkTrust, envelopesByDomain, loadMessage
+from smtptut.sending import (
+    checkTrust,
+    envelopesByDomain,
+    loadMessage,
+    messageIdDomain,
+)
 
 log = Logger()
 
@@ -302,9 +307,9 @@ def sendMain(
     try:
         settings = askPassword(settingsFrom(args, environ), stdin)
         fromStdin = (args.data or environ.get("SMTPTUT_DATA")) == "-"
-        idDomain = settings.sender.rpartition("@")[2] or settings.helo
         if fromStdin:
-            with spooledInput(cast(IO[bytes], stdin.buffer), idDomain) as message:
+            stdinBytes = cast(IO[bytes], stdin.buffer)
+            with spooledInput(stdinBytes, messageIdDomain(settings)) as message:
                 # A bad address fails here, before the reactor runs.
                 return _run(
                     settings, envelopesByDomain(settings, message), args.verbose

@@ -13,7 +13,6 @@ TUTORIAL_SENDER = "tutorial_sender@example.com"
 TUTORIAL_RECIPIENT = "tutorial_recipient@example.net"
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 DEFAULT_ACCEPT = "console"
-DEFAULT_TIMEOUT = 300.0
 
 #: How many domains are delivered to at the same time.
 DEFAULT_CONCURRENCY = 8
@@ -66,9 +65,7 @@ def parseAddress(text: str, setting: str = "address") -> MailAddress:
         # rpartition would take "a@b@c" as the mailbox "a@b" at "c".
         raise ConfigError(f"{setting}: {text!r} has more than one @")
     if domain.startswith("["):
-        literal = domain[1:-1] if domain.endswith("]") else ""
-        if literal.lower().startswith("ipv6:"):
-            literal = literal[5:]
+        literal = literalAddress(domain) or ""
         try:
             ipaddress.ip_address(literal)
         except ValueError:

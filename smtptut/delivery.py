@@ -268,7 +268,7 @@ class DeliveryService(service.Service):
     delivers the envelope to the looked-up exchanges and tells the report.
 
     @param limit: shared by the services of all domains, it bounds how many
-        deliver at the same time.
+        deliver at the same time (a limit of its own would bound nothing).
     """
 
     def __init__(
@@ -278,14 +278,14 @@ class DeliveryService(service.Service):
         envelope: Envelope,
         settings: ClientSettings,
         report: Report,
-        limit: DeferredSemaphore | None = None,
+        limit: DeferredSemaphore,
     ) -> None:
         self.reactor = reactor
         self.exchanges = exchanges
         self.envelope = envelope
         self.settings = settings
         self.report = report
-        self.limit = limit or DeferredSemaphore(settings.concurrency)
+        self.limit = limit
         self.delivered: Deferred[list[RecipientOutcome]] | None = None
 
     def startService(self) -> None:

@@ -9,14 +9,21 @@ from smtptut.message import MessageSource, messageFromPath, tutorialMessage
 from smtptut.tls import loadTrustRoot
 
 
+def messageIdDomain(settings: ClientSettings) -> str:
+    """
+    The domain of a C{Message-ID:} made for a message that lacks one: the
+    sender's, or the EHLO name for the null sender.
+    """
+    return settings.sender.rpartition("@")[2] or settings.helo
+
+
 def loadMessage(settings: ClientSettings) -> MessageSource:
     """
     The message file named by the settings, checked, or the tutorial's message.
     """
     if settings.dataPath is None:
         return tutorialMessage()
-    domain = settings.sender.rpartition("@")[2] or settings.helo
-    return messageFromPath(settings.dataPath, idDomain=domain)
+    return messageFromPath(settings.dataPath, idDomain=messageIdDomain(settings))
 
 
 def wireAddress(address: MailAddress, setting: str = "SMTPTUT_TO") -> str:

@@ -592,10 +592,10 @@ class ConsoleESMTP(smtp.ESMTP):
     def _command(self, line: bytes) -> None:
         verb, _, rest = line.strip().partition(b" ")
         verb = verb.upper()
-        if self.closing and not self._inTransaction():
-            self._reply(421, b"4.3.2 Service shutting down, closing connection")
-            self._close()
-            return
+        if self.closing:
+            self._afterTransaction()
+            if self.state is CLOSED:
+                return
         method = self._commands.get(verb)
         if method is None:
             if not verb:
@@ -704,9 +704,7 @@ class ConsoleESMTP(smtp.ESMTP):
         The server is stopping: close now if idle, else after this transaction.
         """
         self.closing = True
-        if not self._inTransaction() and self.state is not CLOSED:
-            self._reply(421, b"4.3.2 Service shutting down, closing connection")
-            self._close()
+        self._afterTransaction()
 
     def authOffered(self) -> bool:
         """
@@ -1217,7 +1215,6 @@ class ConsoleSMTPFactory(smtp.SMTPFactory):
             return busy
         p = cast(ConsoleESMTP, smtp.SMTPFactory.buildProtocol(self, addr))
         p.delivery = self.delivery
-        p.ctx = self.ctx
         self.protocols.add(p)
         return p
 
@@ -1327,15 +1324,19 @@ def makeFactory(
             f"SMTPTUT_MAILDIR: {settings.maildir}: {e.strerror}"
         ) from None
 
+    # Deliveries hold no per-session state: one serves every client,
+    # authenticated or not.
+    delivery = ConsoleMessageDelivery(
+        settings.accept,
+        settings.hostname,
+        output,
+        maildir,
+        settings.printMessages,
+        reactor,
+    )
+
     def makeDelivery() -> ConsoleMessageDelivery:
-        return ConsoleMessageDelivery(
-            settings.accept,
-            settings.hostname,
-            output,
-            maildir,
-            settings.printMessages,
-            reactor,
-        )
+        return delivery
 
     portal: Portal | None
     if settings.users:
@@ -1358,7 +1359,7 @@ def makeFactory(
             ) from None
     return ConsoleSMTPFactory(
         portal,
-        makeDelivery(),
+        delivery,
         settings,
         ctx,
         reactor,

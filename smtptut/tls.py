@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +44,7 @@ class HostnameMismatch(Exception):
         return f"the certificate is not valid for {self.hostname}: {self.reason}"
 
 
+@functools.cache
 def loadTrustRoot(path: str | None) -> Any:
     """
     The CA certificates in the PEM bundle at C{path}, or the system's when
