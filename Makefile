@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINTED := $(wildcard smtptut tests twisted bench ) $(wildcard *.tac)
+LINTED := $(wildcard smtptut tests twisted bench tools) $(wildcard *.tac)
 
 .PHONY: venv demo test lint typecheck trial bench clean
 
@@ -12,13 +12,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip >$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
-	# compat mode puts the checkout on sys.path, so twisted/plugins/ is found too.
-	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat \
-		>>$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	$(BIN)/python -m pip install -q -e '.[dev]' >>$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/python -m smtptut.demo
+	$(BIN)/python tools/demo.py
 
 trial: venv
 	$(BIN)/trial --temp-directory=$(VENV)/_trial_temp tests
@@ -28,7 +26,7 @@ lint: venv
 	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: venv
-	$(BIN)/mypy smtptut tests
+	$(BIN)/mypy smtptut tests tools
 
 test: venv lint typecheck trial
 

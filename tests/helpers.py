@@ -264,11 +264,12 @@ class Process:
         env: Mapping[str, str],
         stdin: bytes | None = None,
         timeout: float = PROCESS_TIMEOUT,
+        path: str = TOP,
     ) -> None:
         self.reactor = reactor
         self._proto = _Collector(stdin)
         self.transport = reactor.spawnProcess(
-            self._proto, argv[0], argv, env=dict(env), path=TOP
+            self._proto, argv[0], argv, env=dict(env), path=path
         )
         self._killer = reactor.callLater(timeout, self.kill, signal.SIGKILL)
         self.ended = self._proto.ended
@@ -324,12 +325,13 @@ def runProcess(
     settings: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
     timeout: float = PROCESS_TIMEOUT,
+    path: str = TOP,
 ) -> defer.Deferred[ProcessResult]:
     """
-    Run a command to its end (killing it after C{timeout} seconds).
+    Run a command in C{path} to its end (killing it after C{timeout} seconds).
     """
     return Process(
-        reactor, argv, childEnvironment(settings or {}), stdin, timeout
+        reactor, argv, childEnvironment(settings or {}), stdin, timeout, path
     ).ended
 
 

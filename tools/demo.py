@@ -1,4 +1,8 @@
-"""`make demo`: the console server and the tutorial's client, talking on loopback."""
+"""`make demo`: the console server and the tutorial's client, talking on loopback.
+
+Run from the checkout (it starts the top-level .tac files), so it is not part
+of the installed package.
+"""
 
 from __future__ import annotations
 

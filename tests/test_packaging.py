@@ -1,0 +1,239 @@
+"""The distribution as people who do not clone get it: the wheel, installed
+into a fresh virtual environment outside the checkout."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import sys
+import sysconfig
+import tempfile
+import zipfile
+from dataclasses import dataclass
+
+from twisted.trial.unittest import TestCase
+
+from .helpers import (
+    TOP,
+    Process,
+    ProcessResult,
+    childEnvironment,
+    reactor,
+    startDNSServer,
+)
+
+#: What a checkout holds that the wheel must not: never copied into the source
+#: tree the wheel is built from (caches, venvs, earlier builds).
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "_trial_temp*",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+)
+
+#: Building and installing take a few seconds each; a loaded machine, more.
+STEP_TIMEOUT = 240.0
+
+
+def _environment() -> dict[str, str]:
+    """
+    A child's environment that cannot reach the checkout or the network:
+    no C{SMTPTUT_*}, no C{PYTHONPATH}, and pip never asks PyPI for a newer
+    version of itself.
+    """
+    env = childEnvironment({"PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    return env
+
+
+async def _run(argv: list[str], cwd: str) -> ProcessResult:
+    result: ProcessResult = await Process(
+        reactor, argv, _environment(), timeout=STEP_TIMEOUT, path=cwd
+    ).ended
+    if result.code != 0:
+        raise AssertionError(
+            f"{' '.join(argv)} exited with {result.code} (signal {result.signal}):\n"
+            f"{result.out}{result.err}"
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class Installation:
+    """
+    The wheel built from this checkout, installed into a fresh venv.
+
+    @ivar wheel: the wheel file.
+    @ivar venv: the venv's directory.
+    @ivar home: an empty directory outside the checkout, to run commands in.
+    """
+
+    wheel: str
+    venv: str
+    home: str
+
+    def bin(self, name: str) -> str:
+        return os.path.join(self.venv, "bin", name)
+
+
+_installation: Installation | None = None
+
+
+async def installation() -> Installation:
+    """
+    Build the wheel and install it, once per test run: building is the slow
+    part, and every test here reads the same installation without changing it.
+    """
+    global _installation
+    if _installation is None:
+        _installation = await _install()
+    return _installation
+
+
+async def _install() -> Installation:
+    top = tempfile.mkdtemp(prefix="smtptut-wheel-")
+    atexit.register(shutil.rmtree, top, True)
+    # The wheel is built from a copy so that the build leaves nothing in the
+    # checkout; the copy keeps what a checkout has that must not be shipped
+    # (tests, tools, bench, docs, the .tac files), plus the plugin cache that
+    # twistd writes beside the plugin whenever it runs from a checkout.
+    source = os.path.join(top, "source")
+    shutil.copytree(TOP, source, ignore=NOT_SOURCE)
+    with open(os.path.join(source, "twisted", "plugins", "dropin.cache"), "wb") as f:
+        f.write(b"a stale cache\n")
+    dist = os.path.join(top, "dist")
+    # No build isolation: the build backend (setuptools, a dev extra) comes
+    # from this venv, so nothing is fetched from PyPI.
+    await _run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation"]
+        + ["--outdir", dist, source],
+        top,
+    )
+    [wheelName] = os.listdir(dist)
+    wheel = os.path.join(dist, wheelName)
+
+    venv = os.path.join(top, "venv")
+    home = os.path.join(top, "home")
+    os.mkdir(home)
+    await _run([sys.executable, "-m", "venv", "--without-pip", venv], top)
+    python = os.path.join(venv, "bin", "python")
+    await _run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps"]
+        + ["--no-index", wheel],
+        home,
+    )
+    # The dependencies (Twisted, dnspython...) are read from this venv rather
+    # than downloaded: a .pth line adds its site-packages after the fresh
+    # venv's own.  A directory added that way has its .pth files ignored, so
+    # this venv's editable hook (which names the checkout) does not come along.
+    purelib = sysconfig.get_path("purelib", vars={"base": venv, "platbase": venv})
+    here = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    with open(os.path.join(purelib, "smtptut-test-dependencies.pth"), "w") as f:
+        f.write("".join(p + "\n" for p in here))
+    # pip writes console scripts only for what it installed, and Twisted came
+    # by the .pth file: this is the script Twisted's own entry point makes.
+    twistd = os.path.join(venv, "bin", "twistd")
+    with open(twistd, "w") as f:
+        f.write(f"#!{python}\nfrom twisted.scripts.twistd import run\nrun()\n")
+    os.chmod(twistd, 0o755)
+    return Installation(wheel, venv, home)
+
+
+class WheelTests(TestCase):
+    timeout = 2 * STEP_TIMEOUT + 120
+
+    async def test_files(self) -> None:
+        """
+        The wheel holds the package and the twistd plugin, and nothing that
+        only a checkout needs.
+        """
+        wheel = (await installation()).wheel
+        with zipfile.ZipFile(wheel) as z:
+            names = set(z.namelist())
+        self.assertIn("twisted/plugins/smtptut_plugin.py", names)
+        for module in ("cli", "tap", "server", "client", "config"):
+            self.assertIn(f"smtptut/{module}.py", names)
+        # Twisted's own twisted/__init__.py and twisted/plugins/__init__.py
+        # would be overwritten by ours.
+        self.assertNotIn("twisted/__init__.py", names)
+        self.assertNotIn("twisted/plugins/__init__.py", names)
+        tops = {n.split("/")[0] for n in names}
+        self.assertEqual(tops, {"smtptut", "twisted", "smtptut-0.1.0.dist-info"})
+        self.assertEqual(
+            {n for n in names if n.startswith("twisted/")},
+            {"twisted/plugins/smtptut_plugin.py"},
+        )
+        self.assertNotIn("smtptut/demo.py", names)
+        self.assertEqual([n for n in names if n.endswith(".tac")], [])
+
+    async def test_help(self) -> None:
+        """
+        The installed C{smtptut send} and C{twistd smtptut-server} answer
+        C{--help}, run from outside the checkout, with the package and the
+        plugin from the fresh venv.
+        """
+        i = await installation()
+        send = await _run([i.bin("smtptut"), "send", "--help"], i.home)
+        self.assertIn("--nameserver", send.out)
+        self.assertIn("exit status", send.out)
+        server = await _run([i.bin("twistd"), "-n", "smtptut-server", "--help"], i.home)
+        self.assertIn("smtptut-server [options]", server.out)
+        self.assertIn("--maildir=", server.out)
+        where = await _run(
+            [
+                i.bin("python"),
+                "-c",
+                "import smtptut, twisted.plugins.smtptut_plugin as p;"
+                "print(smtptut.__file__); print(p.__file__)",
+            ],
+            i.home,
+        )
+        for path in where.out.split():
+            self.assertTrue(path.startswith(i.venv + os.sep), where.out)
+
+    async def test_sendAndReceive(self) -> None:
+        """
+        A message sent with the installed C{smtptut send} to the installed
+        plugin's server lands in the server's Maildir; SIGTERM stops it.
+        """
+        i = await installation()
+        # An address literal needs no lookup; the nameserver is given anyway,
+        # on loopback, so that nothing could leave the machine.
+        dns = startDNSServer(reactor, "example.test", {})
+        self.addCleanup(dns.stop)
+        maildir = os.path.join(i.home, "mail-" + self.id().rsplit(".", 1)[-1])
+        server = Process(
+            reactor,
+            [i.bin("twistd"), "-n", "--pidfile=", "smtptut-server"]
+            + ["--listen", "tcp:0:interface=127.0.0.1", "--accept", "*"]
+            + ["--maildir", maildir, "--print", "0"],
+            _environment(),
+            timeout=120,
+            path=i.home,
+        )
+        self.addCleanup(server.stop)
+        match = await server.waitFor(r"starting on (\d+)", timeout=60)
+        port = match.group(1)
+        sent = await _run(
+            [i.bin("smtptut"), "send", "--to", "x@[127.0.0.1]", "--port", port]
+            + ["--nameserver", dns.nameserver],
+            i.home,
+        )
+        self.assertIn("x@[127.0.0.1]: delivered", sent.out)
+        [name] = os.listdir(os.path.join(maildir, "new"))
+        with open(os.path.join(maildir, "new", name), "rb") as f:
+            self.assertIn(b"Subject: Tutorate!", f.read())
+        ended = await server.stop()
+        # A clean shutdown: twistd ends by re-raising the SIGTERM it handled
+        # (not a SIGKILL from Process.stop's grace timer).
+        self.assertEqual(ended.signal, signal.SIGTERM, server.output())
+        self.assertIn("Server Shut Down.", server.output())
