@@ -17,6 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from .helpers import (
     TOP,
+    TWISTD,
     Process,
     ProcessResult,
     childEnvironment,
@@ -237,3 +238,29 @@ class WheelTests(TestCase):
         # (not a SIGKILL from Process.stop's grace timer).
         self.assertEqual(ended.signal, signal.SIGTERM, server.output())
         self.assertIn("Server Shut Down.", server.output())
+
+
+class EditableTests(TestCase):
+    timeout = 60
+
+    async def test_pluginFromOutsideTheCheckout(self) -> None:
+        """
+        C{make venv}'s plain editable install exposes the checkout's plugin to
+        the venv's twistd wherever it runs.
+        """
+        home = tempfile.mkdtemp(prefix="smtptut-editable-")
+        self.addCleanup(shutil.rmtree, home, True)
+        result = await _run([TWISTD, "-n", "smtptut-server", "--help"], home)
+        self.assertIn("--maildir=", result.out)
+        where = await _run(
+            [
+                sys.executable,
+                "-c",
+                "import twisted.plugins.smtptut_plugin as p; print(p.__file__)",
+            ],
+            home,
+        )
+        self.assertEqual(
+            where.out.strip(),
+            os.path.join(TOP, "twisted", "plugins", "smtptut_plugin.py"),
+        )
