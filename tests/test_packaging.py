@@ -4,11 +4,13 @@ into a fresh virtual environment outside the checkout."""
 from __future__ import annotations
 
 import atexit
+import glob
 import os
 import shutil
 import signal
 import sys
 import sysconfig
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -71,13 +73,16 @@ async def _run(argv: list[str], cwd: str) -> ProcessResult:
 @dataclass(frozen=True)
 class Installation:
     """
-    The wheel built from this checkout, installed into a fresh venv.
+    The distribution built from this checkout, its wheel installed into a
+    fresh venv.
 
+    @ivar sdist: the source distribution.
     @ivar wheel: the wheel file.
     @ivar venv: the venv's directory.
     @ivar home: an empty directory outside the checkout, to run commands in.
     """
 
+    sdist: str
     wheel: str
     venv: str
     home: str
@@ -112,15 +117,15 @@ async def _install() -> Installation:
     with open(os.path.join(source, "twisted", "plugins", "dropin.cache"), "wb") as f:
         f.write(b"a stale cache\n")
     dist = os.path.join(top, "dist")
+    # What `python -m build` does: the sdist, then the wheel from the sdist.
     # No build isolation: the build backend (setuptools, a dev extra) comes
     # from this venv, so nothing is fetched from PyPI.
     await _run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation"]
-        + ["--outdir", dist, source],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, source],
         top,
     )
-    [wheelName] = os.listdir(dist)
-    wheel = os.path.join(dist, wheelName)
+    [sdist] = glob.glob(os.path.join(dist, "*.tar.gz"))
+    [wheel] = glob.glob(os.path.join(dist, "*.whl"))
 
     venv = os.path.join(top, "venv")
     home = os.path.join(top, "home")
@@ -146,7 +151,7 @@ async def _install() -> Installation:
     with open(twistd, "w") as f:
         f.write(f"#!{python}\nfrom twisted.scripts.twistd import run\nrun()\n")
     os.chmod(twistd, 0o755)
-    return Installation(wheel, venv, home)
+    return Installation(sdist, wheel, venv, home)
 
 
 class WheelTests(TestCase):
@@ -175,6 +180,27 @@ class WheelTests(TestCase):
         )
         self.assertNotIn("smtptut/demo.py", names)
         self.assertEqual([n for n in names if n.endswith(".tac")], [])
+
+    async def test_sdistIsTheSource(self) -> None:
+        """
+        The sdist holds what the wheel is built from and what runs the tests
+        and the demo, without the plugin cache.
+        """
+        sdist = (await installation()).sdist
+        with tarfile.open(sdist) as t:
+            names = {n.split("/", 1)[-1] for n in t.getnames()}
+        for name in [
+            "pyproject.toml",
+            "twisted/plugins/smtptut_plugin.py",
+            "smtptut/tap.py",
+            "tests/helpers.py",
+            "tools/demo.py",
+            "emailserver.tac",
+            "smtpclient.tac",
+            "Makefile",
+        ]:
+            self.assertIn(name, names)
+        self.assertEqual([n for n in names if n.endswith("dropin.cache")], [])
 
     async def test_help(self) -> None:
         """
