@@ -759,11 +759,17 @@ class _QuietDNSFactory(server.DNSServerFactory):
 
 class _FailingAuthority(ZoneAuthority):
     def __init__(self, origin: str, records: Zone, servfail: Iterable[str]) -> None:
-        self._servfail = {name.lower().encode() for name in servfail}
+        # "name" fails every question; "name TYPE" (say "mx.test AAAA") only that one.
+        self._servfail: set[tuple[bytes, int | None]] = set()
+        for entry in servfail:
+            name, _, typeName = entry.partition(" ")
+            qtype = dns.REV_TYPES[typeName.upper()] if typeName else None
+            self._servfail.add((name.lower().encode(), qtype))
         super().__init__(origin, records)
 
     def _lookup(self, name: Any, cls: Any, type: Any, timeout: Any = None) -> Any:
-        if name.lower() in self._servfail:
+        key = name.lower()
+        if (key, None) in self._servfail or (key, type) in self._servfail:
             return defer.fail(RuntimeError("this test's server fails here"))
         return super()._lookup(name, cls, type, timeout)
 
@@ -773,7 +779,7 @@ def startFailingDNSServer(
 ) -> DNSServer:
     """
     Like L{startDNSServer}, but every question about a name in C{servfail}
-    gets SERVFAIL.
+    gets SERVFAIL; an entry C{"name TYPE"} fails only questions of that type.
     """
     authority = _FailingAuthority(origin, records, servfail)
     return _listenDNS(reactor, _QuietDNSFactory(authorities=[authority]))

@@ -42,6 +42,7 @@ ZONE: Zone = {
     "other.example.test": [mx(5, "third.example.test")],
     "xn--bcher-kva.example.test": [mx(10, "second.example.test")],
     "broken.example.test": [mx(10, "first.example.test")],
+    "relay.example.test": [a("127.0.0.3")],
 }
 
 
@@ -286,6 +287,20 @@ class RoutingTests(TestCase):
             message.recipients, [b"a@nowhere.invalid", b"b@null.example.test"]
         )
         self.assertEqual(outcomes[0].exchange, "127.0.0.3")
+
+
+    async def test_relayByNameThroughTheNameserver(self) -> None:
+        # Only the loopback DNS server knows relay.example.test: its A record
+        # is looked up there, not with the system's resolver.
+        servers = self.serve({"127.0.0.3": Behaviour()})
+        outcomes = await self.send(
+            1, "a@nowhere.invalid", relay=("relay.example.test", servers.port)
+        )
+        self.assertEqual(
+            [(o.status, o.exchange, o.address) for o in outcomes],
+            [(DELIVERED, "relay.example.test", "127.0.0.3")],
+        )
+        self.assertEqual(len(servers.factories["127.0.0.3"].messages), 1)
 
 
 class DeferredCauseTests(TestCase):
