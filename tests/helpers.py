@@ -786,12 +786,19 @@ def startFailingDNSServer(
 
 
 def startAiosmtpd(
-    tmp: str, certificates: Certificates | None = None, **kwargs: Any
+    tmp: str,
+    certificates: Certificates | None = None,
+    recipientLimit: int | None = None,
+    **kwargs: Any,
 ) -> tuple[Any, list[Any], int]:
     """
     A real third-party server, aiosmtpd, in its own thread on 127.0.0.1,
     with STARTTLS when C{certificates} are given.  Returns the controller
     (stop it), the list its handler appends envelopes to, and the port.
+
+    With C{recipientLimit}, RCPTs past that many in one transaction get
+    Postfix's C{smtpd_recipient_limit} reply, C{452 4.5.3 Error: too many
+    recipients}.
     """
     import ssl as stdssl
 
@@ -806,13 +813,24 @@ def startAiosmtpd(
             received.append(envelope)
             return "250 2.0.0 OK aiosmtpd"
 
+    class LimitedHandler(Handler):
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: Any
+        ) -> str:
+            assert recipientLimit is not None
+            if len(envelope.rcpt_tos) >= recipientLimit:
+                return "452 4.5.3 Error: too many recipients"
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 Ok"
+
     if certificates is not None:
         context = stdssl.create_default_context(stdssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certificates.serverCert, certificates.serverKey)
         kwargs["tls_context"] = context
     port = freePort()
+    handler = Handler() if recipientLimit is None else LimitedHandler()
     controller = Controller(
-        Handler(), hostname="127.0.0.1", port=port, ready_timeout=10, **kwargs
+        handler, hostname="127.0.0.1", port=port, ready_timeout=10, **kwargs
     )
     controller.start()
     return controller, received, port
