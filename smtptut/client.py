@@ -81,15 +81,18 @@ class RecipientOutcome:
     reply: str
     exchange: str | None = None
     address: str | None = None
+    #: Shown after the status, in parentheses: C{deferred (interrupted)}.
+    note: str | None = None
 
     def __str__(self) -> str:
+        status = f"{self.status} ({self.note})" if self.note else self.status
         via = ""
         if self.exchange:
             via = f" via {self.exchange}"
             if self.address and self.address != self.exchange:
                 via += f" [{self.address}]"
         reply = f"{self.code} {self.reply}" if self.code != NO_REPLY else self.reply
-        return f"{self.recipient}: {self.status}{via}: {reply}"
+        return f"{self.recipient}: {status}{via}: {reply}"
 
 
 @dataclass(frozen=True)
