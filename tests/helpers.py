@@ -423,6 +423,7 @@ class Behaviour:
     @ivar refuse: local parts refused at RCPT with 550.
     @ivar silent: accept the connection, never say anything.
     @ivar dropInData: close the connection after the first line of message.
+    @ivar stallAtDot: take the whole message, then never answer the final dot.
     @ivar tls: a server context factory; STARTTLS is offered when set.
     @ivar brokenTLS: answer STARTTLS with 220, then garbage, then close.
     @ivar auth: mechanisms offered (C{PLAIN}, C{LOGIN}, C{CRAM-MD5}).
@@ -434,6 +435,7 @@ class Behaviour:
     refuse: tuple[str, ...] = ("bad",)
     silent: bool = False
     dropInData: bool = False
+    stallAtDot: bool = False
     tls: Any = None
     brokenTLS: bool = False
     auth: tuple[bytes, ...] = ()
@@ -642,6 +644,8 @@ class RecordingSMTP(LineReceiver):
             )
         )
         self.reset()
+        if self.behaviour.stallAtDot:
+            return
         self.sendLine(b"250 2.0.0 queued")
 
     def do_RSET(self, rest: bytes) -> None:
