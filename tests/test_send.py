@@ -315,7 +315,7 @@ class InterruptTests(TestCase):
     async def test_signalMidTransaction(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             result, servers = await interruptedMidTransaction(
-                self, [SMTPTUT, "send"], {}, sig
+                self, [SMTPTUT, "send", "-v"], {}, sig
             )
             everything = result.out + result.err
             self.assertEqual(result.code, 75, everything)
@@ -327,6 +327,8 @@ class InterruptTests(TestCase):
             # No new connection after the signal: the second exchange is
             # never tried.
             self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+            self.assertIn("Connecting to mx1.stall.test", everything)
+            self.assertNotIn("Connecting to mx2.stall.test", everything)
             await servers.stop()
 
 

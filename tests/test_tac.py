@@ -47,6 +47,8 @@ class TacTests(TestCase):
             for bad in ("Traceback", "Unhandled", "ReactorNotRunning"):
                 self.assertNotIn(bad, everything)
             self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+            self.assertIn("Connecting to mx1.stall.test", everything)
+            self.assertNotIn("Connecting to mx2.stall.test", everything)
             await servers.stop()
 
     async def test_throughMX(self) -> None:
