@@ -21,6 +21,7 @@ from .helpers import (
     Exchanges,
     Process,
     ProcessResult,
+    Zone,
     a,
     childEnvironment,
     exampleZone,
@@ -265,7 +266,7 @@ class SendCommandTests(TestCase):
 
 
 #: Two exchanges: the first takes the message and never answers the dot.
-STALL_ZONE = {
+STALL_ZONE: Zone = {
     "stall.test": [mx(10, "mx1.stall.test"), mx(20, "mx2.stall.test")],
     "mx1.stall.test": [a("127.0.0.2")],
     "mx2.stall.test": [a("127.0.0.3")],
