@@ -20,6 +20,8 @@ from smtptut.sending import loadClientJob
 settings, envelopes = exitOnBadInput("smtpclient.tac", loadClientJob)
 resolver = makeResolver(settings.nameservers, lifetime=settings.dnsLifetime)
 report = Report(len(envelopes), stopWhenDone(reactor))
+# On SIGTERM or Ctrl-C: no new connection, the rest "deferred (interrupted)".
+report.watchShutdown(reactor, envelopes.values())
 # At most this many domains are delivered to at the same time.
 limit = DeferredSemaphore(settings.concurrency)
 

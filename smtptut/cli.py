@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from smtptut.client import DEFERRED, DELIVERED, Envelope, RecipientOutcome
 from smtptut.config import TLS_MODES, ClientSettings, ConfigError
-from smtptut.delivery import deliverAll
+from smtptut.delivery import deliverAll, stopReactor
 from smtptut.errors import (
     EX_OK,
     EX_SOFTWARE,
@@ -348,7 +348,7 @@ def _run(
             send, reactor, settings, envelopes, lambda line: print(line, flush=True)
         )
         done.addCallbacks(finished, internalError)
-        done.addBoth(lambda _: reactor.stop())
+        done.addBoth(lambda _: stopReactor(reactor))
 
     reactor.callWhenRunning(start)
     reactor.run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, cast
 
 from twisted.internet import protocol
@@ -26,6 +27,25 @@ Reply = tuple[int, bytes]
 #: The code of an outcome or a failure that came with no SMTP reply at all
 #: (a refused connection, a timeout, a failed handshake, a DNS error).
 NO_REPLY = 0
+
+#: The longest reply line taken, CRLF included (RFC 5321 §4.5.3.1.5).
+MAX_REPLY_LINE = 512
+
+#: The most lines one reply may have: an EHLO reply has a dozen or two.
+MAX_REPLY_LINES = 100
+
+
+def tooManyRecipients(code: int, resp: bytes) -> bool:
+    """
+    Whether a RCPT reply says the transaction has reached the server's
+    recipient limit (RFC 5321 §4.5.3.1.10: 452, or 552 from old servers;
+    Postfix and Exim say C{452 4.5.3 ... too many recipients}): the
+    recipient is to be sent again in another transaction.
+    """
+    if code not in (452, 552):
+        return False
+    text = resp.lower()
+    return text[1:6] == b".5.3 " or b"too many recipients" in text
 
 
 def pathOf(address: str) -> bytes:
@@ -61,15 +81,18 @@ class RecipientOutcome:
     reply: str
     exchange: str | None = None
     address: str | None = None
+    #: Shown after the status, in parentheses: C{deferred (interrupted)}.
+    note: str | None = None
 
     def __str__(self) -> str:
+        status = f"{self.status} ({self.note})" if self.note else self.status
         via = ""
         if self.exchange:
             via = f" via {self.exchange}"
             if self.address and self.address != self.exchange:
                 via += f" [{self.address}]"
         reply = f"{self.code} {self.reply}" if self.code != NO_REPLY else self.reply
-        return f"{self.recipient}: {self.status}{via}: {reply}"
+        return f"{self.recipient}: {status}{via}: {reply}"
 
 
 @dataclass(frozen=True)
@@ -192,6 +215,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self._mailReply: Reply | None = None
         self._rcptReplies: list[Reply] = []
         self._dataReply: Reply | None = None
+        self._messageSent = False
         self._tlsStarted = False
         self._tlsDone = False
         self.timeouts = Timeouts()
@@ -238,6 +262,41 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self.timeouts = self.factory.timeouts
         self.timeout = self.timeouts.greeting  # type: ignore[assignment]
         super().connectionMade()
+
+    # Longer lines are refused (lineLengthExceeded), not kept.
+    MAX_LENGTH = MAX_REPLY_LINE - 2
+
+    def lineReceived(self, line: bytes) -> Any:
+        # Twisted's SMTPClient.lineReceived keeps every continuation line of
+        # a reply and restarts the timer on each (no Twisted ticket found):
+        # a server sending "250-..." forever, or one line every few seconds,
+        # would grow the client without end and hold it for ever.  Here a
+        # reply has at most MAX_REPLY_LINES lines, and the timer runs from
+        # the command to the end of its reply: only a whole reply restarts it.
+        if line[3:4] == b"-" and line[:3].isdigit():
+            if len(self.resp) >= MAX_REPLY_LINES - 1:
+                self._giveUp(
+                    f"the server's reply is longer than {MAX_REPLY_LINES} lines"
+                )
+                return None
+            self.resp.append(line[4:])
+            return None
+        return super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._giveUp(
+            f"the server's reply has a line longer than {MAX_REPLY_LINE} octets"
+        )
+
+    def _giveUp(self, reason: str) -> None:
+        """
+        Stop at a reply that breaks the protocol: drop what is buffered and
+        abort the connection; what is not settled is deferred with C{reason}.
+        """
+        self._setFailure(reason, NO_REPLY)
+        self.resp = []
+        self.clearLineBuffer()
+        cast(ITCPTransport, self.transport).abortConnection()
 
     def callLater(self, period: float, func: Callable[[], object]) -> Any:
         # TimeoutMixin would use the global reactor; use the factory's clock.
@@ -309,6 +368,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             self._quit()
             return
         self._mailReply, self._rcptReplies, self._dataReply = None, [], None
+        self._messageSent = False
         self._unsent.clear()
         self._unsent.append((self._mailLine(sender), self._mailReplied))
         for recipient in self.getMailTo():
@@ -391,24 +451,52 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             self._endTransaction(open=mailOk)
 
     def _messageWritten(self, ignored: None) -> None:
+        self._messageSent = True
         self.setTimeout(self.timeouts.final)
 
     def _sendingFailed(self, failure: Failure) -> None:
         self._setFailure(str(failure.value) or failure.value.__class__.__name__, 0)
 
     def _finalReplied(self, code: int, resp: bytes) -> None:
+        if not self._messageSent:
+            # A reply before the final dot (RFC 5321 §4.1.1.4 allows none):
+            # going on would write the next command into the message.  A
+            # refusal settles the recipients; anything else leaves them to
+            # be tried again, the message never having been taken whole.
+            if 500 <= code < 600:
+                self._dataReply = (code, resp)
+                self._endTransaction(open=False, carryOn=False)
+            self._giveUp(
+                "the server replied before the end of the message:"
+                f" {code} {_text(resp)}"
+            )
+            return
         self._dataReply = (code, resp)
         self._endTransaction(open=False)
 
-    def _endTransaction(self, open: bool) -> None:
+    def _endTransaction(self, open: bool, carryOn: bool = True) -> None:
         """
         Give each recipient the reply that settled it, then go on to the next
-        envelope, after an RSET if the server still holds this transaction.
+        envelope (unless not C{carryOn}), after an RSET if the server still
+        holds this transaction.
+
+        Recipients refused because the transaction reached the server's
+        recipient limit (L{tooManyRecipients}) go in a further transaction
+        on this connection, when this one took any recipient at all.
         """
         assert self._current is not None
         mail = self._mailReply or (0, b"no reply to MAIL")
         results: list[tuple[bytes | str, int, bytes | str]] = []
+        again: list[str] = []
+        progress = self._anyAccepted()
         for i, recipient in enumerate(self._current.recipients):
+            if (
+                progress
+                and i < len(self._rcptReplies)
+                and tooManyRecipients(*self._rcptReplies[i])
+            ):
+                again.append(recipient)
+                continue
             if mail[0] != 250:
                 code, resp = mail
             elif i < len(self._rcptReplies) and not (
@@ -423,8 +511,13 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         okCount = sum(1 for _, code, _ in results if 200 <= code < 300)
         final = self._dataReply or mail
         self.sentMail(final[0], final[1], okCount, results, self.log)
+        if again:
+            rest = Envelope(self._current.sender, tuple(again), self._current.message)
+            self._envelopes = chain([rest], self._envelopes)
         self._current = None
         self._unsent.clear()
+        if not carryOn:
+            return
         if open:
             self._waiting.append(lambda code, resp: self._nextTransaction())
             self.sendLine(b"RSET")
@@ -475,6 +568,8 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             self._setFailure(f"TLS handshake failed: {_tlsReason(reason)}", 0)
         unsettled: list[Envelope] = []
         if self._current is not None:
+            self._settleWhatArrived()
+        if self._current is not None:
             unsettled.append(self._current)
             self._current = None
         unsettled.extend(self._envelopes)
@@ -484,6 +579,35 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self.factory.attemptFinished(
             AttemptResult(self.outcomes, unsettled, error, errorCode, tlsFailed)
         )
+
+    def _settleWhatArrived(self) -> None:
+        """
+        The connection closed in the middle of a transaction (Exim's ACL
+        C{drop} answers C{550} and closes): the replies that did arrive
+        still count, as for Postfix.  A refused MAIL settles every
+        recipient, a refused RCPT its recipient; the others stay unsettled.
+        """
+        assert self._current is not None
+        mail = self._mailReply
+        if mail is None:
+            return
+        if mail[0] != 250:
+            self._endTransaction(open=False, carryOn=False)
+            return
+        left: list[str] = []
+        for i, recipient in enumerate(self._current.recipients):
+            if i < len(self._rcptReplies):
+                code, resp = self._rcptReplies[i]
+                if not (200 <= code < 300) and not tooManyRecipients(code, resp):
+                    self._record(recipient, code, _text(resp))
+                    continue
+            left.append(recipient)
+        if left:
+            self._current = Envelope(
+                self._current.sender, tuple(left), self._current.message
+            )
+        else:
+            self._current = None
 
     def _record(self, recipient: str, code: int, reply: str) -> None:
         outcome = RecipientOutcome(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from twisted.internet.defer import (
     inlineCallbacks,
 )
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,6 +34,23 @@ from smtptut.exchange import ExchangeLookupError, MailExchange, getMailExchange
 from smtptut.tls import clientContext, loadTrustRoot
 
 log = Logger()
+
+#: At most this many addresses (of all the exchanges together) are tried
+#: for one delivery, as Postfix's C{smtp_mx_address_limit} (5) does: fifty
+#: silent exchanges would otherwise take hours.
+MX_ADDRESS_LIMIT = 5
+
+#: At most this many addresses that answered (an SMTP session was had) are
+#: tried for one delivery, as Postfix's C{smtp_mx_session_limit} (2).
+MX_SESSION_LIMIT = 2
+
+#: What an outcome says when smtptut was stopped (SIGTERM, Ctrl-C) before
+#: the recipient was settled.
+INTERRUPTED = "interrupted"
+
+
+def notInterrupted() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -87,10 +105,12 @@ def deliverToExchanges(
     envelope: Envelope,
     settings: ClientSettings,
     port: int | None = None,
+    interrupted: Callable[[], bool] = notInterrupted,
 ) -> Generator[Deferred[Any], Any, list[RecipientOutcome]]:
     """
     Offer C{envelope} to each address of each exchange in turn until every
-    recipient has a final reply (RFC 5321 §5.1).
+    recipient has a final reply (RFC 5321 §5.1), trying at most
+    L{MX_ADDRESS_LIMIT} addresses and L{MX_SESSION_LIMIT} that answered.
 
     The next address is tried when a connection cannot be made, the server
     greets with an error, times out or drops the connection before the
@@ -102,43 +122,57 @@ def deliverToExchanges(
     C{SMTPTUT_TLS=may}, an address whose TLS handshake fails is tried again
     in plaintext, as Postfix does.
 
+    Once C{interrupted()} is true (the reactor is shutting down) no new
+    connection is made; what is not settled is deferred as L{INTERRUPTED}.
+
     @return: a L{Deferred} firing with a list of L{RecipientOutcome}.
     """
     pending = [envelope]
     outcomes: list[RecipientOutcome] = []
     cause = NOTHING_TRIED
     trustRoot = loadTrustRoot(settings.ca) if settings.tls == "verify" else None
-    for exchange in exchanges:
+    targets = [(e, address) for e in exchanges for address in e.addresses]
+    sessions = 0
+    for exchange, address in targets[:MX_ADDRESS_LIMIT]:
+        if not pending or interrupted() or sessions >= MX_SESSION_LIMIT:
+            break
         exchangePort = port or exchange.port or settings.port
-        for address in exchange.addresses:
-            tlsMode = settings.tls
-            while pending:
-                factory = _factory(settings, exchange, address, tlsMode, trustRoot)
-                factory.envelopes = pending
-                result = yield _attempt(reactor, factory, address, exchangePort)
-                outcomes.extend(result.outcomes)
-                pending = result.unsettled
-                if result.error is not None:
-                    latest = Cause(
-                        result.error,
-                        result.errorCode,
-                        exchange.host,
-                        address,
-                        result.connected,
-                    )
-                    if latest.outranks(cause):
-                        cause = latest
-                    log.info(
-                        "{exchange} [{address}]:{port}: {error}",
-                        exchange=exchange.host,
-                        address=address,
-                        port=exchangePort,
-                        error=result.error,
-                    )
-                if result.tlsFailed and tlsMode == "may":
-                    tlsMode = "off"
-                    continue
-                break
+        tlsMode = settings.tls
+        answered = False
+        while pending and not interrupted():
+            factory = _factory(settings, exchange, address, tlsMode, trustRoot)
+            factory.envelopes = pending
+            result = yield _attempt(reactor, factory, address, exchangePort)
+            outcomes.extend(result.outcomes)
+            pending = result.unsettled
+            answered = answered or result.connected
+            if result.error is not None:
+                latest = Cause(
+                    result.error,
+                    result.errorCode,
+                    exchange.host,
+                    address,
+                    result.connected,
+                )
+                if latest.outranks(cause):
+                    cause = latest
+                log.info(
+                    "{exchange} [{address}]:{port}: {error}",
+                    exchange=exchange.host,
+                    address=address,
+                    port=exchangePort,
+                    error=result.error,
+                )
+            if result.tlsFailed and tlsMode == "may":
+                tlsMode = "off"
+                continue
+            break
+        if answered:
+            sessions += 1
+    if pending and interrupted():
+        return outcomes + interruptedOutcomes(
+            [r for left in pending for r in left.recipients]
+        )
     status = BOUNCED if cause.permanent else DEFERRED
     for left in pending:
         for recipient in left.recipients:
@@ -153,6 +187,23 @@ def deliverToExchanges(
                 )
             )
     return outcomes
+
+
+def interruptedOutcomes(recipients: Iterable[str]) -> list[RecipientOutcome]:
+    """
+    C{deferred (interrupted)} for recipients not settled when smtptut was
+    stopped: the message may be sent to them again, never lost.
+    """
+    return [
+        RecipientOutcome(
+            r,
+            DEFERRED,
+            NO_REPLY,
+            "smtptut was stopped before the transaction completed",
+            note=INTERRUPTED,
+        )
+        for r in recipients
+    ]
 
 
 def _factory(
@@ -241,14 +292,46 @@ class Report:
         self._waiting = domains
         self._whenDone = whenDone
         self._write = write
+        self._finished = False
+        self._envelopes: list[Envelope] = []
+        self.interrupted = False
         self.outcomes: list[RecipientOutcome] = []
         if domains == 0:
             self._finish()
+
+    def watchShutdown(
+        self, reactor: IReactorCore, envelopes: Iterable[Envelope]
+    ) -> None:
+        """
+        When the reactor shuts down (SIGTERM, Ctrl-C) before every domain is
+        done: note it at once, so no delivery starts a new connection (see
+        L{deliverToExchanges}); then, once the reactor has dropped the
+        connections (the deliveries under way report what they settled),
+        report every recipient still unsettled as C{deferred (interrupted)}.
+        """
+        self._envelopes = list(envelopes)
+        reactor.addSystemEventTrigger("before", "shutdown", self._interrupt)
+        # After the reactor's own "during" trigger that drops connections.
+        reactor.addSystemEventTrigger("during", "shutdown", self._reportInterrupted)
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+
+    def _reportInterrupted(self) -> None:
+        if self._finished:
+            return
+        done = {o.recipient for o in self.outcomes}
+        left = [r for e in self._envelopes for r in e.recipients if r not in done]
+        self._waiting = 1
+        self.domainDone(interruptedOutcomes(left))
 
     def domainDone(self, outcomes: list[RecipientOutcome]) -> None:
         """
         One domain is settled.
         """
+        if self._finished:
+            # Reported already as interrupted.
+            return
         for outcome in outcomes:
             self._write(str(outcome))
         self.outcomes.extend(outcomes)
@@ -257,6 +340,7 @@ class Report:
             self._finish()
 
     def _finish(self) -> None:
+        self._finished = True
         sent = sum(1 for o in self.outcomes if o.status == DELIVERED)
         self._write(f"Sent {sent} messages")
         self._whenDone(self.outcomes)
@@ -296,6 +380,7 @@ class DeliveryService(service.Service):
             self.exchanges,
             self.envelope,
             self.settings,
+            interrupted=lambda: self.report.interrupted,
         )
         self.delivered.addErrback(internalError, self.envelope)
         self.delivered.addCallback(self.report.domainDone)
@@ -317,6 +402,7 @@ def deliverAll(
     """
     done: Deferred[list[RecipientOutcome]] = Deferred()
     report = Report(len(envelopes), done.callback, write)
+    report.watchShutdown(reactor, envelopes.values())
     limit = DeferredSemaphore(settings.concurrency)
 
     @inlineCallbacks
@@ -330,7 +416,11 @@ def deliverAll(
         except Exception:
             return lookupFailed(Failure(), envelope)
         outcomes: list[RecipientOutcome] = yield deliverToExchanges(
-            reactor, exchanges, envelope, settings
+            reactor,
+            exchanges,
+            envelope,
+            settings,
+            interrupted=lambda: report.interrupted,
         )
         return outcomes
 
@@ -359,6 +449,17 @@ def stopWhenDone(reactor: IReactorCore | IReactorTime) -> Callable[[object], Non
     """
 
     def stop(ignored: object) -> None:
-        reactor.callLater(0, reactor.stop)  # type: ignore[union-attr]
+        reactor.callLater(0, stopReactor, reactor)  # type: ignore[union-attr]
 
     return stop
+
+
+def stopReactor(reactor: IReactorCore) -> None:
+    """
+    Stop the reactor, unless it is stopping already (after a signal, the
+    report is finished during its shutdown).
+    """
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass

@@ -126,6 +126,7 @@ def lookupExchanges(
             " give one with SMTPTUT_NAMESERVER or --nameserver",
             False,
         )
+    seen = {name.lower()}
     for _ in range(MAX_CNAME_CHAIN):
         try:
             answer = resolver.resolve(name, dns.rdatatype.MX, search=False)
@@ -135,6 +136,9 @@ def lookupExchanges(
             # authority, for one) answers with the alias alone: follow it.
             target = _cnameTarget(name, resolver)
             if target is not None:
+                if target.lower() in seen:
+                    raise _cnameLoop(domain, target) from None
+                seen.add(target.lower())
                 name = target
                 continue
             addresses = _addresses(name, resolver)
@@ -143,6 +147,14 @@ def lookupExchanges(
                     domain, "no MX record and no address record", True
                 ) from None
             return [MailExchange(0, name, addresses, implicit=True)]
+        except dns.resolver.NoNameservers as e:
+            # A recursive resolver (unbound, dnsmasq) answers SERVFAIL for a
+            # name whose CNAMEs go round in a circle: say so rather than
+            # "SERVFAIL", if the chain shows it.
+            loop = _findCNAMELoop(name, resolver)
+            if loop is not None:
+                raise _cnameLoop(domain, loop) from e
+            raise _lookupError(domain, "MX", e) from e
         except dns.exception.DNSException as e:
             raise _lookupError(domain, "MX", e) from e
     else:
@@ -187,19 +199,50 @@ def _cnameTarget(name: str, resolver: dns.resolver.Resolver) -> str | None:
     return str(answer[0].target.to_text(omit_final_dot=True))
 
 
+def _findCNAMELoop(name: str, resolver: dns.resolver.Resolver) -> str | None:
+    """
+    Follow C{name}'s CNAMEs one query at a time; the name where they come
+    back to one already seen, or L{None} when they do not.
+    """
+    seen = {name.lower()}
+    for _ in range(MAX_CNAME_CHAIN):
+        target = _cnameTarget(name, resolver)
+        if target is None:
+            return None
+        if target.lower() in seen:
+            return target
+        seen.add(target.lower())
+        name = target
+    return None
+
+
+def _cnameLoop(domain: str, name: str) -> ExchangeLookupError:
+    # Deferred, as sendmail does ("DNS failure: CNAME loop"): it is a
+    # mistake in the domain's DNS that its owner can mend, like a SERVFAIL.
+    return ExchangeLookupError(domain, f"CNAME loop at {name}", False)
+
+
 def _addresses(host: str, resolver: dns.resolver.Resolver) -> tuple[str, ...]:
     """
     The IPv4 then IPv6 addresses of C{host}; empty when it has none.
+
+    A failed lookup of one family (an AAAA query answered SERVFAIL or not
+    at all, as broken servers do) does not throw away the other's
+    addresses; it is an error only when no address was found.
     """
     found: list[str] = []
+    failure: ExchangeLookupError | None = None
     for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
         try:
             answer = resolver.resolve(host, rdtype, search=False)
         except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
             continue
         except dns.exception.DNSException as e:
-            raise _lookupError(host, rdtype.name, e) from e
+            failure = failure or _lookupError(host, rdtype.name, e)
+            continue
         found.extend(rr.address for rr in answer)
+    if not found and failure is not None:
+        raise failure
     return tuple(found)
 
 
@@ -217,14 +260,46 @@ def _lookupError(domain: str, what: str, e: Exception) -> ExchangeLookupError:
     return ExchangeLookupError(domain, f"DNS error looking up {what}: {e}", False)
 
 
-def relayExchange(relay: tuple[str, int]) -> MailExchange:
+def relayExchange(
+    relay: tuple[str, int], resolver: dns.resolver.Resolver | None = None
+) -> MailExchange:
     """
-    The smarthost of C{SMTPTUT_RELAY} as the only exchange; its name is
-    resolved when connecting, not looked up for MX records.
+    Blocking: the smarthost of C{SMTPTUT_RELAY} as the only exchange.  Its
+    name is not looked up for MX records; its A and AAAA records are, with
+    C{resolver} (the one of C{SMTPTUT_NAMESERVER}, never the system's
+    C{getaddrinfo}), unless it is an address or C{localhost}.
+
+    A relay that cannot be found defers the mail, as Postfix does for its
+    C{relayhost}: the mistake is in the sender's settings, not the mail.
     """
     host, port = relay
-    literal = literalAddress(host) or host
-    return MailExchange(0, literal, (literal,), implicit=True, port=port)
+    literal = literalAddress(host) or _ipAddress(host)
+    if literal is not None:
+        return MailExchange(0, literal, (literal,), implicit=True, port=port)
+    if host.rstrip(".").lower() == "localhost":
+        return MailExchange(0, host, ("127.0.0.1", "::1"), implicit=True, port=port)
+    if resolver is None or not resolver.nameservers:
+        raise ExchangeLookupError(
+            host,
+            "no DNS server is configured (none in /etc/resolv.conf);"
+            " give one with SMTPTUT_NAMESERVER or --nameserver",
+            False,
+        )
+    name = toALabel(host)
+    try:
+        addresses = _addresses(name, resolver)
+    except ExchangeLookupError as e:
+        raise ExchangeLookupError(host, e.reason, False) from e
+    if not addresses:
+        raise ExchangeLookupError(host, "the relay has no address record", False)
+    return MailExchange(0, host, addresses, implicit=True, port=port)
+
+
+def _ipAddress(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 def getMailExchange(
@@ -237,13 +312,20 @@ def getMailExchange(
     The tutorial's C{getMailExchange}: a L{Deferred} that fires with the
     exchanges of C{domain} in the order to try them, or fails with
     L{ExchangeLookupError}.  With a C{relay} (host, port), that is the only
-    exchange, whatever the domain.
+    exchange, whatever the domain; its name is looked up with C{resolver} too.
 
     dnspython blocks, so the lookup runs in the reactor's thread pool; the
     resolver's lifetime bounds how long it can take.
     """
     if relay is not None:
-        return succeed([relayExchange(relay)])
+        host = relay[0]
+        if literalAddress(host) or _ipAddress(host):
+            return succeed([relayExchange(relay)])
+        return deferToThreadPool(
+            reactor,
+            reactor.getThreadPool(),
+            lambda: [relayExchange(relay, resolver)],
+        )
     return deferToThreadPool(
         reactor,
         reactor.getThreadPool(),

@@ -425,6 +425,7 @@ class Behaviour:
     @ivar refuse: local parts refused at RCPT with 550.
     @ivar silent: accept the connection, never say anything.
     @ivar dropInData: close the connection after the first line of message.
+    @ivar stallAtDot: take the whole message, then never answer the final dot.
     @ivar tls: a server context factory; STARTTLS is offered when set.
     @ivar brokenTLS: answer STARTTLS with 220, then garbage, then close.
     @ivar auth: mechanisms offered (C{PLAIN}, C{LOGIN}, C{CRAM-MD5}).
@@ -436,6 +437,7 @@ class Behaviour:
     refuse: tuple[str, ...] = ("bad",)
     silent: bool = False
     dropInData: bool = False
+    stallAtDot: bool = False
     tls: Any = None
     brokenTLS: bool = False
     auth: tuple[bytes, ...] = ()
@@ -644,6 +646,8 @@ class RecordingSMTP(LineReceiver):
             )
         )
         self.reset()
+        if self.behaviour.stallAtDot:
+            return
         self.sendLine(b"250 2.0.0 queued")
 
     def do_RSET(self, rest: bytes) -> None:
@@ -761,11 +765,17 @@ class _QuietDNSFactory(server.DNSServerFactory):
 
 class _FailingAuthority(ZoneAuthority):
     def __init__(self, origin: str, records: Zone, servfail: Iterable[str]) -> None:
-        self._servfail = {name.lower().encode() for name in servfail}
+        # "name" fails every question; "name TYPE" (say "mx.test AAAA") only that one.
+        self._servfail: set[tuple[bytes, int | None]] = set()
+        for entry in servfail:
+            name, _, typeName = entry.partition(" ")
+            qtype = dns.REV_TYPES[typeName.upper()] if typeName else None
+            self._servfail.add((name.lower().encode(), qtype))
         super().__init__(origin, records)
 
     def _lookup(self, name: Any, cls: Any, type: Any, timeout: Any = None) -> Any:
-        if name.lower() in self._servfail:
+        key = name.lower()
+        if (key, None) in self._servfail or (key, type) in self._servfail:
             return defer.fail(RuntimeError("this test's server fails here"))
         return super()._lookup(name, cls, type, timeout)
 
@@ -775,19 +785,26 @@ def startFailingDNSServer(
 ) -> DNSServer:
     """
     Like L{startDNSServer}, but every question about a name in C{servfail}
-    gets SERVFAIL.
+    gets SERVFAIL; an entry C{"name TYPE"} fails only questions of that type.
     """
     authority = _FailingAuthority(origin, records, servfail)
     return _listenDNS(reactor, _QuietDNSFactory(authorities=[authority]))
 
 
 def startAiosmtpd(
-    tmp: str, certificates: Certificates | None = None, **kwargs: Any
+    tmp: str,
+    certificates: Certificates | None = None,
+    recipientLimit: int | None = None,
+    **kwargs: Any,
 ) -> tuple[Any, list[Any], int]:
     """
     A real third-party server, aiosmtpd, in its own thread on 127.0.0.1,
     with STARTTLS when C{certificates} are given.  Returns the controller
     (stop it), the list its handler appends envelopes to, and the port.
+
+    With C{recipientLimit}, RCPTs past that many in one transaction get
+    Postfix's C{smtpd_recipient_limit} reply, C{452 4.5.3 Error: too many
+    recipients}.
     """
     import ssl as stdssl
 
@@ -802,13 +819,24 @@ def startAiosmtpd(
             received.append(envelope)
             return "250 2.0.0 OK aiosmtpd"
 
+    class LimitedHandler(Handler):
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: Any
+        ) -> str:
+            assert recipientLimit is not None
+            if len(envelope.rcpt_tos) >= recipientLimit:
+                return "452 4.5.3 Error: too many recipients"
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 Ok"
+
     if certificates is not None:
         context = stdssl.create_default_context(stdssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certificates.serverCert, certificates.serverKey)
         kwargs["tls_context"] = context
     port = freePort()
+    handler = Handler() if recipientLimit is None else LimitedHandler()
     controller = Controller(
-        Handler(), hostname="127.0.0.1", port=port, ready_timeout=10, **kwargs
+        handler, hostname="127.0.0.1", port=port, ready_timeout=10, **kwargs
     )
     controller.start()
     return controller, received, port

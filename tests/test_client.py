@@ -7,15 +7,20 @@ import socket
 from typing import Any
 
 from hypothesis import given, settings
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut.client import (
     BOUNCED,
     DEFERRED,
     DELIVERED,
+    MAX_REPLY_LINES,
     AttemptResult,
     Envelope,
     SMTPClientFactory,
@@ -39,8 +44,10 @@ from .helpers import (
     listenOnLoopbacks,
     mx,
     reactor,
+    startAiosmtpd,
     startConsoleServer,
     startDNSServer,
+    startSink,
 )
 from .strategies import lineEnds, messageLines
 
@@ -394,6 +401,105 @@ class SessionTests(SynchronousTestCase):
             [("a@x.test", DEFERRED, 452), ("b@x.test", DELIVERED, 250)],
         )
 
+    def pipelinedTransaction(self, *replies: bytes) -> bytes:
+        """
+        Answer a pipelined MAIL, RCPTs and DATA with C{replies} and, after a
+        354, take the message and say 250; what the client sends next.
+        """
+        self.transport.clear()
+        self.client.dataReceived(b"".join(r + b"\r\n" for r in replies))
+        producer = self.transport.producer
+        if producer is not None:
+            while self.transport.producer is not None:
+                producer.resumeProducing()
+            self.assertTrue(self.transport.value().endswith(b"\r\n.\r\n"))
+            return self.reply(b"250 2.0.0 queued")
+        return self.transport.value()
+
+    def test_recipientLimitSendsTheRestNext(self) -> None:
+        self.connect(
+            Envelope("s@client.test", ("a@x.test", "b@x.test"), tutorialMessage()),
+        )
+        self.reply(b"220 hi")
+        sent = self.reply(b"250-hi\r\n250 PIPELINING")
+        self.assertEqual(sent.count(b"RCPT"), 2)
+        sent = self.pipelinedTransaction(
+            b"250 ok", b"250 ok", b"452 4.5.3 Error: too many recipients", b"354 go"
+        )
+        # Another transaction for b at once, on the same connection.
+        self.assertEqual(
+            sent, b"MAIL FROM:<s@client.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n"
+        )
+        sent = self.pipelinedTransaction(b"250 ok", b"250 ok", b"354 go")
+        self.assertEqual(sent, b"QUIT\r\n")
+        self.assertEqual(
+            [(o.recipient, o.status) for o in self.client.outcomes],
+            [("a@x.test", DELIVERED), ("b@x.test", DELIVERED)],
+        )
+
+    def test_recipientLimitWithNothingTaken(self) -> None:
+        # No recipient taken at all: no endless round of transactions.
+        self.connect(Envelope("s@client.test", ("a@x.test",), tutorialMessage()))
+        self.reply(b"220 hi")
+        self.reply(b"250-hi\r\n250 PIPELINING")
+        sent = self.pipelinedTransaction(
+            b"250 ok", b"452 4.5.3 too many recipients", b"554 no valid recipients"
+        )
+        self.assertEqual(sent, b"RSET\r\n")
+        self.assertEqual(self.reply(b"250 reset"), b"QUIT\r\n")
+        self.assertEqual(
+            [(o.status, o.code) for o in self.client.outcomes], [(DEFERRED, 452)]
+        )
+
+    def test_replyBeforeTheFinalDot(self) -> None:
+        self.connect(Envelope("s@client.test", ("a@x.test",), tutorialMessage()))
+        self.reply(b"220 hi")
+        self.reply(b"250-hi\r\n250 PIPELINING")
+        self.transport.clear()
+        self.client.dataReceived(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        self.assertIsNotNone(self.transport.producer)
+        self.client.dataReceived(b"250 2.0.0 queued too early\r\n")
+        self.assertNotIn(b"QUIT", self.transport.value())
+        self.assertTrue(self.transport.disconnecting)
+        self.client.connectionLost()
+        result = self.successResultOf(self.factory.finished)
+        self.assertEqual(result.outcomes, [])
+        self.assertEqual(
+            result.error,
+            "the server replied before the end of the message:"
+            " 250 2.0.0 queued too early",
+        )
+
+    def test_refusalBeforeTheFinalDot(self) -> None:
+        self.connect(Envelope("s@client.test", ("a@x.test",), tutorialMessage()))
+        self.reply(b"220 hi")
+        self.reply(b"250-hi\r\n250 PIPELINING")
+        self.transport.clear()
+        self.client.dataReceived(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        self.client.dataReceived(b"552 5.3.4 message too big\r\n")
+        self.assertNotIn(b"QUIT", self.transport.value())
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(
+            [(o.status, o.code) for o in self.client.outcomes], [(BOUNCED, 552)]
+        )
+
+    def test_closeAfterRefusedRecipient(self) -> None:
+        # Exim's ACL drop at RCPT, pipelined: a refused, b never answered.
+        envelope = Envelope(
+            "s@client.test", ("a@x.test", "b@x.test"), tutorialMessage()
+        )
+        self.connect(envelope)
+        self.reply(b"220 hi")
+        self.reply(b"250-hi\r\n250 PIPELINING")
+        self.client.dataReceived(b"250 ok\r\n550 Administrative prohibition\r\n")
+        self.client.connectionLost()
+        result = self.successResultOf(self.factory.finished)
+        self.assertEqual(
+            [(o.recipient, o.status, o.code) for o in result.outcomes],
+            [("a@x.test", BOUNCED, 550)],
+        )
+        self.assertEqual([e.recipients for e in result.unsettled], [("b@x.test",)])
+
 
 class WireProperties(SynchronousTestCase):
     """
@@ -424,3 +530,295 @@ class WireProperties(SynchronousTestCase):
         ]
         expected = data.replace(b"\r\n", b"\n").split(b"\n")[:-1]
         self.assertEqual(received, expected)
+
+
+class RecipientLimitTests(TestCase):
+    """
+    Servers with a recipient limit (RFC 5321 §4.5.3.1.10): the recipients
+    past it go in further transactions on the same connection.
+    """
+
+    timeout = 60
+
+    def envelope(self, count: int) -> Envelope:
+        recipients = tuple(f"r{i}@limit.test" for i in range(count))
+        return Envelope("s@client.test", recipients, tutorialMessage())
+
+    async def test_postfixRecipientLimit(self) -> None:
+        # aiosmtpd answering as Postfix does with smtpd_recipient_limit=10.
+        controller, received, port = startAiosmtpd(self.mktemp(), recipientLimit=10)
+        self.addCleanup(controller.stop)
+        exchanges = [MailExchange(0, "limit.test", ("127.0.0.1",))]
+        envelope = self.envelope(25)
+        outcomes = await deliverToExchanges(
+            reactor, exchanges, envelope, ClientSettings(port=port, timeout=10)
+        )
+        self.assertEqual(
+            sorted((o.recipient, o.status) for o in outcomes),
+            sorted((r, DELIVERED) for r in envelope.recipients),
+        )
+        self.assertEqual([len(e.rcpt_tos) for e in received], [10, 10, 5])
+        self.assertEqual(
+            sorted(r for e in received for r in e.rcpt_tos),
+            sorted(envelope.recipients),
+        )
+
+    async def test_ownServerRecipientLimit(self) -> None:
+        # The project's own server with SMTPTUT_MAX_RECIPIENTS=5, as Exim's
+        # recipients_max=5, and 8 recipients: one connection, two messages.
+        sink = startSink(reactor, maxRecipients=5, accept="*")
+        self.addCleanup(sink.stop)
+        exchanges = [MailExchange(0, "limit.test", ("127.0.0.1",))]
+        outcomes = await deliverToExchanges(
+            reactor,
+            exchanges,
+            self.envelope(8),
+            ClientSettings(port=sink.port, timeout=10),
+        )
+        self.assertEqual([o.status for o in outcomes], [DELIVERED] * 8)
+        self.assertEqual(len(sink.messages()), 2)
+
+
+class HostileSMTP(LineReceiver):
+    """
+    A server on loopback that breaks the protocol in one of several ways
+    (C{factory.mode}), reproducing what real servers or attackers do.
+    """
+
+    factory: HostileFactory
+    MAX_LENGTH = 100000
+
+    def connectionMade(self) -> None:
+        self.factory.connections += 1
+        self.sent = 0
+        self.inData = False
+        self.sendLine(b"220 hostile.test ESMTP")
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self.factory.pending is not None and self.factory.pending.active():
+            self.factory.pending.cancel()
+        self.factory.lost.append(reason)
+        if not self.factory.gone.called:
+            self.factory.gone.callback(None)
+
+    def lineReceived(self, line: bytes) -> None:
+        mode = self.factory.mode
+        self.factory.lines.append(line)
+        if self.inData:
+            if mode == "early250" and not self.sent:
+                # Answers in the middle of the message, before the final dot.
+                self.sent = 1
+                self.sendLine(b"250 2.0.0 queued early")
+            elif line == b".":
+                self.inData = False
+                self.sendLine(b"250 2.0.0 queued")
+            return
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            if mode == "endless":
+                self.endless()
+            elif mode == "trickle":
+                self.trickle()
+            else:
+                self.sendLine(b"250-hostile.test\r\n250 PIPELINING")
+        elif verb == b"MAIL":
+            if mode == "dropAtMail":
+                # Exim's ACL "drop" in acl_smtp_mail: a 550, then the close.
+                self.sendLine(b"550 Administrative prohibition")
+                self.transport.loseConnection()  # type: ignore[union-attr]
+            else:
+                self.sendLine(b"250 OK")
+        elif verb == b"RCPT":
+            if mode == "dropAtRcpt":
+                # The same in acl_smtp_rcpt.
+                self.sendLine(b"550 Administrative prohibition")
+                self.transport.loseConnection()  # type: ignore[union-attr]
+            else:
+                self.sendLine(b"250 Accepted")
+        elif verb == b"DATA":
+            self.inData = True
+            self.sendLine(b"354 Enter message")
+        elif verb == b"QUIT":
+            self.sendLine(b"221 bye")
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        else:
+            self.sendLine(b"500 what")
+
+    def endless(self) -> None:
+        # "250-" and 500 octets, for ever: 2000 lines at most here, written
+        # 100 at a time while the client is still there.
+        if self.transport.disconnecting or self.sent >= 2000:  # type: ignore[union-attr]
+            return
+        self.transport.write(b"250-" + b"x" * 500 + b"\r\n")  # type: ignore[union-attr]
+        self.sent += 1
+        if self.sent % 100:
+            self.endless()
+        else:
+            self.factory.pending = self.factory.clock.callLater(0.01, self.endless)
+
+    def trickle(self) -> None:
+        # One continuation line every 0.2 s, 100 at most.
+        if self.transport.disconnecting or self.sent >= 100:  # type: ignore[union-attr]
+            return
+        self.transport.write(b"250-still here\r\n")  # type: ignore[union-attr]
+        self.sent += 1
+        self.factory.pending = self.factory.clock.callLater(0.2, self.trickle)
+
+
+class HostileFactory(protocol.Factory):
+    protocol = HostileSMTP  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.clock: Any = reactor
+        self.connections = 0
+        self.lines: list[bytes] = []
+        self.lost: list[Failure] = []
+        self.pending: Any = None
+        self.gone: Deferred[None] = Deferred()
+
+
+class HostileServerTests(TestCase):
+    """
+    Servers that close after a reply, answer too early or too much, over
+    real loopback sockets.
+    """
+
+    timeout = 60
+
+    def serve(self, mode: str) -> HostileFactory:
+        factory = HostileFactory(mode)
+        listener = reactor.listenTCP(0, factory, interface="127.0.0.2")
+        self.addCleanup(listener.stopListening)
+        self.port = listener.getHost().port
+        return factory
+
+    async def send(
+        self, *recipients: str, timeout: float = 10, message: Any = None
+    ) -> list[Any]:
+        exchanges = [MailExchange(0, "hostile.test", ("127.0.0.2",))]
+        envelope = Envelope("s@client.test", recipients, message or tutorialMessage())
+        outcomes: list[Any] = await deliverToExchanges(
+            reactor,
+            exchanges,
+            envelope,
+            ClientSettings(port=self.port, timeout=timeout),
+        )
+        return outcomes
+
+    async def test_replyBeforeTheCloseAtMail(self) -> None:
+        self.serve("dropAtMail")
+        outcomes = await self.send("a@x.test", "b@x.test")
+        self.assertEqual(
+            [(o.status, o.code, o.reply) for o in outcomes],
+            [(BOUNCED, 550, "Administrative prohibition")] * 2,
+        )
+
+    async def test_replyBeforeTheCloseAtRcpt(self) -> None:
+        self.serve("dropAtRcpt")
+        [outcome] = await self.send("a@x.test")
+        self.assertEqual(
+            (outcome.status, outcome.code, outcome.reply),
+            (BOUNCED, 550, "Administrative prohibition"),
+        )
+
+    async def test_replyBeforeTheFinalDot(self) -> None:
+        server = self.serve("early250")
+        # Big enough that the client is still sending when the reply comes.
+        big = source(b"Subject: big\n\n" + filler(8 * 2**20))
+        [outcome] = await self.send("a@x.test", message=big)
+        # Not delivered (the message was not taken whole), and no QUIT was
+        # written into the message.
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertIn("replied before the end of the message", outcome.reply)
+        self.assertNotIn(b"QUIT", server.lines)
+
+    async def test_endlessReply(self) -> None:
+        server = self.serve("endless")
+        started = reactor.seconds()
+        [outcome] = await self.send("a@x.test")
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(
+            outcome.reply,
+            f"the server's reply is longer than {MAX_REPLY_LINES} lines",
+        )
+        # The client gave up long before the server's 2000 lines.
+        self.assertLess(reactor.seconds() - started, 5)
+        await server.gone
+        self.assertEqual(server.connections, 1)
+
+    async def test_tricklingReplyTimesOut(self) -> None:
+        # One line every 0.2 s restarted Twisted's timer for ever; the
+        # reply's one deadline of 1 s ends it after 5 lines.
+        server = self.serve("trickle")
+        started = reactor.seconds()
+        [outcome] = await self.send("a@x.test", timeout=1)
+        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.reply, "no reply from the server in 1 s")
+        self.assertLess(reactor.seconds() - started, 5)
+        await server.gone
+        self.assertEqual(server.connections, 1)
+
+
+class ReplyBoundTests(SynchronousTestCase):
+    """
+    A reply's size and time are bounded, reply by reply.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = SMTPClientFactory(
+            [Envelope("s@client.test", ("a@x.test",), tutorialMessage())],
+            "client.test",
+            clock=self.clock,
+        )
+        self.client = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.client.makeConnection(self.transport)
+
+    def result(self) -> AttemptResult:
+        self.assertTrue(self.transport.disconnecting)
+        self.client.connectionLost()
+        result: AttemptResult = self.successResultOf(self.factory.finished)
+        return result
+
+    def test_tooManyLines(self) -> None:
+        self.client.dataReceived(b"220-hi\r\n" * (MAX_REPLY_LINES - 1))
+        self.assertFalse(self.transport.disconnecting)
+        self.client.dataReceived(b"220-one too many\r\n" + b"220-more\r\n" * 50)
+        self.assertEqual(self.client.resp, [])
+        self.assertEqual(
+            self.result().error,
+            f"the server's reply is longer than {MAX_REPLY_LINES} lines",
+        )
+
+    def test_longestLinesTaken(self) -> None:
+        line = b"220 " + b"x" * 506 + b"\r\n"
+        self.client.dataReceived(line)
+        self.assertEqual(self.transport.value(), b"EHLO client.test\r\n")
+
+    def test_tooLongLine(self) -> None:
+        self.client.dataReceived(b"220 " + b"x" * 507 + b"\r\n")
+        self.assertEqual(
+            self.result().error,
+            "the server's reply has a line longer than 512 octets",
+        )
+
+    def test_endlessLineWithoutEnd(self) -> None:
+        self.client.dataReceived(b"220-" + b"x" * 1000)
+        self.assertIn("longer than 512 octets", self.result().error or "")
+
+    def test_oneDeadlinePerReply(self) -> None:
+        # Continuation lines do not restart the 300 s of the greeting.
+        for _ in range(5):
+            self.clock.advance(59)
+            self.client.dataReceived(b"220-still greeting\r\n")
+        self.clock.advance(5)
+        self.assertEqual(self.result().error, "no reply from the server in 300 s")
+
+    def test_wholeRepliesRestartTheTimer(self) -> None:
+        self.clock.advance(299)
+        self.client.dataReceived(b"220 hi\r\n")
+        self.clock.advance(299)
+        self.assertFalse(self.transport.disconnecting)

@@ -14,7 +14,15 @@ from smtptut.exchange import (
     makeResolver,
 )
 
-from .helpers import a, aaaa, cname, mx, reactor, startDNSServer
+from .helpers import (
+    a,
+    aaaa,
+    cname,
+    mx,
+    reactor,
+    startDNSServer,
+    startFailingDNSServer,
+)
 
 
 def noShuffle(exchanges: list[MailExchange]) -> None:
@@ -105,6 +113,89 @@ class ExchangeLookupTests(TestCase):
             await getMailExchange(reactor, "example.test", resolver)
         self.assertFalse(caught.exception.permanent)
         self.assertIn("example.test", str(caught.exception))
+
+
+class BrokenDNSTests(TestCase):
+    """
+    Servers that fail some questions, as broken or recursive ones do.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.dns = startFailingDNSServer(
+            reactor,
+            "example.test",
+            {
+                "example.test": [mx(10, "mx.example.test")],
+                "mx.example.test": [a("127.0.0.2"), aaaa("::1")],
+                "v6.example.test": [mx(10, "mx6.example.test")],
+                "mx6.example.test": [aaaa("::1")],
+                "loop.example.test": [cname("loop2.example.test")],
+                "loop2.example.test": [cname("loop.example.test")],
+                "rloop.example.test": [cname("rloop2.example.test")],
+                "rloop2.example.test": [cname("rloop.example.test")],
+                "relay.example.test": [a("127.0.0.3")],
+            },
+            servfail=[
+                "mx.example.test AAAA",
+                "mx6.example.test A",
+                # A recursive resolver (unbound, dnsmasq) answers SERVFAIL for
+                # anything but the CNAME itself of a name in a CNAME loop.
+                *(
+                    f"{name} {t}"
+                    for name in ("rloop.example.test", "rloop2.example.test")
+                    for t in ("MX", "A", "AAAA")
+                ),
+            ],
+        )
+        self.addCleanup(self.dns.stop)
+        self.resolver = makeResolver([("127.0.0.1", self.dns.port)], lifetime=5)
+
+    async def test_failedAAAAKeepsTheARecords(self) -> None:
+        [exchange] = await getMailExchange(reactor, "example.test", self.resolver)
+        self.assertEqual(exchange.addresses, ("127.0.0.2",))
+
+    async def test_failedAKeepsTheAAAARecords(self) -> None:
+        [exchange] = await getMailExchange(reactor, "v6.example.test", self.resolver)
+        self.assertEqual(exchange.addresses, ("::1",))
+
+    async def test_cnameLoop(self) -> None:
+        # Both a server that answers with the alias alone and a recursive one.
+        for domain, at in [
+            ("loop.example.test", "loop.example.test"),
+            ("rloop.example.test", "rloop.example.test"),
+        ]:
+            with self.assertRaises(ExchangeLookupError) as caught:
+                await getMailExchange(reactor, domain, self.resolver)
+            self.assertEqual(str(caught.exception), f"{domain}: CNAME loop at {at}")
+            self.assertFalse(caught.exception.permanent)
+
+    async def test_relayNameThroughTheNameserver(self) -> None:
+        # A name only this loopback server knows: the system resolver is
+        # never asked (it would say it does not exist, or ask the Internet).
+        [exchange] = await getMailExchange(
+            reactor, "any.test", self.resolver, relay=("relay.example.test", 2587)
+        )
+        self.assertEqual(
+            (exchange.host, exchange.addresses, exchange.port),
+            ("relay.example.test", ("127.0.0.3",), 2587),
+        )
+
+    async def test_relayNotFoundIsTemporary(self) -> None:
+        with self.assertRaises(ExchangeLookupError) as caught:
+            await getMailExchange(
+                reactor, "any.test", self.resolver, relay=("gone.example.test", 25)
+            )
+        self.assertFalse(caught.exception.permanent)
+        self.assertIn("gone.example.test", str(caught.exception))
+
+    async def test_relayLiteralNeedsNoDNS(self) -> None:
+        await self.dns.stop()
+        [exchange] = await getMailExchange(
+            reactor, "any.test", self.resolver, relay=("::1", 25)
+        )
+        self.assertEqual(exchange.addresses, ("::1",))
 
 
 def dns_txt() -> Any:

@@ -42,6 +42,10 @@ ZONE: Zone = {
     "other.example.test": [mx(5, "third.example.test")],
     "xn--bcher-kva.example.test": [mx(10, "second.example.test")],
     "broken.example.test": [mx(10, "first.example.test")],
+    "relay.example.test": [a("127.0.0.3")],
+    # Seven exchanges, in this order, on 127.0.0.2 to 127.0.0.8.
+    "many.example.test": [mx(10 * i, f"h{i}.example.test") for i in range(2, 9)],
+    **{f"h{i}.example.test": [a(f"127.0.0.{i}")] for i in range(2, 9)},
 }
 
 
@@ -286,6 +290,45 @@ class RoutingTests(TestCase):
             message.recipients, [b"a@nowhere.invalid", b"b@null.example.test"]
         )
         self.assertEqual(outcomes[0].exchange, "127.0.0.3")
+
+    async def test_relayByNameThroughTheNameserver(self) -> None:
+        # Only the loopback DNS server knows relay.example.test: its A record
+        # is looked up there, not with the system's resolver.
+        servers = self.serve({"127.0.0.3": Behaviour()})
+        outcomes = await self.send(
+            1, "a@nowhere.invalid", relay=("relay.example.test", servers.port)
+        )
+        self.assertEqual(
+            [(o.status, o.exchange, o.address) for o in outcomes],
+            [(DELIVERED, "relay.example.test", "127.0.0.3")],
+        )
+        self.assertEqual(len(servers.factories["127.0.0.3"].messages), 1)
+
+    async def test_addressLimit(self) -> None:
+        # Postfix's smtp_mx_address_limit=5: the first four refuse the
+        # connection, the fifth answers 421, the sixth and seventh are not tried.
+        busy = Behaviour(greeting=b"421 4.3.2 busy")
+        servers = self.serve(
+            {f"127.0.0.{i}": busy if i >= 6 else None for i in range(2, 9)}
+        )
+        [outcome] = await self.send(servers.port, "user@many.example.test")
+        self.assertEqual((outcome.status, outcome.address), (DEFERRED, "127.0.0.6"))
+        self.assertEqual(
+            [servers.factories[f"127.0.0.{i}"].connections for i in (6, 7, 8)],
+            [1, 0, 0],
+        )
+
+    async def test_sessionLimit(self) -> None:
+        # Postfix's smtp_mx_session_limit=2: two servers that answered 421,
+        # and the third is not tried.
+        busy = Behaviour(greeting=b"421 4.3.2 busy")
+        servers = self.serve({f"127.0.0.{i}": busy for i in range(2, 9)})
+        [outcome] = await self.send(servers.port, "user@many.example.test")
+        self.assertEqual((outcome.status, outcome.code), (DEFERRED, 421))
+        self.assertEqual(
+            [servers.factories[f"127.0.0.{i}"].connections for i in range(2, 9)],
+            [1, 1, 0, 0, 0, 0, 0],
+        )
 
 
 class DeferredCauseTests(TestCase):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 from typing import Any
 
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut import cli
@@ -16,9 +18,15 @@ from smtptut.config import ClientSettings, ConfigError
 from .helpers import (
     SMTPTUT,
     Behaviour,
+    Exchanges,
+    Process,
     ProcessResult,
+    Zone,
+    a,
+    childEnvironment,
     exampleZone,
     listenOnLoopbacks,
+    mx,
     reactor,
     runProcess,
     startConsoleServer,
@@ -255,6 +263,74 @@ class SendCommandTests(TestCase):
         result = await self.smtptut("frobnicate")
         self.assertEqual(result.code, 64)
         self.assertIn("no command 'frobnicate'", result.err)
+
+
+#: Two exchanges: the first takes the message and never answers the dot.
+STALL_ZONE: Zone = {
+    "stall.test": [mx(10, "mx1.stall.test"), mx(20, "mx2.stall.test")],
+    "mx1.stall.test": [a("127.0.0.2")],
+    "mx2.stall.test": [a("127.0.0.3")],
+}
+
+
+async def interruptedMidTransaction(
+    test: TestCase, argv: list[str], env: dict[str, str], sig: int
+) -> tuple[ProcessResult, Exchanges]:
+    """
+    Run C{argv} against the stalling exchange of L{STALL_ZONE}, send it
+    C{sig} once the message is in, and wait for its end.
+    """
+    servers = listenOnLoopbacks(
+        reactor, {"127.0.0.2": Behaviour(stallAtDot=True), "127.0.0.3": Behaviour()}
+    )
+    test.addCleanup(servers.stop)
+    dns = startDNSServer(reactor, "stall.test", STALL_ZONE)
+    test.addCleanup(dns.stop)
+    env = {
+        "SMTPTUT_TO": "a@stall.test,b@stall.test",
+        "SMTPTUT_NAMESERVER": dns.nameserver,
+        "SMTPTUT_PORT": str(servers.port),
+        "SMTPTUT_TIMEOUT": "60",
+        **env,
+    }
+    process = Process(reactor, argv, childEnvironment(env))
+    test.addCleanup(process.stop)
+    stalled = servers.factories["127.0.0.2"]
+    for _ in range(300):
+        if stalled.messages or process.ended.called:
+            break
+        await deferLater(reactor, 0.05)
+    test.assertEqual(len(stalled.messages), 1, process.output())
+    process.kill(sig)
+    result: ProcessResult = await process.ended
+    return result, servers
+
+
+class InterruptTests(TestCase):
+    """
+    SIGTERM or Ctrl-C (SIGINT) while a transaction waits for its reply.
+    """
+
+    timeout = 120
+
+    async def test_signalMidTransaction(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            result, servers = await interruptedMidTransaction(
+                self, [SMTPTUT, "send", "-v"], {}, sig
+            )
+            everything = result.out + result.err
+            self.assertEqual(result.code, 75, everything)
+            for recipient in ("a@stall.test", "b@stall.test"):
+                self.assertIn(f"{recipient}: deferred (interrupted)", result.out)
+            self.assertIn("Sent 0 messages", result.out)
+            for bad in ("Traceback", "Unhandled", "ReactorNotRunning"):
+                self.assertNotIn(bad, everything)
+            # No new connection after the signal: the second exchange is
+            # never tried.
+            self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+            self.assertIn("Connecting to mx1.stall.test", everything)
+            self.assertNotIn("Connecting to mx2.stall.test", everything)
+            await servers.stop()
 
 
 class StatusTests(SynchronousTestCase):

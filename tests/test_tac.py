@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 from twisted.trial.unittest import TestCase
 
@@ -14,6 +15,7 @@ from .helpers import (
     startTwistdServer,
     twistdArgv,
 )
+from .test_send import interruptedMidTransaction
 
 MESSAGE = b"""\
 From: Someone <someone@example.test>
@@ -33,6 +35,21 @@ class TacTests(TestCase):
         self.server = process
         self.addCleanup(process.stop)
         return port
+
+    async def test_signalMidTransaction(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            result, servers = await interruptedMidTransaction(
+                self, twistdArgv("smtpclient.tac"), {}, sig
+            )
+            everything = result.out + result.err
+            for recipient in ("a@stall.test", "b@stall.test"):
+                self.assertIn(f"{recipient}: deferred (interrupted)", result.out)
+            for bad in ("Traceback", "Unhandled", "ReactorNotRunning"):
+                self.assertNotIn(bad, everything)
+            self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+            self.assertIn("Connecting to mx1.stall.test", everything)
+            self.assertNotIn("Connecting to mx2.stall.test", everything)
+            await servers.stop()
 
     async def test_throughMX(self) -> None:
         port = await self.startServer()
