@@ -113,6 +113,33 @@ class SettingsTests(TestCase):
                 {"SMTPTUT_IDLE_TIMEOUT": "-1"},
                 "SMTPTUT_IDLE_TIMEOUT: the timeout must be more than 0 seconds",
             ),
+            # Issue 9: these were taken, and listening failed later (exit 71)
+            # or the sink had no bound at all.
+            (
+                {"SMTPTUT_LISTEN": "tcp:99999"},
+                "SMTPTUT_LISTEN: 'tcp:99999' is not a server endpoint"
+                " (port 99999 is out of range 0-65535)",
+            ),
+            (
+                {"SMTPTUT_MAX_SIZE": str(10**26)},
+                f"SMTPTUT_MAX_SIZE: {10**26} is more than {2**40}",
+            ),
+            (
+                {"SMTPTUT_IDLE_TIMEOUT": "inf"},
+                "SMTPTUT_IDLE_TIMEOUT: 'inf' is more than 86400 seconds",
+            ),
+            (
+                {"SMTPTUT_COMMAND_TIMEOUT": "1e9"},
+                "SMTPTUT_COMMAND_TIMEOUT: '1e9' is more than 86400 seconds",
+            ),
+            (
+                {"SMTPTUT_SESSION_TIMEOUT": "nan"},
+                "SMTPTUT_SESSION_TIMEOUT: the timeout must be more than 0 seconds",
+            ),
+            (
+                {"SMTPTUT_MAX_PEER_CONNECTIONS": "0"},
+                "SMTPTUT_MAX_PEER_CONNECTIONS: 0 is not at least 1",
+            ),
         ]:
             e = self.assertRaises(ConfigError, ServerSettings.fromEnvironment, env)
             self.assertEqual(str(e), message)
@@ -159,6 +186,25 @@ class ProcessTests(TestCase):
             "emailserver.tac: SMTPTUT_LISTEN: 'bogus' is not a server endpoint"
             " (Unknown endpoint type: 'bogus')",
         )
+
+    async def test_tacPortOutOfRangeIsUsageError(self) -> None:
+        # It used to fail only when listening: exit 71, as for a port in use.
+        result = await runProcess(
+            reactor, twistdArgv("emailserver.tac"), {"SMTPTUT_LISTEN": "tcp:99999"}
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err.strip(),
+            "emailserver.tac: SMTPTUT_LISTEN: 'tcp:99999' is not a server endpoint"
+            " (port 99999 is out of range 0-65535)",
+        )
+
+    async def test_pluginUnboundedSizeIsUsageError(self) -> None:
+        result = await runProcess(reactor, pluginArgv("--max-size", str(10**26)))
+        # twistd's own usage error status, as for every bad option.
+        self.assertNotEqual(result.code, 0, result.out + result.err)
+        self.assertIn(f"--max-size: {10**26} is more than", result.out + result.err)
+        self.assertNotIn("Traceback", result.out + result.err)
 
     async def test_tacBadCertificateIsOneLine(self) -> None:
         path = os.path.abspath(self.mktemp())
