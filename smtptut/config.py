@@ -347,6 +347,21 @@ class AcceptPolicy:
                 return True
         return False
 
+    def acceptsDomain(self, domain: str) -> bool:
+        """
+        Whether C{domain} is one mail is accepted for: one a pattern names
+        (C{@domain}, C{user@domain}), or any domain when a pattern is C{*}
+        or a bare local part (C{console} takes C{console@} every domain).
+        Address literals compare in their usual form (C{[ipv6:::1]}).
+        """
+        domain = domain.lower()
+        for pattern in self.patterns:
+            if pattern == "*" or "@" not in pattern:
+                return True
+            if pattern.rpartition("@")[2] == domain:
+                return True
+        return False
+
 
 #: Server defaults (issue 4).
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
@@ -591,9 +606,7 @@ class ServerSettings:
             maxConnections=_positiveInt(
                 env, "SMTPTUT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS
             ),
-            idleTimeout=_timeout(
-                env, "SMTPTUT_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT
-            ),
+            idleTimeout=_timeout(env, "SMTPTUT_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
             commandTimeout=_timeout(
                 env, "SMTPTUT_COMMAND_TIMEOUT", DEFAULT_COMMAND_TIMEOUT
             ),

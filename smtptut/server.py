@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import errno
 import functools
 import ipaddress
 import re
@@ -51,6 +52,11 @@ MAX_TEXT_LINE = 1000
 MAX_AUTH_LINE = 12288
 #: Failed AUTH attempts before the session ends.
 MAX_AUTH_FAILURES = 3
+#: Postfix's smtpd_recipient_overshoot_limit: recipients past
+#: SMTPTUT_MAX_RECIPIENTS a session may send before each one counts as an
+#: error.  A client that sends more than the limit is not misbehaving: it
+#: sends the rest in a later transaction (RFC 5321 §4.5.3.1.10).
+RECIPIENT_OVERSHOOT_LIMIT = 1000
 #: The console copy of a message stays in memory up to this size, then spools.
 SPOOL_IN_MEMORY = 1024 * 1024
 
@@ -202,6 +208,25 @@ def consoleSafe(text: str) -> str:
     return _CONSOLE_UNSAFE.sub(_visible, text)
 
 
+def storageReply(error: OSError) -> tuple[int, bytes]:
+    """
+    The reply for a message that could not be stored because of C{error}:
+    RFC 3463's 4.3.1 for a full disk or quota, else a local error; both
+    temporary, so the client keeps the message and tries again.
+    """
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 452, b"4.3.1 Insufficient system storage"
+    return 451, b"4.3.0 Could not store the message, try again later"
+
+
+def storageError(error: OSError) -> str:
+    """
+    C{error} in words for one log line: the reason and the file, no traceback.
+    """
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
 # ------------------------------------------------------------------ messages
 
 
@@ -213,10 +238,17 @@ class ConsoleMessage:
     that a large message costs no memory and concurrent messages do not mix.
     """
 
-    def __init__(self, output: IO[str] | None = None) -> None:
+    def __init__(
+        self, output: IO[str] | None = None, spoolDirectory: str | None = None
+    ) -> None:
+        """
+        @param spoolDirectory: where a large message is spooled (default:
+            C{tempfile}'s, from C{TMPDIR}).
+        """
         self.output = output if output is not None else consoleOutput()
         self.spool: IO[bytes] | None = cast(
-            IO[bytes], tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+            IO[bytes],
+            tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=spoolDirectory),
         )
 
     def trace(self, returnPath: bytes, received: bytes) -> None:
@@ -260,8 +292,13 @@ class ConsoleMessage:
     def connectionLost(self) -> None:
         # There was an error, throw away the stored message.
         if self.spool is not None:
-            self.spool.close()
-            self.spool = None
+            spool, self.spool = self.spool, None
+            try:
+                spool.close()
+            except OSError:
+                # A full spool directory fails the flush in close too; the
+                # file is closed (and, being temporary, gone) all the same.
+                pass
 
 
 @implementer(smtp.IMessage)
@@ -330,7 +367,10 @@ class Destinations:
 
     def connectionLost(self) -> None:
         for part in self.parts:
-            part.connectionLost()
+            try:
+                part.connectionLost()
+            except Exception:
+                log.failure("while dropping a message")
 
 
 # ------------------------------------------------------------------ delivery
@@ -362,6 +402,8 @@ class ConsoleMessageDelivery:
         self.maildir = maildir
         self.printMessages = printMessages
         self.reactor = reactor
+        #: Where the console spools a large message (L{ConsoleMessage}).
+        self.spoolDirectory: str | None = None
 
     def receivedHeader(
         self,
@@ -375,6 +417,9 @@ class ConsoleMessageDelivery:
         heloName, peer = helo
         peerText = _decode(peer) if isinstance(peer, bytes) else str(peer)
         name = _decode(heloName) if heloName else peerText
+        if ":" in peerText:
+            # RFC 5321 §4.1.3: an IPv6 address literal is tagged.
+            peerText = "IPv6:" + peerText
         protocol = "ESMTP"
         if recipients:
             server = getattr(recipients[0], "protocol", None)
@@ -401,7 +446,30 @@ class ConsoleMessageDelivery:
         domain = _decode(user.dest.domain)
         if self.accept.accepts(local, domain):
             return self.makeMessage
+        if local.lower() == "postmaster" and self.isLocalDomain(domain, user):
+            # RFC 5321 §4.5.1: postmaster is taken for every domain served.
+            return self.makeMessage
         raise smtp.SMTPBadRcpt(user, code=550, resp="5.7.1 Recipient not accepted here")
+
+    def isLocalDomain(self, domain: str, user: smtp.User | None = None) -> bool:
+        """
+        Whether C{domain} is one this sink serves: one C{SMTPTUT_ACCEPT}
+        accepts mail for (see L{AcceptPolicy.acceptsDomain}), its own name,
+        or the address literal of the address the client connected to.
+        """
+        domain = domain.lower()
+        if domain == self.hostname.lower() or self.accept.acceptsDomain(domain):
+            return True
+        transport = getattr(getattr(user, "protocol", None), "transport", None)
+        host = getattr(transport.getHost(), "host", None) if transport else None
+        if not host:
+            return False
+        try:
+            own = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        # A literal recipient domain is in its usual form already (_literalDomain).
+        return domain == (f"[ipv6:{own}]" if own.version == 6 else f"[{own}]")
 
     def makeMessage(self) -> Any:
         """
@@ -409,7 +477,7 @@ class ConsoleMessageDelivery:
         """
         parts: list[Any] = []
         if self.printMessages:
-            parts.append(ConsoleMessage(self.output()))
+            parts.append(ConsoleMessage(self.output(), self.spoolDirectory))
         if self.maildir is not None:
             parts.append(MaildirSink(self.maildir.newMessage(self.reactor)))
         if len(parts) == 1:
@@ -470,6 +538,7 @@ class ConsoleESMTP(smtp.ESMTP):
         self._eof = False
         self._discardLine = False
         self.errors = 0
+        self.overshoot = 0
         self.authFailures = 0
         self.user: bytes | None = None
         self._authMechanism: bytes | None = None
@@ -818,7 +887,14 @@ class ConsoleESMTP(smtp.ESMTP):
             self._error(b"RCPT", 555, b"5.5.4 Unsupported parameter")
             return
         if len(self._to) >= self.settings.maxRecipients:
-            self._error(
+            # Not an error (so far): see RECIPIENT_OVERSHOOT_LIMIT.
+            self.overshoot += 1
+            refuse = (
+                self._error
+                if self.overshoot > RECIPIENT_OVERSHOOT_LIMIT
+                else self._refused
+            )
+            refuse(
                 b"RCPT",
                 452,
                 b"4.5.3 Too many recipients (at most %d a message)"
@@ -832,7 +908,7 @@ class ConsoleESMTP(smtp.ESMTP):
             if not dest.domain:
                 if dest.local.lower() != b"postmaster" or dest.local != path:
                     raise smtp.AddressError("no domain")
-                dest.domain = self.host
+                dest.domain = self.factory.domain
             user = smtp.User(dest, self._helo, self, self._from)
             makeMessage = self.delivery.validateTo(user)
         except smtp.SMTPBadRcpt as e:
@@ -860,10 +936,29 @@ class ConsoleESMTP(smtp.ESMTP):
                 self._helo, self._from, [user for user, _ in self._to]
             )
             received = received.replace(b"\r\n", b"\n") + b"\n"
+            # RFC 9228: whom the message was for, so that a Bcc recipient
+            # shows; one field per recipient, as Postfix's local delivery
+            # writes it (a sink makes no aliases: X-Original-To would say
+            # the same again).  Below Received:, so that the console still
+            # starts with it, as the tutorial's does.
+            received += b"".join(
+                b"Delivered-To: %s\n" % bytes(user.dest) for user, _ in self._to
+            )
             if hasattr(message, "trace"):
                 message.trace(bytes(self._from), received)
             else:
                 message.lineReceived(received[:-1])
+        except OSError as e:
+            # Cannot open a file in tmp/ (read-only, full): one line.
+            self.log.error(
+                "cannot store a message from {peer}: {error}",
+                peer=self.peer,
+                error=storageError(e),
+            )
+            code, text = storageReply(e)
+            self._reply(code, text)
+            self._resetTransaction()
+            return
         except Exception:
             self.log.failure("while starting a message")
             self._reply(451, b"4.3.0 Cannot take the message now")
@@ -1088,7 +1183,22 @@ class ConsoleESMTP(smtp.ESMTP):
                 552, b"5.3.4 Message size exceeds fixed maximum message size"
             )
             return
-        self._message.write(content.replace(b"\r\n", b"\n"))
+        try:
+            self._message.write(content.replace(b"\r\n", b"\n"))
+        except OSError as e:
+            self._storageFailed(e)
+
+    def _storageFailed(self, error: OSError) -> None:
+        """
+        The message cannot be written (a full disk, a read-only Maildir):
+        one log line, the rest of it read and dropped, a 4xx after the dot.
+        """
+        self.log.error(
+            "cannot store a message from {peer}: {error}",
+            peer=self.peer,
+            error=storageError(error),
+        )
+        self._failData(*storageReply(error))
 
     def _endOfData(self) -> None:
         self.state = COMMAND
@@ -1097,7 +1207,11 @@ class ConsoleESMTP(smtp.ESMTP):
             code, text = self._dataFailure
             self._logTransaction(f"refused: {code} {_decode(text)}", None)
             self._resetTransaction()
-            self._error(b"DATA", code, text)
+            if code in (451, 452):
+                # The server's trouble, not the client's error.
+                self._refused(b"DATA", code, text)
+            else:
+                self._error(b"DATA", code, text)
             return
         d = defer.maybeDeferred(message.eomReceived)
         d.addCallbacks(self._stored, self._notStored)
@@ -1114,10 +1228,22 @@ class ConsoleESMTP(smtp.ESMTP):
         self._resetTransaction()
 
     def _notStored(self, failure: Failure) -> None:
-        self.log.failure("while storing a message from {peer}", failure, peer=self.peer)
-        self._logTransaction("failed: 451", None)
+        code, text = 451, b"4.3.0 Could not store the message, try again later"
+        if isinstance(failure.value, OSError):
+            # A full disk or a read-only Maildir: one line, not a traceback.
+            code, text = storageReply(failure.value)
+            self.log.error(
+                "cannot store a message from {peer}: {error}",
+                peer=self.peer,
+                error=storageError(failure.value),
+            )
+        else:
+            self.log.failure(
+                "while storing a message from {peer}", failure, peer=self.peer
+            )
+        self._logTransaction(f"failed: {code}", None)
         self._resetTransaction()
-        self._reply(451, b"4.3.0 Could not store the message, try again later")
+        self._reply(code, text)
 
     def _logTransaction(self, result: str, path: str | None) -> None:
         """
@@ -1319,6 +1445,8 @@ def makeFactory(
         reactor = _reactor
     try:
         maildir = Maildir(settings.maildir) if settings.maildir else None
+        if maildir is not None:
+            maildir.checkWritable()
     except OSError as e:
         raise ConfigError(
             f"SMTPTUT_MAILDIR: {settings.maildir}: {e.strerror}"

@@ -14,6 +14,7 @@ from twisted.internet import task, threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from smtptut import server
 from smtptut.config import ServerSettings
 from smtptut.server import _printable, makeFactory
 
@@ -277,6 +278,40 @@ class ProtocolTests(SinkTestCase):
         [message] = sink.messages()
         self.assertNotIn("r3@s", message)
 
+    async def test_recipientsOverLimitAreNoErrors(self) -> None:
+        # Issue 9: 120 recipients made 20 "452 4.5.3", counted as errors:
+        # 421 and the 100 accepted recipients lost the message too.
+        sink = self.sink(accept="*", maildir=self.mktemp(), printMessages=False)
+        recipients = [f"r{i}@sink.test" for i in range(130)]
+
+        def send() -> dict[str, Any]:
+            with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as s:
+                refused = s.sendmail("a@c.test", recipients, MESSAGE)
+                # The rest, in a second transaction on the same connection.
+                s.sendmail("a@c.test", list(refused), MESSAGE)
+                return refused
+
+        refused = await threads.deferToThread(send)
+        self.assertEqual(sorted(refused), sorted(recipients[100:]))
+        self.assertEqual(
+            set(refused.values()),
+            {(452, b"4.5.3 Too many recipients (at most 100 a message)")},
+        )
+        first, second = sink.stored()
+        self.assertEqual(first.count(b"\nDelivered-To: "), 100)
+        self.assertIn(b"\nDelivered-To: r99@sink.test\n", first)
+        self.assertEqual(second.count(b"\nDelivered-To: "), 30)
+
+    async def test_recipientOvershootIsBounded(self) -> None:
+        # Past Postfix's smtpd_recipient_overshoot_limit each one is an error.
+        self.patch(server, "RECIPIENT_OVERSHOOT_LIMIT", 5)
+        sink = self.sink(accept="*", maxRecipients=1, maxErrors=3)
+        rcpts = b"".join(b"RCPT TO:<r%d@s>\r\n" % i for i in range(10))
+        replies = await self.replies(sink, b"EHLO c\r\nMAIL FROM:<a@c>\r\n" + rcpts, 12)
+        self.assertEqual(
+            codes(replies)[1:], [b"250", b"250", b"250"] + [b"452"] * 8 + [b"421"]
+        )
+
     async def test_tooManyErrors(self) -> None:
         sink = self.sink(maxErrors=3)
         replies = await self.replies(sink, b"BAD\r\nWORSE\r\nWORST\r\nNOOP\r\n", 5)
@@ -445,6 +480,44 @@ class AddressTests(SinkTestCase):
                 b"250 2.1.5 Recipient ok",
             ],
         )
+
+    async def test_postmasterWhateverAcceptSays(self) -> None:
+        # RFC 5321 §4.5.1: postmaster is taken for every domain served here
+        # (one SMTPTUT_ACCEPT names, the sink's name, the literal of the
+        # address connected to), not for any other domain.
+        sink = self.sink(accept="app@sink.test, @other.test", maildir=self.mktemp())
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\n"
+            b"RCPT TO:<postmaster>\r\n"
+            b"RCPT TO:<Postmaster>\r\n"
+            b"RCPT TO:<postmaster@sink.test>\r\n"
+            b"RCPT TO:<POSTMASTER@Other.Test>\r\n"
+            b"RCPT TO:<postmaster@localhost>\r\n"
+            b"RCPT TO:<postmaster@[127.0.0.1]>\r\n"
+            b"RCPT TO:<postmaster@elsewhere.test>\r\n"
+            b"RCPT TO:<postmaster@[127.0.0.9]>\r\n"
+            b"RCPT TO:<root@sink.test>\r\n"
+            b"DATA\r\n" + MESSAGE + b".\r\n"
+        )
+        replies = await self.replies(sink, script, 13)
+        self.assertEqual(
+            codes(replies)[1:],
+            [b"250", b"250"] + [b"250"] * 6 + [b"550"] * 3 + [b"354", b"250"],
+        )
+        [stored] = sink.stored()
+        self.assertIn(b"\nDelivered-To: postmaster@localhost\n", stored)
+        self.assertIn(b"\nDelivered-To: postmaster@[127.0.0.1]\n", stored)
+
+    async def test_postmasterWithConsolePattern(self) -> None:
+        # A bare local part (the default "console") takes that name at every
+        # domain, so every domain is one served: postmaster@ any of them.
+        sink = self.sink(accept="console")
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<postmaster@any.test>\r\n"
+            b"RCPT TO:<postmaster>\r\nRCPT TO:<other@any.test>\r\n"
+        )
+        replies = await self.replies(sink, script, 5)
+        self.assertEqual(codes(replies)[1:], [b"250", b"250", b"250", b"250", b"550"])
 
     async def test_sendToLiteralEndToEnd(self) -> None:
         # Issue 2's promise: smtptut send --to 'console@[127.0.0.1]'.
