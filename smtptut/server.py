@@ -12,6 +12,7 @@ import re
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import IO, Any, cast
@@ -52,6 +53,13 @@ MAX_TEXT_LINE = 1000
 MAX_AUTH_LINE = 12288
 #: Failed AUTH attempts before the session ends.
 MAX_AUTH_FAILURES = 3
+#: AUTH attempts one client address may make in AUTH_PEER_WINDOW seconds,
+#: over all its connections, before AUTH is refused (454) for the rest of
+#: that window: 90 parallel connections made 270 guesses in 7 s (issue 9).
+AUTH_PEER_LIMIT = 10
+AUTH_PEER_WINDOW = 300.0
+#: Client addresses the AUTH throttle remembers (the oldest forgotten first).
+AUTH_PEERS_REMEMBERED = 10000
 #: Postfix's smtpd_recipient_overshoot_limit: recipients past
 #: SMTPTUT_MAX_RECIPIENTS a session may send before each one counts as an
 #: error.  A client that sends more than the limit is not misbehaving: it
@@ -67,6 +75,20 @@ log = Logger()
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+def addressText(address: object) -> str:
+    """
+    A peer's address for a log line: C{127.0.0.1:5555}, C{[::1]:5555}, a
+    UNIX socket's path, not Twisted's C{IPv4Address(type='TCP', ...)} repr.
+    """
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if name is not None:
+        return _decode(name) if isinstance(name, bytes) else str(name)
+    return "unix socket" if host is None and name is None else str(address)
 
 
 #: Verbs a refusal's log line names; anything else is "(unrecognized)", as
@@ -514,6 +536,10 @@ class ConsoleESMTP(smtp.ESMTP):
     factory: ConsoleSMTPFactory
     delivery: Any
     usedEHLO = False
+    #: The client's address, as the factory counts its connections.
+    peerHost: str | None = None
+    _lineTimer: Any = None
+    _sessionTimer: Any = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -548,12 +574,21 @@ class ConsoleESMTP(smtp.ESMTP):
         # Implicit TLS (an ssl: endpoint) counts as TLS from the start.
         self.startedTLS = ISSLTransport.providedBy(self.transport)
         self.setTimeout(self.settings.idleTimeout)
+        # The idle timer restarts with every octet: a client trickling one a
+        # second would hold its slot forever without these two.
+        self._sessionTimer = self.factory.reactor.callLater(
+            self.settings.sessionTimeout, self._timedOut, b"4.4.2 Session too long"
+        )
         _writeNow(
             self.transport, b"220 " + factory.domain + b" ESMTP smtptut ready\r\n"
         )
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.setTimeout(None)
+        for timer in (self._sessionTimer, self._lineTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._sessionTimer = self._lineTimer = None
         if self._message is not None:
             message, self._message = self._message, None
             try:
@@ -583,6 +618,38 @@ class ConsoleESMTP(smtp.ESMTP):
     def timeoutConnection(self) -> None:
         self._refused(b"(session)", 421, b"4.4.2 Idle timeout, closing connection")
         self._close()
+
+    def _timedOut(self, why: bytes) -> None:
+        if self.state is CLOSED:
+            return
+        self._refused(b"(session)", 421, why + b", closing connection")
+        self._close()
+
+    def _watchLine(self, lineEnded: bool) -> None:
+        """
+        Give the line the buffer holds the start of (a command, AUTH or
+        message text) C{settings.commandTimeout} seconds from its first
+        octet to its end, as Postfix's smtpd_timeout; no deadline while the
+        server itself is busy or nothing is pending.
+        """
+        pending = (
+            self._buffer or self._discardLine or self._midLine
+        ) and self.state is not CLOSED
+        timer = self._lineTimer
+        if not pending or self._waiting:
+            if timer is not None:
+                if timer.active():
+                    timer.cancel()
+                self._lineTimer = None
+            return
+        if timer is None or not timer.active():
+            self._lineTimer = self.factory.reactor.callLater(
+                self.settings.commandTimeout,
+                self._timedOut,
+                b"4.4.2 Command line too slow",
+            )
+        elif lineEnded:
+            timer.reset(self.settings.commandTimeout)
 
     def _resetSession(self) -> None:
         self._helo: tuple[bytes | None, bytes] = (None, self.peer.encode())
@@ -614,10 +681,16 @@ class ConsoleESMTP(smtp.ESMTP):
         if self.state is CLOSED:
             return
         self.resetTimeout()
+        total = len(self._buffer) + len(data)
         self._buffer += data
         if not self._waiting:
             self._process()
             self._flush()
+        # A line ended when input was taken, unless it was all an overlong
+        # line being dropped.
+        self._watchLine(
+            len(self._buffer) < total and not (self._discardLine and not self._buffer)
+        )
 
     def _process(self) -> None:
         while self._buffer and not self._waiting and self.state is not CLOSED:
@@ -745,6 +818,7 @@ class ConsoleESMTP(smtp.ESMTP):
             self.setTimeout(self.settings.idleTimeout)
             self._process()
             self._flush()
+            self._watchLine(True)
             if self._eof and not self._waiting:
                 self._close()
             if self.transport is not None and self.state is not CLOSED:
@@ -755,6 +829,7 @@ class ConsoleESMTP(smtp.ESMTP):
         if self._waiting:
             paused = True
             self.setTimeout(None)
+            self._watchLine(False)
             if self.transport is not None:
                 self.transport.pauseProducing()  # type: ignore[attr-defined]
 
@@ -1041,6 +1116,8 @@ class ConsoleESMTP(smtp.ESMTP):
         if mechanism not in (b"PLAIN", b"LOGIN"):
             self._error(b"AUTH", 504, b"5.5.4 Unrecognized authentication type")
             return
+        if self._authThrottled():
+            return
         self._authMechanism = mechanism
         self._authUser = None
         self.state = AUTH
@@ -1084,13 +1161,39 @@ class ConsoleESMTP(smtp.ESMTP):
             _, user, password = parts
         self.state = COMMAND
         assert self.portal is not None
+        # Checked again here: parallel connections may all have passed the
+        # check at AUTH before any of them sent credentials.
+        if self._authThrottled():
+            return
+        attempt = self.factory.authThrottle.attempt(self.peer)
         d = self.portal.login(
             UsernamePassword(user, password), None, smtp.IMessageDelivery
         )
-        d.addCallbacks(self._authSucceeded, self._authFailed, callbackArgs=(user,))
+        d.addCallbacks(
+            self._authSucceeded,
+            self._authFailed,
+            callbackArgs=(user, attempt),
+        )
         self._wait(d)
 
-    def _authSucceeded(self, result: Any, user: bytes) -> None:
+    def _authThrottled(self) -> bool:
+        """
+        Refuse AUTH (454, an error) when this client's address has made all
+        the attempts it may for now, over all its connections.
+        """
+        if not self.factory.authThrottle.refuses(self.peer):
+            return False
+        self.state = COMMAND
+        self._error(
+            b"AUTH",
+            454,
+            b"4.7.0 Too many authentication failures from your address,"
+            b" try again later",
+        )
+        return True
+
+    def _authSucceeded(self, result: Any, user: bytes, attempt: float) -> None:
+        self.factory.authThrottle.succeeded(self.peer, attempt)
         _, avatar, logout = result
         self.delivery = avatar
         self._onLogout = logout
@@ -1104,9 +1207,13 @@ class ConsoleESMTP(smtp.ESMTP):
     def _authFailed(self, failure: Failure) -> defer.Deferred[None]:
         self.authFailures += 1
         self.errors += 1
-        # Each failure waits longer before its answer; enough of them end the
-        # session.
-        delay = self.factory.authDelay * self.authFailures
+        # Each failure waits longer before its answer, the longer the more
+        # failures this address has had on any connection (doubling, up to
+        # 32 times authDelay); enough of them end the session.
+        peerFailures = self.factory.authThrottle.failures(self.peer)
+        delay = self.factory.authDelay * max(
+            self.authFailures, 2 ** (min(peerFailures, 6) - 1)
+        )
 
         def answer() -> None:
             self._refused(b"AUTH", 535, b"5.7.8 Authentication credentials invalid")
@@ -1286,11 +1393,86 @@ class _TooBusy(protocol.Protocol):
     Says 421 and hangs up: the server has as many connections as it takes.
     """
 
+    reply = b"421 4.7.0 Too many connections, try again later\r\n"
+
     def connectionMade(self) -> None:
-        self.transport.write(  # type: ignore[union-attr]
-            b"421 4.7.0 Too many connections, try again later\r\n"
-        )
+        self.transport.write(self.reply)  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class _TooBusyForPeer(_TooBusy):
+    """
+    Says 421 and hangs up: this client address has as many connections as
+    one address may have (Postfix's smtpd_client_connection_count_limit).
+    """
+
+    reply = b"421 4.7.0 Too many connections from your address, try again later\r\n"
+
+
+class AuthThrottle:
+    """
+    AUTH attempts per client address over all its connections: at most
+    C{limit} in any C{window} seconds.  An attempt counts from the moment its
+    credentials are checked (so that parallel connections cannot all pass
+    the check at once) until it succeeds; failures stay for the window.
+
+    @ivar clock: an L{IReactorTime} (the reactor; a L{task.Clock} in tests).
+    """
+
+    def __init__(
+        self,
+        clock: Any,
+        limit: int = AUTH_PEER_LIMIT,
+        window: float = AUTH_PEER_WINDOW,
+        remembered: int = AUTH_PEERS_REMEMBERED,
+    ) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.window = window
+        self.remembered = remembered
+        self._attempts: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, peer: str) -> list[float]:
+        times = self._attempts.get(peer, [])
+        cutoff = self.clock.seconds() - self.window
+        while times and times[0] <= cutoff:
+            del times[0]
+        if not times:
+            self._attempts.pop(peer, None)
+        return times
+
+    def failures(self, peer: str) -> int:
+        """
+        The attempts from C{peer} in the window that did not succeed.
+        """
+        return len(self._recent(peer))
+
+    def refuses(self, peer: str) -> bool:
+        """
+        Whether C{peer} has made as many attempts as it may for now.
+        """
+        return self.failures(peer) >= self.limit
+
+    def attempt(self, peer: str) -> float:
+        """
+        Count an attempt by C{peer}; the result identifies it to L{succeeded}.
+        """
+        now = self.clock.seconds()
+        times = self._recent(peer)
+        times.append(now)
+        self._attempts[peer] = times
+        self._attempts.move_to_end(peer)
+        while len(self._attempts) > self.remembered:
+            self._attempts.popitem(last=False)
+        return now
+
+    def succeeded(self, peer: str, attempt: float) -> None:
+        """
+        The attempt was right: it is no failure.
+        """
+        times = self._attempts.get(peer)
+        if times and attempt in times:
+            times.remove(attempt)
 
 
 class ConsoleSMTPFactory(smtp.SMTPFactory):
@@ -1332,19 +1514,44 @@ class ConsoleSMTPFactory(smtp.SMTPFactory):
         self.loopbackPeersTrusted = loopbackPeersTrusted
         self.protocols: set[ConsoleESMTP] = set()
         self._allGone: list[defer.Deferred[None]] = []
+        self.authThrottle = AuthThrottle(reactor)
+        #: Connections served per client address (for maxPeerConnections).
+        self.peerConnections: dict[str, int] = {}
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
+        host = getattr(addr, "host", None)
+        busy: _TooBusy | None = None
         if len(self.protocols) >= self.settings.maxConnections:
-            log.info("refused a connection from {peer}: too many", peer=addr)
+            log.info(
+                "refused a connection from {peer}: too many", peer=addressText(addr)
+            )
             busy = _TooBusy()
+        elif (
+            host is not None
+            and self.peerConnections.get(host, 0) >= self.settings.maxPeerConnections
+        ):
+            log.info(
+                "refused a connection from {peer}: too many from {host}",
+                peer=addressText(addr),
+                host=host,
+            )
+            busy = _TooBusyForPeer()
+        if busy is not None:
             busy.factory = self
             return busy
         p = cast(ConsoleESMTP, smtp.SMTPFactory.buildProtocol(self, addr))
         p.delivery = self.delivery
+        p.peerHost = host
+        if host is not None:
+            self.peerConnections[host] = self.peerConnections.get(host, 0) + 1
         self.protocols.add(p)
         return p
 
     def protocolGone(self, p: ConsoleESMTP) -> None:
+        if p in self.protocols and p.peerHost is not None:
+            left = self.peerConnections.pop(p.peerHost, 1) - 1
+            if left > 0:
+                self.peerConnections[p.peerHost] = left
         self.protocols.discard(p)
         if not self.protocols:
             waiting, self._allGone = self._allGone, []

@@ -887,15 +887,19 @@ def smtpReplies(
     host: str = "127.0.0.1",
     timeout: float = 10.0,
     chunk: int | None = None,
+    source: str | None = None,
 ) -> list[bytes]:
     """
     Blocking (run it in a thread): connect, read the greeting, send
     C{script} (all at once, or C{chunk} octets at a time), then read until
     C{replies} complete replies have come or the server closes.  Returns
-    each reply's last line, the greeting first.
+    each reply's last line, the greeting first.  C{source}: the local
+    address to connect from (another loopback address is another client).
     """
     result: list[bytes] = []
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    with socket.create_connection(
+        (host, port), timeout=timeout, source_address=(source, 0) if source else None
+    ) as s:
         pending = b""
 
         def readReplies(count: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import smtplib
 import socket
@@ -10,13 +12,17 @@ from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import task, threads
+from twisted.internet import defer, task, threads
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from smtptut import server
 from smtptut.config import ServerSettings
-from smtptut.server import _printable, makeFactory
+from smtptut.server import AuthThrottle, _printable, makeFactory
 
 from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
 from .strategies import smtpStreams
@@ -418,6 +424,208 @@ class ProtocolTests(SinkTestCase):
             "refused RCPT <nobody@s> from 127.0.0.1: 550 5.7.1 Recipient not accepted here",
             lines,
         )
+
+
+class SlowClientTests(SinkTestCase):
+    """
+    Issue 9: the idle timer restarts with every octet, so a client trickling
+    one octet at a time held its slot forever.
+    """
+
+    def trickle(self, sink: Sink, data: bytes, pause: float) -> tuple[bytes, float]:
+        """
+        Blocking: send C{data} C{pause} seconds apart per element (bounded:
+        at most len(data) sends), until the server says something; its
+        reply and how long after the greeting it came.
+        """
+        with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as s:
+            s.recv(1000)
+            start = time.monotonic()
+            s.settimeout(pause)
+            for i in range(len(data)):
+                s.sendall(data[i : i + 1])
+                try:
+                    reply = s.recv(1000)
+                except TimeoutError:
+                    continue
+                return reply, time.monotonic() - start
+        return b"", time.monotonic() - start
+
+    async def test_commandLineHasADeadline(self) -> None:
+        events = self.logEvents()
+        sink = self.sink(commandTimeout=0.5, idleTimeout=10)
+        reply, elapsed = await threads.deferToThread(
+            self.trickle, sink, b"NOOP " + b"x" * 60, 0.1
+        )
+        self.assertEqual(
+            reply, b"421 4.4.2 Command line too slow, closing connection\r\n"
+        )
+        self.assertLess(elapsed, 3)
+        self.assertIn(
+            "refused (session) from 127.0.0.1: 421 4.4.2 Command line too slow,"
+            " closing connection",
+            [formatEvent(e) for e in events],
+        )
+
+    async def test_messageLineHasADeadline(self) -> None:
+        sink = self.sink(commandTimeout=0.5, idleTimeout=10)
+        script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+
+        def slowMessage() -> tuple[bytes, float]:
+            with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as s:
+                s.sendall(script)
+                got = b""
+                while b"354 " not in got:
+                    got += s.recv(1000)
+                start = time.monotonic()
+                s.settimeout(0.1)
+                # Whole lines, quickly, go on; then one that trickles.
+                s.sendall(b"Subject: x\r\n\r\n" * 10)
+                for octet in b"y" * 60:
+                    s.sendall(bytes([octet]))
+                    try:
+                        return s.recv(1000), time.monotonic() - start
+                    except TimeoutError:
+                        continue
+            return b"", 0.0
+
+        reply, elapsed = await threads.deferToThread(slowMessage)
+        self.assertEqual(
+            reply, b"421 4.4.2 Command line too slow, closing connection\r\n"
+        )
+        self.assertLess(elapsed, 3)
+        await self.settle(sink)
+        self.assertEqual(sink.messages(), [])
+
+    async def test_sessionHasADeadline(self) -> None:
+        sink = self.sink(sessionTimeout=0.6, idleTimeout=10)
+
+        def busyClient() -> tuple[list[bytes], float]:
+            with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as s:
+                start = time.monotonic()
+                s.recv(1000)
+                replies = []
+                for _ in range(50):
+                    s.sendall(b"NOOP\r\n")
+                    reply = s.recv(1000)
+                    replies.append(reply)
+                    if not reply or reply.startswith(b"421"):
+                        break
+                    time.sleep(0.05)
+                return replies, time.monotonic() - start
+
+        replies, elapsed = await threads.deferToThread(busyClient)
+        self.assertEqual(
+            replies[-1], b"421 4.4.2 Session too long, closing connection\r\n"
+        )
+        self.assertGreater(len(replies), 3)
+        self.assertTrue(0.5 < elapsed < 2.5, elapsed)
+
+
+class PeerLimitTests(SinkTestCase):
+    async def test_connectionsPerPeer(self) -> None:
+        # Postfix's smtpd_client_connection_count_limit: one local process
+        # took every slot.
+        events = self.logEvents()
+        sink = self.sink(maxPeerConnections=2, maxConnections=10)
+
+        def clients() -> tuple[bytes, bytes]:
+            def connect(source: str) -> socket.socket:
+                s = socket.create_connection(
+                    ("127.0.0.1", sink.port), timeout=10, source_address=(source, 0)
+                )
+                self.addCleanup(s.close)
+                return s
+
+            one, two = connect("127.0.0.1"), connect("127.0.0.1")
+            one.recv(1000), two.recv(1000)
+            third = connect("127.0.0.1")
+            refused = third.recv(1000)
+            other = connect("127.0.0.2").recv(1000)
+            third.close()
+            return refused, other
+
+        refused, other = await threads.deferToThread(clients)
+        self.assertEqual(
+            refused,
+            b"421 4.7.0 Too many connections from your address, try again later\r\n",
+        )
+        # Another address is served.
+        self.assertEqual(other[:4], b"220 ")
+        lines = [formatEvent(e) for e in events]
+        [line] = [x for x in lines if x.startswith("refused a connection")]
+        # An address, not "IPv4Address(type='TCP', ...)".
+        self.assertRegex(
+            line,
+            r"^refused a connection from 127\.0\.0\.1:\d+: too many from 127\.0\.0\.1$",
+        )
+
+    async def test_slotsComeBack(self) -> None:
+        sink = self.sink(maxPeerConnections=1)
+        for _ in range(3):
+            replies = await self.replies(sink, b"QUIT\r\n", 1)
+            self.assertEqual(codes(replies), [b"220", b"221"])
+            await self.settle(sink)
+        self.assertEqual(sink.factory.peerConnections, {})
+
+
+class AuthThrottleTests(SinkTestCase):
+    BAD = b"AUTH PLAIN " + base64.b64encode(b"\0guest\0wrong") + b"\r\n"
+
+    async def test_parallelGuessesFromOneAddressAreBounded(self) -> None:
+        # Issue 9: 90 parallel connections made 270 guesses in 7 s.  The
+        # window's clock is frozen, so "T seconds" is the whole test.
+        sink = self.sink(maxErrors=50)
+        clock = task.Clock()
+        sink.factory.authThrottle = AuthThrottle(clock, limit=5, window=60)
+        sink.factory.authDelay = 0.01
+        script = b"EHLO c\r\n" + self.BAD * 3 + b"QUIT\r\n"
+
+        def session(source: str) -> list[bytes]:
+            return smtpReplies(sink.port, script, 5, source=source)
+
+        results = await defer.gatherResults(
+            [threads.deferToThread(session, "127.0.0.1") for _ in range(6)]
+        )
+        everything = [c for replies in results for c in codes(replies)]
+        self.assertEqual(everything.count(b"535"), 5, results)
+        self.assertEqual(everything.count(b"454"), 6 * 3 - 5, results)
+        self.assertIn(
+            b"454 4.7.0 Too many authentication failures from your address,"
+            b" try again later",
+            [r for replies in results for r in replies],
+        )
+        # Even the right password waits out the window, from this address...
+        good = b"AUTH PLAIN AGd1ZXN0AHBhc3N3b3Jk\r\n"
+        replies = await self.replies(sink, b"EHLO c\r\n" + good, 2)
+        self.assertEqual(codes(replies)[2], b"454")
+        # ...but not from another one,
+        replies = await threads.deferToThread(
+            smtpReplies, sink.port, b"EHLO c\r\n" + self.BAD, 2, source="127.0.0.2"
+        )
+        self.assertEqual(codes(replies)[2], b"535")
+        # and after the window, guesses are checked again.
+        clock.advance(61)
+        replies = await self.replies(sink, b"EHLO c\r\n" + good, 2)
+        self.assertEqual(codes(replies)[2], b"235")
+
+    def test_failuresFromTheAddressDelayExponentially(self) -> None:
+        # Protocol detail: the delay of the 535, on a clock.
+        clock = task.Clock()
+        factory = makeFactory(ServerSettings(), clock, output=io.StringIO)
+        factory.authDelay = 1.0
+        for _ in range(4):
+            factory.authThrottle.attempt("127.0.0.1")
+        p = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
+        p.makeConnection(transport)
+        p.dataReceived(b"EHLO c\r\n" + self.BAD)
+        # The fifth failure from this address: 2**4 times authDelay.
+        clock.advance(15.9)
+        self.assertNotIn(b"535 ", transport.value())
+        clock.advance(0.2)
+        self.assertIn(b"535 5.7.8", transport.value())
+        p.connectionLost(Failure(ConnectionDone()))
 
 
 class AddressTests(SinkTestCase):
