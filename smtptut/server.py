@@ -39,6 +39,7 @@ from smtptut.config import (
     ServerSettings,
     isLoopbackAddress,
 )
+from smtptut.consoleview import showMessage
 from smtptut.errors import EX_OSERR
 from smtptut.maildir import Maildir, MaildirMessage
 
@@ -300,13 +301,19 @@ class ConsoleMessage:
         # unbuffered, a system call a write), a large one chunk by chunk.
         # The Maildir copy is the message as received; this one is made safe
         # for a terminal.
-        text = "New message received:\n"
-        while chunk := spool.read(65536):
-            write(text + consoleSafe(decoder.decode(chunk)))
-            text = ""
-        text += consoleSafe(decoder.decode(b"", final=True))
-        if text:
-            write(text)
+        prefix = ["New message received:\n"]
+
+        def writeOnce(data: str) -> None:
+            write(prefix.pop() + data if prefix else data)
+
+        # Encoded words, quoted-printable, base64 and attachments are shown
+        # decoded for a person; anything else as it came.
+        if not showMessage(spool, writeOnce, consoleSafe):
+            while chunk := spool.read(65536):
+                writeOnce(consoleSafe(decoder.decode(chunk)))
+            rest = consoleSafe(decoder.decode(b"", final=True))
+            if rest or prefix:
+                writeOnce(rest)
         self.output.flush()
         spool.close()
         return defer.succeed(None)

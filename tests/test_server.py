@@ -8,6 +8,7 @@ import os
 import smtplib
 import socket
 import time
+from email.message import EmailMessage
 from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
@@ -769,6 +770,114 @@ class ConsoleEscapeTests(SinkTestCase):
         )
         [stored] = sink.stored()
         self.assertTrue(stored.endswith(body.replace(b"\r\n", b"\n")))
+
+
+class ConsoleMIMETests(SinkTestCase):
+    """
+    Issue 9: the console showed raw MIME (encoded words, pages of base64).
+    """
+
+    def mimeMessage(self) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = "App <app@client.test>"
+        message["To"] = "console@sink.test"
+        message["Subject"] = "Gr\u00fc\u00dfe aus K\u00f6ln \u2603"
+        message.set_content(
+            "Hall\u00f6 Welt, a long line " + "\u00e9" * 80 + "\n",
+            cte="quoted-printable",
+        )
+        message.add_alternative(b"<p>in HTML</p>\n", "text", "html", cte="base64")
+        message.add_attachment(
+            bytes(range(256)) * 200,
+            maintype="application",
+            subtype="pdf",
+            filename="report.pdf",
+        )
+        return message
+
+    async def test_decodedForAPerson(self) -> None:
+        sink = self.sink(maildir=self.mktemp())
+        message = self.mimeMessage()
+        wire = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        self.assertIn(b"=?utf-8?", wire)
+
+        def send() -> None:
+            with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as s:
+                s.sendmail("app@client.test", ["console@sink.test"], wire)
+
+        await threads.deferToThread(send)
+        [printed] = sink.messages()
+        self.assertIn("\nSubject: Gr\u00fc\u00dfe aus K\u00f6ln \u2603\n", printed)
+        self.assertIn("Hall\u00f6 Welt, a long line " + "\u00e9" * 80 + "\n", printed)
+        self.assertIn("<p>in HTML</p>\n", printed)
+        self.assertIn(
+            "\n[attachment: report.pdf, application/pdf, 51200 octets]", printed
+        )
+        # No base64 of the attachment, no quoted-printable soft breaks.
+        self.assertNotIn("AAECAwQF", printed)
+        self.assertNotIn("=C3=A9", printed)
+        self.assertLess(len(printed), 3000)
+        # The Maildir copy is the message as received, byte for byte.
+        [stored] = sink.stored()
+        self.assertTrue(stored.endswith(wire.replace(b"\r\n", b"\n")))
+
+    async def test_decodingDoesNotPassControls(self) -> None:
+        # An encoded word or a base64 text part may hold escape sequences:
+        # decoded, they are still shown as \\xNN.
+        sink = self.sink()
+        evil = base64.b64encode(b"\x1b]0;pwned\x07").decode()
+        body = base64.b64encode(b"text \x1b[2J here\n").decode()
+        data = (
+            f"Subject: =?utf-8?b?{evil}?=\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: base64\r\n\r\n{body}\r\n"
+        ).encode()
+        script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+        await self.replies(sink, script + data + b".\r\n", 5)
+        [printed] = sink.messages()
+        self.assertIn("Subject: \\x1b]0;pwned\\x07\n", printed)
+        self.assertTrue(printed.endswith("\n\ntext \\x1b[2J here"), printed)
+        self.assertEqual(
+            [
+                c
+                for c in sink.output.getvalue()
+                if not c.isprintable() and c not in "\t\n"
+            ],
+            [],
+        )
+
+    async def test_nestedAndMalformed(self) -> None:
+        # A message inside a multipart, a part with no header, a boundary
+        # that never closes, an unknown charset: shown, no traceback.
+        sink = self.sink()
+        data = (
+            b"Subject: nested\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+            b"preamble not shown\r\n--outer\r\n"
+            b'Content-Type: multipart/alternative; boundary="inner"\r\n\r\n'
+            b"--inner\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\n"
+            b"plain one\r\n--inner--\r\nepilogue not shown\r\n--outer\r\n"
+            b"\r\nno header part\r\n--outer\r\n"
+            b"Content-Type: image/png; name=dot.png\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0K\r\nGgo=\r\n"
+        )
+        script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+        replies = await self.replies(sink, script + data + b".\r\n", 5)
+        self.assertEqual(codes(replies)[-1], b"250")
+        [printed] = sink.messages()
+        self.assertIn("plain one\n", printed)
+        self.assertIn("no header part\n", printed)
+        self.assertIn("[attachment: dot.png, image/png, 8 octets]", printed)
+        self.assertNotIn("preamble", printed)
+        self.assertNotIn("epilogue", printed)
+
+    async def test_plainMessagesAsTheyCame(self) -> None:
+        # No MIME: printed exactly as before (the tutorial's format).
+        sink = self.sink()
+        script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+        await self.replies(sink, script + b"Subject: hi\r\n\r\nbody =41\r\n.\r\n", 5)
+        [printed] = sink.messages()
+        self.assertTrue(printed.endswith("Subject: hi\n\nbody =41"), printed)
 
 
 class SmtplibTests(SinkTestCase):

@@ -13,12 +13,15 @@ from twisted.trial.unittest import TestCase
 
 from smtptut import tap
 from smtptut.config import SERVER_SETTINGS, ConfigError, ServerSettings
+from smtptut.maildir import Maildir
 
 from .helpers import (
     TWISTD,
     Process,
     childEnvironment,
+    mountTmpfs,
     reactor,
+    remountReadOnly,
     runProcess,
     smtpReplies,
     startTwistdServer,
@@ -205,6 +208,21 @@ class ProcessTests(TestCase):
         self.assertNotEqual(result.code, 0, result.out + result.err)
         self.assertIn(f"--max-size: {10**26} is more than", result.out + result.err)
         self.assertNotIn("Traceback", result.out + result.err)
+
+    async def test_tacReadOnlyMaildirIsOneLine(self) -> None:
+        # Issue 9: it started, and logged a traceback for every message.
+        disk = mountTmpfs(self, "1m")
+        box = os.path.join(disk, "box")
+        Maildir(box)
+        remountReadOnly(self, disk)
+        result = await runProcess(
+            reactor, twistdArgv("emailserver.tac"), {"SMTPTUT_MAILDIR": box}
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err.strip(),
+            f"emailserver.tac: SMTPTUT_MAILDIR: {box}: Read-only file system",
+        )
 
     async def test_tacBadCertificateIsOneLine(self) -> None:
         path = os.path.abspath(self.mktemp())
@@ -402,10 +420,63 @@ class ProcessTests(TestCase):
         with open(log) as f:
             self.assertIn("message accepted", f.read())
 
-    async def measureBigMessage(self, pid: int, port: int, size: int) -> None:
+    async def test_hundredMegabyteAttachmentShownInLittleMemory(self) -> None:
+        # Issue 9: the console decodes MIME for a person, still line by line
+        # from the spool: a 100 MB attachment is one line, and little memory.
+        size = 100 * 1024 * 1024
+        log = os.path.abspath(self.mktemp())
+        out = os.path.abspath(self.mktemp())
+        command = f"exec {TWISTD} -n --pidfile= -l {log} -y emailserver.tac >{out}"
+        env = childEnvironment(
+            {
+                "SMTPTUT_LISTEN": "tcp:0:interface=127.0.0.1",
+                "SMTPTUT_MAX_SIZE": str(2 * size),
+            }
+        )
+        process = Process(reactor, ["/bin/sh", "-c", command], env, timeout=120)
+        self.addCleanup(process.stop)
+        port = 0
+        for _ in range(500):
+            await task.deferLater(reactor, 0.02)
+            if os.path.exists(log):
+                with open(log) as f:
+                    found = re.search(r"starting on (\d+)", f.read())
+                if found:
+                    port = int(found.group(1))
+                    break
+        self.assertTrue(port, "the server did not start")
+        header = (
+            b"Subject: big\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n"
+            b"Content-Disposition: attachment; filename=big.bin\r\n\r\n"
+        )
+        await self.measureBigMessage(
+            process.transport.pid, port, size, header, b"--b--\r\n"
+        )
+        await process.stop()
+        with open(out) as f:
+            printed = f.read()
+        self.assertLess(len(printed), 10000)
+        self.assertRegex(
+            printed,
+            r"see attached\n\[attachment: big\.bin, application/octet-stream, \d{8,} octets\]",
+        )
+
+    async def measureBigMessage(
+        self,
+        pid: int,
+        port: int,
+        size: int,
+        header: bytes = b"",
+        trailer: bytes = b"",
+    ) -> None:
         """
-        Send a warm-up message, then one of C{size} octets; the server's peak
-        resident memory must not grow by more than 8 MiB.
+        Send a warm-up message, then one of C{size} octets (after C{header},
+        before C{trailer}); the server's peak resident memory must not grow
+        by more than 8 MiB.
         """
         await threads.deferToThread(
             smtpReplies, port, ENVELOPE + b"Subject: warm\r\n\r\n.\r\nQUIT\r\n", 6
@@ -423,9 +494,10 @@ class ProcessTests(TestCase):
                     if reader.readline()[3:4] == b" ":
                         replies += 1
                 block = line * 256
+                s.sendall(header)
                 for _ in range(blocks):
                     s.sendall(block)
-                s.sendall(b".\r\nQUIT\r\n")
+                s.sendall(trailer + b".\r\nQUIT\r\n")
                 return [reader.readline(), reader.readline()]
 
         replies = await threads.deferToThread(sendBig)
