@@ -154,9 +154,9 @@ def parsePort(text: str, setting: str) -> int:
     return port
 
 
-def parseTimeout(text: str, setting: str) -> float:
+def parseTimeout(text: str, setting: str, maximum: float | None = None) -> float:
     """
-    Parse a positive number of seconds.
+    Parse a positive number of seconds, at most C{maximum} when given.
     """
     try:
         seconds = float(text)
@@ -164,6 +164,9 @@ def parseTimeout(text: str, setting: str) -> float:
         raise ConfigError(f"{setting}: {text!r} is not a number of seconds") from None
     if not seconds > 0:
         raise ConfigError(f"{setting}: the timeout must be more than 0 seconds")
+    if maximum is not None and not seconds <= maximum:
+        # inf included: a timer that never fires holds a slot forever.
+        raise ConfigError(f"{setting}: {text!r} is more than {maximum:g} seconds")
     return seconds
 
 
@@ -344,6 +347,21 @@ class AcceptPolicy:
                 return True
         return False
 
+    def acceptsDomain(self, domain: str) -> bool:
+        """
+        Whether C{domain} is one mail is accepted for: one a pattern names
+        (C{@domain}, C{user@domain}), or any domain when a pattern is C{*}
+        or a bare local part (C{console} takes C{console@} every domain).
+        Address literals compare in their usual form (C{[ipv6:::1]}).
+        """
+        domain = domain.lower()
+        for pattern in self.patterns:
+            if pattern == "*" or "@" not in pattern:
+                return True
+            if pattern.rpartition("@")[2] == domain:
+                return True
+        return False
+
 
 #: Server defaults (issue 4).
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
@@ -352,6 +370,18 @@ DEFAULT_MAX_ERRORS = 20
 DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_SHUTDOWN_GRACE = 10.0
+#: Postfix's smtpd_timeout: one command line, from its first octet to its end.
+DEFAULT_COMMAND_TIMEOUT = 300.0
+#: A whole session, however busy (Postfix has no such bound; an hour is
+#: plenty for a development sink and frees a slot a trickling client holds).
+DEFAULT_SESSION_TIMEOUT = 3600.0
+#: Postfix's smtpd_client_connection_count_limit.
+DEFAULT_MAX_PEER_CONNECTIONS = 50
+#: The largest SMTPTUT_MAX_SIZE: 1 TiB (a bound, so that a typo such as
+#: 10^26 is an error and not an unlimited sink).
+MAX_MAX_SIZE = 2**40
+#: The longest any server timeout may be: a day.
+MAX_TIMEOUT = 86400.0
 
 #: Every server setting: variable, default as text, meaning (README, --help).
 SERVER_SETTINGS: tuple[tuple[str, str, str], ...] = (
@@ -385,6 +415,21 @@ SERVER_SETTINGS: tuple[tuple[str, str, str], ...] = (
         f"{DEFAULT_IDLE_TIMEOUT:g}",
         "seconds of client silence before 421 and close",
     ),
+    (
+        "SMTPTUT_COMMAND_TIMEOUT",
+        f"{DEFAULT_COMMAND_TIMEOUT:g}",
+        "seconds one command line may take, first octet to last (421 beyond)",
+    ),
+    (
+        "SMTPTUT_SESSION_TIMEOUT",
+        f"{DEFAULT_SESSION_TIMEOUT:g}",
+        "seconds a whole session may last (421 beyond)",
+    ),
+    (
+        "SMTPTUT_MAX_PEER_CONNECTIONS",
+        str(DEFAULT_MAX_PEER_CONNECTIONS),
+        "connections served at once from one client address (421 beyond)",
+    ),
     ("SMTPTUT_TLS_CERT", "", "PEM certificate (chain): offer STARTTLS"),
     ("SMTPTUT_TLS_KEY", "", "PEM private key (default: the certificate file)"),
     (
@@ -401,7 +446,9 @@ SERVER_SETTINGS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _positiveInt(env: Mapping[str, str], name: str, default: int) -> int:
+def _positiveInt(
+    env: Mapping[str, str], name: str, default: int, maximum: int | None = None
+) -> int:
     text = env.get(name, "").strip()
     if not text:
         return default
@@ -411,7 +458,14 @@ def _positiveInt(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}: {text!r} is not a whole number") from None
     if value < 1:
         raise ConfigError(f"{name}: {value} is not at least 1")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: {text} is more than {maximum}")
     return value
+
+
+def _timeout(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    return parseTimeout(text, name, MAX_TIMEOUT) if text else default
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -443,12 +497,20 @@ def checkListen(listen: str, setting: str) -> None:
     """
     try:
         # Parsing builds the endpoint without listening: no reactor needed yet.
-        serverFromString(None, listen)
+        endpoint = serverFromString(None, listen)
     except Exception as e:
         reason = " ".join(str(e).split()) or e.__class__.__name__
         raise ConfigError(
             f"{setting}: {listen!r} is not a server endpoint ({reason})"
         ) from None
+    # Twisted takes any integer as a TCP port and fails only when listening
+    # (an OSError, exit 71): a port out of range is the user's mistake.
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise ConfigError(
+            f"{setting}: {listen!r} is not a server endpoint"
+            f" (port {port} is out of range 0-65535)"
+        )
 
 
 def isLoopbackListen(listen: str) -> bool:
@@ -492,6 +554,9 @@ class ServerSettings:
     maxErrors: int = DEFAULT_MAX_ERRORS
     maxConnections: int = DEFAULT_MAX_CONNECTIONS
     idleTimeout: float = DEFAULT_IDLE_TIMEOUT
+    commandTimeout: float = DEFAULT_COMMAND_TIMEOUT
+    sessionTimeout: float = DEFAULT_SESSION_TIMEOUT
+    maxPeerConnections: int = DEFAULT_MAX_PEER_CONNECTIONS
     tlsCert: str | None = None
     tlsKey: str | None = None
     users: str | None = None
@@ -521,8 +586,6 @@ class ServerSettings:
             if not os.path.isdir(maildir):
                 raise ConfigError(f"SMTPTUT_MAILDIR: {maildir}: not a directory")
         printMessages = _flag(env, "SMTPTUT_PRINT", True)
-        idleText = env.get("SMTPTUT_IDLE_TIMEOUT", "").strip()
-        graceText = env.get("SMTPTUT_SHUTDOWN_GRACE", "").strip()
         tlsCert = _readableFile(env, "SMTPTUT_TLS_CERT")
         tlsKey = _readableFile(env, "SMTPTUT_TLS_KEY")
         if tlsKey is not None and tlsCert is None:
@@ -533,7 +596,9 @@ class ServerSettings:
             hostname=hostname,
             maildir=maildir,
             printMessages=printMessages,
-            maxSize=_positiveInt(env, "SMTPTUT_MAX_SIZE", DEFAULT_MAX_SIZE),
+            maxSize=_positiveInt(
+                env, "SMTPTUT_MAX_SIZE", DEFAULT_MAX_SIZE, MAX_MAX_SIZE
+            ),
             maxRecipients=_positiveInt(
                 env, "SMTPTUT_MAX_RECIPIENTS", DEFAULT_MAX_RECIPIENTS
             ),
@@ -541,17 +606,20 @@ class ServerSettings:
             maxConnections=_positiveInt(
                 env, "SMTPTUT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS
             ),
-            idleTimeout=(
-                parseTimeout(idleText, "SMTPTUT_IDLE_TIMEOUT")
-                if idleText
-                else DEFAULT_IDLE_TIMEOUT
+            idleTimeout=_timeout(env, "SMTPTUT_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
+            commandTimeout=_timeout(
+                env, "SMTPTUT_COMMAND_TIMEOUT", DEFAULT_COMMAND_TIMEOUT
+            ),
+            sessionTimeout=_timeout(
+                env, "SMTPTUT_SESSION_TIMEOUT", DEFAULT_SESSION_TIMEOUT
+            ),
+            maxPeerConnections=_positiveInt(
+                env, "SMTPTUT_MAX_PEER_CONNECTIONS", DEFAULT_MAX_PEER_CONNECTIONS
             ),
             tlsCert=tlsCert,
             tlsKey=tlsKey or tlsCert,
             users=_readableFile(env, "SMTPTUT_USERS"),
-            shutdownGrace=(
-                parseTimeout(graceText, "SMTPTUT_SHUTDOWN_GRACE")
-                if graceText
-                else DEFAULT_SHUTDOWN_GRACE
+            shutdownGrace=_timeout(
+                env, "SMTPTUT_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE
             ),
         )

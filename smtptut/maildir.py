@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import socket
@@ -23,6 +24,18 @@ class Maildir:
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
         self.host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+    def checkWritable(self) -> None:
+        """
+        Raise L{OSError} unless messages can be written into C{tmp/} and
+        moved into C{new/} (a read-only mount, a full disk, wrong owner).
+        """
+        probe = os.path.join(self.path, "tmp", self.uniqueName() + ".probe")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+        new = os.path.join(self.path, "new")
+        if not os.access(new, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), new)
 
     def syncNew(self) -> None:
         """

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import errno
 import functools
 import ipaddress
 import re
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import IO, Any, cast
@@ -37,6 +39,7 @@ from smtptut.config import (
     ServerSettings,
     isLoopbackAddress,
 )
+from smtptut.consoleview import showMessage
 from smtptut.errors import EX_OSERR
 from smtptut.maildir import Maildir, MaildirMessage
 
@@ -51,6 +54,18 @@ MAX_TEXT_LINE = 1000
 MAX_AUTH_LINE = 12288
 #: Failed AUTH attempts before the session ends.
 MAX_AUTH_FAILURES = 3
+#: AUTH attempts one client address may make in AUTH_PEER_WINDOW seconds,
+#: over all its connections, before AUTH is refused (454) for the rest of
+#: that window: 90 parallel connections made 270 guesses in 7 s (issue 9).
+AUTH_PEER_LIMIT = 10
+AUTH_PEER_WINDOW = 300.0
+#: Client addresses the AUTH throttle remembers (the oldest forgotten first).
+AUTH_PEERS_REMEMBERED = 10000
+#: Postfix's smtpd_recipient_overshoot_limit: recipients past
+#: SMTPTUT_MAX_RECIPIENTS a session may send before each one counts as an
+#: error.  A client that sends more than the limit is not misbehaving: it
+#: sends the rest in a later transaction (RFC 5321 §4.5.3.1.10).
+RECIPIENT_OVERSHOOT_LIMIT = 1000
 #: The console copy of a message stays in memory up to this size, then spools.
 SPOOL_IN_MEMORY = 1024 * 1024
 
@@ -61,6 +76,20 @@ log = Logger()
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+def addressText(address: object) -> str:
+    """
+    A peer's address for a log line: C{127.0.0.1:5555}, C{[::1]:5555}, a
+    UNIX socket's path, not Twisted's C{IPv4Address(type='TCP', ...)} repr.
+    """
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if name is not None:
+        return _decode(name) if isinstance(name, bytes) else str(name)
+    return "unix socket" if host is None and name is None else str(address)
 
 
 #: Verbs a refusal's log line names; anything else is "(unrecognized)", as
@@ -202,6 +231,25 @@ def consoleSafe(text: str) -> str:
     return _CONSOLE_UNSAFE.sub(_visible, text)
 
 
+def storageReply(error: OSError) -> tuple[int, bytes]:
+    """
+    The reply for a message that could not be stored because of C{error}:
+    RFC 3463's 4.3.1 for a full disk or quota, else a local error; both
+    temporary, so the client keeps the message and tries again.
+    """
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 452, b"4.3.1 Insufficient system storage"
+    return 451, b"4.3.0 Could not store the message, try again later"
+
+
+def storageError(error: OSError) -> str:
+    """
+    C{error} in words for one log line: the reason and the file, no traceback.
+    """
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
 # ------------------------------------------------------------------ messages
 
 
@@ -213,10 +261,17 @@ class ConsoleMessage:
     that a large message costs no memory and concurrent messages do not mix.
     """
 
-    def __init__(self, output: IO[str] | None = None) -> None:
+    def __init__(
+        self, output: IO[str] | None = None, spoolDirectory: str | None = None
+    ) -> None:
+        """
+        @param spoolDirectory: where a large message is spooled (default:
+            C{tempfile}'s, from C{TMPDIR}).
+        """
         self.output = output if output is not None else consoleOutput()
         self.spool: IO[bytes] | None = cast(
-            IO[bytes], tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+            IO[bytes],
+            tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=spoolDirectory),
         )
 
     def trace(self, returnPath: bytes, received: bytes) -> None:
@@ -246,13 +301,19 @@ class ConsoleMessage:
         # unbuffered, a system call a write), a large one chunk by chunk.
         # The Maildir copy is the message as received; this one is made safe
         # for a terminal.
-        text = "New message received:\n"
-        while chunk := spool.read(65536):
-            write(text + consoleSafe(decoder.decode(chunk)))
-            text = ""
-        text += consoleSafe(decoder.decode(b"", final=True))
-        if text:
-            write(text)
+        prefix = ["New message received:\n"]
+
+        def writeOnce(data: str) -> None:
+            write(prefix.pop() + data if prefix else data)
+
+        # Encoded words, quoted-printable, base64 and attachments are shown
+        # decoded for a person; anything else as it came.
+        if not showMessage(spool, writeOnce, consoleSafe):
+            while chunk := spool.read(65536):
+                writeOnce(consoleSafe(decoder.decode(chunk)))
+            rest = consoleSafe(decoder.decode(b"", final=True))
+            if rest or prefix:
+                writeOnce(rest)
         self.output.flush()
         spool.close()
         return defer.succeed(None)
@@ -260,8 +321,13 @@ class ConsoleMessage:
     def connectionLost(self) -> None:
         # There was an error, throw away the stored message.
         if self.spool is not None:
-            self.spool.close()
-            self.spool = None
+            spool, self.spool = self.spool, None
+            try:
+                spool.close()
+            except OSError:
+                # A full spool directory fails the flush in close too; the
+                # file is closed (and, being temporary, gone) all the same.
+                pass
 
 
 @implementer(smtp.IMessage)
@@ -330,7 +396,10 @@ class Destinations:
 
     def connectionLost(self) -> None:
         for part in self.parts:
-            part.connectionLost()
+            try:
+                part.connectionLost()
+            except Exception:
+                log.failure("while dropping a message")
 
 
 # ------------------------------------------------------------------ delivery
@@ -362,6 +431,8 @@ class ConsoleMessageDelivery:
         self.maildir = maildir
         self.printMessages = printMessages
         self.reactor = reactor
+        #: Where the console spools a large message (L{ConsoleMessage}).
+        self.spoolDirectory: str | None = None
 
     def receivedHeader(
         self,
@@ -375,6 +446,9 @@ class ConsoleMessageDelivery:
         heloName, peer = helo
         peerText = _decode(peer) if isinstance(peer, bytes) else str(peer)
         name = _decode(heloName) if heloName else peerText
+        if ":" in peerText:
+            # RFC 5321 §4.1.3: an IPv6 address literal is tagged.
+            peerText = "IPv6:" + peerText
         protocol = "ESMTP"
         if recipients:
             server = getattr(recipients[0], "protocol", None)
@@ -401,7 +475,30 @@ class ConsoleMessageDelivery:
         domain = _decode(user.dest.domain)
         if self.accept.accepts(local, domain):
             return self.makeMessage
+        if local.lower() == "postmaster" and self.isLocalDomain(domain, user):
+            # RFC 5321 §4.5.1: postmaster is taken for every domain served.
+            return self.makeMessage
         raise smtp.SMTPBadRcpt(user, code=550, resp="5.7.1 Recipient not accepted here")
+
+    def isLocalDomain(self, domain: str, user: smtp.User | None = None) -> bool:
+        """
+        Whether C{domain} is one this sink serves: one C{SMTPTUT_ACCEPT}
+        accepts mail for (see L{AcceptPolicy.acceptsDomain}), its own name,
+        or the address literal of the address the client connected to.
+        """
+        domain = domain.lower()
+        if domain == self.hostname.lower() or self.accept.acceptsDomain(domain):
+            return True
+        transport = getattr(getattr(user, "protocol", None), "transport", None)
+        host = getattr(transport.getHost(), "host", None) if transport else None
+        if not host:
+            return False
+        try:
+            own = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        # A literal recipient domain is in its usual form already (_literalDomain).
+        return domain == (f"[ipv6:{own}]" if own.version == 6 else f"[{own}]")
 
     def makeMessage(self) -> Any:
         """
@@ -409,7 +506,7 @@ class ConsoleMessageDelivery:
         """
         parts: list[Any] = []
         if self.printMessages:
-            parts.append(ConsoleMessage(self.output()))
+            parts.append(ConsoleMessage(self.output(), self.spoolDirectory))
         if self.maildir is not None:
             parts.append(MaildirSink(self.maildir.newMessage(self.reactor)))
         if len(parts) == 1:
@@ -446,6 +543,10 @@ class ConsoleESMTP(smtp.ESMTP):
     factory: ConsoleSMTPFactory
     delivery: Any
     usedEHLO = False
+    #: The client's address, as the factory counts its connections.
+    peerHost: str | None = None
+    _lineTimer: Any = None
+    _sessionTimer: Any = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -470,6 +571,7 @@ class ConsoleESMTP(smtp.ESMTP):
         self._eof = False
         self._discardLine = False
         self.errors = 0
+        self.overshoot = 0
         self.authFailures = 0
         self.user: bytes | None = None
         self._authMechanism: bytes | None = None
@@ -479,12 +581,21 @@ class ConsoleESMTP(smtp.ESMTP):
         # Implicit TLS (an ssl: endpoint) counts as TLS from the start.
         self.startedTLS = ISSLTransport.providedBy(self.transport)
         self.setTimeout(self.settings.idleTimeout)
+        # The idle timer restarts with every octet: a client trickling one a
+        # second would hold its slot forever without these two.
+        self._sessionTimer = self.factory.reactor.callLater(
+            self.settings.sessionTimeout, self._timedOut, b"4.4.2 Session too long"
+        )
         _writeNow(
             self.transport, b"220 " + factory.domain + b" ESMTP smtptut ready\r\n"
         )
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.setTimeout(None)
+        for timer in (self._sessionTimer, self._lineTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._sessionTimer = self._lineTimer = None
         if self._message is not None:
             message, self._message = self._message, None
             try:
@@ -514,6 +625,38 @@ class ConsoleESMTP(smtp.ESMTP):
     def timeoutConnection(self) -> None:
         self._refused(b"(session)", 421, b"4.4.2 Idle timeout, closing connection")
         self._close()
+
+    def _timedOut(self, why: bytes) -> None:
+        if self.state is CLOSED:
+            return
+        self._refused(b"(session)", 421, why + b", closing connection")
+        self._close()
+
+    def _watchLine(self, lineEnded: bool) -> None:
+        """
+        Give the line the buffer holds the start of (a command, AUTH or
+        message text) C{settings.commandTimeout} seconds from its first
+        octet to its end, as Postfix's smtpd_timeout; no deadline while the
+        server itself is busy or nothing is pending.
+        """
+        pending = (
+            self._buffer or self._discardLine or self._midLine
+        ) and self.state is not CLOSED
+        timer = self._lineTimer
+        if not pending or self._waiting:
+            if timer is not None:
+                if timer.active():
+                    timer.cancel()
+                self._lineTimer = None
+            return
+        if timer is None or not timer.active():
+            self._lineTimer = self.factory.reactor.callLater(
+                self.settings.commandTimeout,
+                self._timedOut,
+                b"4.4.2 Command line too slow",
+            )
+        elif lineEnded:
+            timer.reset(self.settings.commandTimeout)
 
     def _resetSession(self) -> None:
         self._helo: tuple[bytes | None, bytes] = (None, self.peer.encode())
@@ -545,10 +688,16 @@ class ConsoleESMTP(smtp.ESMTP):
         if self.state is CLOSED:
             return
         self.resetTimeout()
+        total = len(self._buffer) + len(data)
         self._buffer += data
         if not self._waiting:
             self._process()
             self._flush()
+        # A line ended when input was taken, unless it was all an overlong
+        # line being dropped.
+        self._watchLine(
+            len(self._buffer) < total and not (self._discardLine and not self._buffer)
+        )
 
     def _process(self) -> None:
         while self._buffer and not self._waiting and self.state is not CLOSED:
@@ -676,6 +825,7 @@ class ConsoleESMTP(smtp.ESMTP):
             self.setTimeout(self.settings.idleTimeout)
             self._process()
             self._flush()
+            self._watchLine(True)
             if self._eof and not self._waiting:
                 self._close()
             if self.transport is not None and self.state is not CLOSED:
@@ -686,6 +836,7 @@ class ConsoleESMTP(smtp.ESMTP):
         if self._waiting:
             paused = True
             self.setTimeout(None)
+            self._watchLine(False)
             if self.transport is not None:
                 self.transport.pauseProducing()  # type: ignore[attr-defined]
 
@@ -818,7 +969,14 @@ class ConsoleESMTP(smtp.ESMTP):
             self._error(b"RCPT", 555, b"5.5.4 Unsupported parameter")
             return
         if len(self._to) >= self.settings.maxRecipients:
-            self._error(
+            # Not an error (so far): see RECIPIENT_OVERSHOOT_LIMIT.
+            self.overshoot += 1
+            refuse = (
+                self._error
+                if self.overshoot > RECIPIENT_OVERSHOOT_LIMIT
+                else self._refused
+            )
+            refuse(
                 b"RCPT",
                 452,
                 b"4.5.3 Too many recipients (at most %d a message)"
@@ -832,7 +990,7 @@ class ConsoleESMTP(smtp.ESMTP):
             if not dest.domain:
                 if dest.local.lower() != b"postmaster" or dest.local != path:
                     raise smtp.AddressError("no domain")
-                dest.domain = self.host
+                dest.domain = self.factory.domain
             user = smtp.User(dest, self._helo, self, self._from)
             makeMessage = self.delivery.validateTo(user)
         except smtp.SMTPBadRcpt as e:
@@ -860,10 +1018,29 @@ class ConsoleESMTP(smtp.ESMTP):
                 self._helo, self._from, [user for user, _ in self._to]
             )
             received = received.replace(b"\r\n", b"\n") + b"\n"
+            # RFC 9228: whom the message was for, so that a Bcc recipient
+            # shows; one field per recipient, as Postfix's local delivery
+            # writes it (a sink makes no aliases: X-Original-To would say
+            # the same again).  Below Received:, so that the console still
+            # starts with it, as the tutorial's does.
+            received += b"".join(
+                b"Delivered-To: %s\n" % bytes(user.dest) for user, _ in self._to
+            )
             if hasattr(message, "trace"):
                 message.trace(bytes(self._from), received)
             else:
                 message.lineReceived(received[:-1])
+        except OSError as e:
+            # Cannot open a file in tmp/ (read-only, full): one line.
+            self.log.error(
+                "cannot store a message from {peer}: {error}",
+                peer=self.peer,
+                error=storageError(e),
+            )
+            code, text = storageReply(e)
+            self._reply(code, text)
+            self._resetTransaction()
+            return
         except Exception:
             self.log.failure("while starting a message")
             self._reply(451, b"4.3.0 Cannot take the message now")
@@ -946,6 +1123,8 @@ class ConsoleESMTP(smtp.ESMTP):
         if mechanism not in (b"PLAIN", b"LOGIN"):
             self._error(b"AUTH", 504, b"5.5.4 Unrecognized authentication type")
             return
+        if self._authThrottled():
+            return
         self._authMechanism = mechanism
         self._authUser = None
         self.state = AUTH
@@ -989,13 +1168,39 @@ class ConsoleESMTP(smtp.ESMTP):
             _, user, password = parts
         self.state = COMMAND
         assert self.portal is not None
+        # Checked again here: parallel connections may all have passed the
+        # check at AUTH before any of them sent credentials.
+        if self._authThrottled():
+            return
+        attempt = self.factory.authThrottle.attempt(self.peer)
         d = self.portal.login(
             UsernamePassword(user, password), None, smtp.IMessageDelivery
         )
-        d.addCallbacks(self._authSucceeded, self._authFailed, callbackArgs=(user,))
+        d.addCallbacks(
+            self._authSucceeded,
+            self._authFailed,
+            callbackArgs=(user, attempt),
+        )
         self._wait(d)
 
-    def _authSucceeded(self, result: Any, user: bytes) -> None:
+    def _authThrottled(self) -> bool:
+        """
+        Refuse AUTH (454, an error) when this client's address has made all
+        the attempts it may for now, over all its connections.
+        """
+        if not self.factory.authThrottle.refuses(self.peer):
+            return False
+        self.state = COMMAND
+        self._error(
+            b"AUTH",
+            454,
+            b"4.7.0 Too many authentication failures from your address,"
+            b" try again later",
+        )
+        return True
+
+    def _authSucceeded(self, result: Any, user: bytes, attempt: float) -> None:
+        self.factory.authThrottle.succeeded(self.peer, attempt)
         _, avatar, logout = result
         self.delivery = avatar
         self._onLogout = logout
@@ -1009,9 +1214,13 @@ class ConsoleESMTP(smtp.ESMTP):
     def _authFailed(self, failure: Failure) -> defer.Deferred[None]:
         self.authFailures += 1
         self.errors += 1
-        # Each failure waits longer before its answer; enough of them end the
-        # session.
-        delay = self.factory.authDelay * self.authFailures
+        # Each failure waits longer before its answer, the longer the more
+        # failures this address has had on any connection (doubling, up to
+        # 32 times authDelay); enough of them end the session.
+        peerFailures = self.factory.authThrottle.failures(self.peer)
+        delay = self.factory.authDelay * max(
+            self.authFailures, 2 ** (min(peerFailures, 6) - 1)
+        )
 
         def answer() -> None:
             self._refused(b"AUTH", 535, b"5.7.8 Authentication credentials invalid")
@@ -1088,7 +1297,22 @@ class ConsoleESMTP(smtp.ESMTP):
                 552, b"5.3.4 Message size exceeds fixed maximum message size"
             )
             return
-        self._message.write(content.replace(b"\r\n", b"\n"))
+        try:
+            self._message.write(content.replace(b"\r\n", b"\n"))
+        except OSError as e:
+            self._storageFailed(e)
+
+    def _storageFailed(self, error: OSError) -> None:
+        """
+        The message cannot be written (a full disk, a read-only Maildir):
+        one log line, the rest of it read and dropped, a 4xx after the dot.
+        """
+        self.log.error(
+            "cannot store a message from {peer}: {error}",
+            peer=self.peer,
+            error=storageError(error),
+        )
+        self._failData(*storageReply(error))
 
     def _endOfData(self) -> None:
         self.state = COMMAND
@@ -1097,7 +1321,11 @@ class ConsoleESMTP(smtp.ESMTP):
             code, text = self._dataFailure
             self._logTransaction(f"refused: {code} {_decode(text)}", None)
             self._resetTransaction()
-            self._error(b"DATA", code, text)
+            if code in (451, 452):
+                # The server's trouble, not the client's error.
+                self._refused(b"DATA", code, text)
+            else:
+                self._error(b"DATA", code, text)
             return
         d = defer.maybeDeferred(message.eomReceived)
         d.addCallbacks(self._stored, self._notStored)
@@ -1114,10 +1342,22 @@ class ConsoleESMTP(smtp.ESMTP):
         self._resetTransaction()
 
     def _notStored(self, failure: Failure) -> None:
-        self.log.failure("while storing a message from {peer}", failure, peer=self.peer)
-        self._logTransaction("failed: 451", None)
+        code, text = 451, b"4.3.0 Could not store the message, try again later"
+        if isinstance(failure.value, OSError):
+            # A full disk or a read-only Maildir: one line, not a traceback.
+            code, text = storageReply(failure.value)
+            self.log.error(
+                "cannot store a message from {peer}: {error}",
+                peer=self.peer,
+                error=storageError(failure.value),
+            )
+        else:
+            self.log.failure(
+                "while storing a message from {peer}", failure, peer=self.peer
+            )
+        self._logTransaction(f"failed: {code}", None)
         self._resetTransaction()
-        self._reply(451, b"4.3.0 Could not store the message, try again later")
+        self._reply(code, text)
 
     def _logTransaction(self, result: str, path: str | None) -> None:
         """
@@ -1160,11 +1400,86 @@ class _TooBusy(protocol.Protocol):
     Says 421 and hangs up: the server has as many connections as it takes.
     """
 
+    reply = b"421 4.7.0 Too many connections, try again later\r\n"
+
     def connectionMade(self) -> None:
-        self.transport.write(  # type: ignore[union-attr]
-            b"421 4.7.0 Too many connections, try again later\r\n"
-        )
+        self.transport.write(self.reply)  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class _TooBusyForPeer(_TooBusy):
+    """
+    Says 421 and hangs up: this client address has as many connections as
+    one address may have (Postfix's smtpd_client_connection_count_limit).
+    """
+
+    reply = b"421 4.7.0 Too many connections from your address, try again later\r\n"
+
+
+class AuthThrottle:
+    """
+    AUTH attempts per client address over all its connections: at most
+    C{limit} in any C{window} seconds.  An attempt counts from the moment its
+    credentials are checked (so that parallel connections cannot all pass
+    the check at once) until it succeeds; failures stay for the window.
+
+    @ivar clock: an L{IReactorTime} (the reactor; a L{task.Clock} in tests).
+    """
+
+    def __init__(
+        self,
+        clock: Any,
+        limit: int = AUTH_PEER_LIMIT,
+        window: float = AUTH_PEER_WINDOW,
+        remembered: int = AUTH_PEERS_REMEMBERED,
+    ) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.window = window
+        self.remembered = remembered
+        self._attempts: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, peer: str) -> list[float]:
+        times = self._attempts.get(peer, [])
+        cutoff = self.clock.seconds() - self.window
+        while times and times[0] <= cutoff:
+            del times[0]
+        if not times:
+            self._attempts.pop(peer, None)
+        return times
+
+    def failures(self, peer: str) -> int:
+        """
+        The attempts from C{peer} in the window that did not succeed.
+        """
+        return len(self._recent(peer))
+
+    def refuses(self, peer: str) -> bool:
+        """
+        Whether C{peer} has made as many attempts as it may for now.
+        """
+        return self.failures(peer) >= self.limit
+
+    def attempt(self, peer: str) -> float:
+        """
+        Count an attempt by C{peer}; the result identifies it to L{succeeded}.
+        """
+        now = self.clock.seconds()
+        times = self._recent(peer)
+        times.append(now)
+        self._attempts[peer] = times
+        self._attempts.move_to_end(peer)
+        while len(self._attempts) > self.remembered:
+            self._attempts.popitem(last=False)
+        return now
+
+    def succeeded(self, peer: str, attempt: float) -> None:
+        """
+        The attempt was right: it is no failure.
+        """
+        times = self._attempts.get(peer)
+        if times and attempt in times:
+            times.remove(attempt)
 
 
 class ConsoleSMTPFactory(smtp.SMTPFactory):
@@ -1206,19 +1521,44 @@ class ConsoleSMTPFactory(smtp.SMTPFactory):
         self.loopbackPeersTrusted = loopbackPeersTrusted
         self.protocols: set[ConsoleESMTP] = set()
         self._allGone: list[defer.Deferred[None]] = []
+        self.authThrottle = AuthThrottle(reactor)
+        #: Connections served per client address (for maxPeerConnections).
+        self.peerConnections: dict[str, int] = {}
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
+        host = getattr(addr, "host", None)
+        busy: _TooBusy | None = None
         if len(self.protocols) >= self.settings.maxConnections:
-            log.info("refused a connection from {peer}: too many", peer=addr)
+            log.info(
+                "refused a connection from {peer}: too many", peer=addressText(addr)
+            )
             busy = _TooBusy()
+        elif (
+            host is not None
+            and self.peerConnections.get(host, 0) >= self.settings.maxPeerConnections
+        ):
+            log.info(
+                "refused a connection from {peer}: too many from {host}",
+                peer=addressText(addr),
+                host=host,
+            )
+            busy = _TooBusyForPeer()
+        if busy is not None:
             busy.factory = self
             return busy
         p = cast(ConsoleESMTP, smtp.SMTPFactory.buildProtocol(self, addr))
         p.delivery = self.delivery
+        p.peerHost = host
+        if host is not None:
+            self.peerConnections[host] = self.peerConnections.get(host, 0) + 1
         self.protocols.add(p)
         return p
 
     def protocolGone(self, p: ConsoleESMTP) -> None:
+        if p in self.protocols and p.peerHost is not None:
+            left = self.peerConnections.pop(p.peerHost, 1) - 1
+            if left > 0:
+                self.peerConnections[p.peerHost] = left
         self.protocols.discard(p)
         if not self.protocols:
             waiting, self._allGone = self._allGone, []
@@ -1319,6 +1659,8 @@ def makeFactory(
         reactor = _reactor
     try:
         maildir = Maildir(settings.maildir) if settings.maildir else None
+        if maildir is not None:
+            maildir.checkWritable()
     except OSError as e:
         raise ConfigError(
             f"SMTPTUT_MAILDIR: {settings.maildir}: {e.strerror}"

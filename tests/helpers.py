@@ -917,15 +917,19 @@ def smtpReplies(
     host: str = "127.0.0.1",
     timeout: float = 10.0,
     chunk: int | None = None,
+    source: str | None = None,
 ) -> list[bytes]:
     """
     Blocking (run it in a thread): connect, read the greeting, send
     C{script} (all at once, or C{chunk} octets at a time), then read until
     C{replies} complete replies have come or the server closes.  Returns
-    each reply's last line, the greeting first.
+    each reply's last line, the greeting first.  C{source}: the local
+    address to connect from (another loopback address is another client).
     """
     result: list[bytes] = []
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    with socket.create_connection(
+        (host, port), timeout=timeout, source_address=(source, 0) if source else None
+    ) as s:
         pending = b""
 
         def readReplies(count: int) -> None:
@@ -998,3 +1002,43 @@ def makeCommonNameOnlyCertificate(directory: str, commonName: str) -> Certificat
             )
         )
     return paths
+
+
+# ------------------------------------------- a small real filesystem (issue 9)
+
+
+def mountTmpfs(testCase: Any, size: str = "2m") -> str:
+    """
+    Mount a tmpfs of C{size} on a fresh directory (the tests run as root),
+    unmounted when C{testCase} ends; fail the test, saying why, when it
+    cannot be mounted (a full disk is only real on a real filesystem).
+    """
+    import subprocess
+
+    path = os.path.abspath(testCase.mktemp())
+    os.makedirs(path)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", path],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    if done.returncode != 0:
+        testCase.fail(f"cannot mount a tmpfs on {path}: {done.stderr.strip()}")
+    # Lazy: a file a failed test left open must not keep the mount.
+    testCase.addCleanup(subprocess.run, ["umount", "-l", path], check=True, timeout=10)
+    return path
+
+
+def remountReadOnly(testCase: Any, path: str) -> None:
+    """
+    Make the tmpfs at C{path} read-only: root's writes fail too (EROFS),
+    which a mode bit would not do.
+    """
+    import subprocess
+
+    done = subprocess.run(
+        ["mount", "-o", "remount,ro", path], capture_output=True, text=True, timeout=10
+    )
+    if done.returncode != 0:
+        testCase.fail(f"cannot remount {path} read-only: {done.stderr.strip()}")

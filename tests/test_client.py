@@ -148,7 +148,9 @@ class DeliveryTests(TestCase):
             (DELIVERED, "mx6.example.test", "::1"),
         )
         [message] = server6.messages()
-        self.assertTrue(message.startswith("Received: from localhost ([::1])"), message)
+        self.assertTrue(
+            message.startswith("Received: from localhost ([IPv6:::1])"), message
+        )
 
 
 def source(data: bytes) -> MessageSource:

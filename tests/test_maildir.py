@@ -6,15 +6,25 @@ import os
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from twisted.internet import task, threads
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from smtptut.config import ConfigError, ServerSettings
 from smtptut.maildir import Maildir
+from smtptut.server import makeFactory
 
-from .helpers import Sink, reactor, smtpReplies, startSink
+from .helpers import (
+    Sink,
+    mountTmpfs,
+    reactor,
+    remountReadOnly,
+    smtpReplies,
+    startSink,
+)
 from .strategies import messageLines
 
 ENVELOPE = b"EHLO client.test\r\nMAIL FROM:<app@client.test>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
@@ -29,13 +39,14 @@ def wire(lines: list[bytes]) -> bytes:
 
 def withoutTrace(stored: bytes) -> bytes:
     """
-    The stored file after its C{Return-Path:} and C{Received:} fields.
+    The stored file after its C{Return-Path:}, C{Received:} and
+    C{Delivered-To:} fields.
     """
     lines = stored.split(b"\n")
     assert lines[0].startswith(b"Return-Path: <"), lines[0]
     assert lines[1].startswith(b"Received: from "), lines[1]
     i = 2
-    while lines[i].startswith(b"\t"):
+    while lines[i].startswith((b"\t", b"Delivered-To: ")):
         i += 1
     return b"\n".join(lines[i:])
 
@@ -79,10 +90,29 @@ class MaildirTests(TestCase):
     async def test_traceFields(self) -> None:
         await self.send(b"Subject: x\r\n\r\nbody\r\n")
         [stored] = self.sink.stored()
-        first, second, third = stored.split(b"\n")[:3]
+        first, second, third, fourth, fifth = stored.split(b"\n")[:5]
         self.assertEqual(first, b"Return-Path: <app@client.test>")
         self.assertEqual(second, b"Received: from client.test ([127.0.0.1])")
         self.assertEqual(third, b"\tby localhost (smtptut) with ESMTP")
+        self.assertTrue(fourth.startswith(b"\tfor <console@s>; "), fourth)
+        # Issue 9: the envelope recipient, for a Bcc recipient to see it.
+        self.assertEqual(fifth, b"Delivered-To: console@s")
+
+    async def test_oneDeliveredToPerRecipient(self) -> None:
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\n"
+            b"RCPT TO:<Console@t.test>\r\nDATA\r\nTo: console@s\r\n\r\n.\r\n"
+        )
+        await threads.deferToThread(smtpReplies, self.sink.port, script, 6)
+        [stored] = self.sink.stored()
+        self.assertIn(
+            b"\nDelivered-To: console@s\nDelivered-To: Console@t.test\nTo: console@s",
+            stored,
+        )
+        # The console shows them too, under Received:.
+        [printed] = self.sink.messages()
+        self.assertTrue(printed.startswith("Received: from c "), printed)
+        self.assertIn("\nDelivered-To: Console@t.test\nTo: console@s\n", printed)
 
     async def test_randomMessagesByteExact(self) -> None:
         port = self.sink.port
@@ -192,7 +222,116 @@ class MaildirFailureTests(TestCase):
         )
         self.assertEqual(replies[6][:3], b"250")
         self.assertEqual(sink.tmpFiles(), [])
-        self.assertEqual(len(self.flushLoggedErrors(FileNotFoundError)), 1)
+        [line] = [x for x in self.lines if x.startswith("cannot store")]
+        self.assertIn("No such file or directory", line)
+
+    def setUp(self) -> None:
+        events: list[dict[str, Any]] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.events = events
+
+    @property
+    def lines(self) -> list[str]:
+        return [formatEvent(e) for e in self.events]
+
+    def assertOneStorageLine(self, reason: str) -> None:
+        """
+        One log line said why, and no traceback was logged (trial would fail
+        the test for a logged failure; say it for the reader).
+        """
+        stored = [x for x in self.lines if x.startswith("cannot store a message")]
+        self.assertEqual(len(stored), 1, stored)
+        self.assertIn(reason, stored[0])
+        self.assertFalse([e for e in self.events if e.get("log_failure")])
+
+    async def test_diskFullWhileStreaming(self) -> None:
+        # Issue 9: a 5 MB message into a Maildir on a 2 MiB tmpfs got no
+        # reply at all, and "Unhandled Error ... [Errno 28]" in the log.
+        disk = mountTmpfs(self, "2m")
+        sink = startSink(
+            reactor, maildir=os.path.join(disk, "box"), printMessages=False
+        )
+        self.addCleanup(sink.stop)
+        free = os.statvfs(disk).f_bfree
+        big = b"Subject: big\r\n\r\n" + (b"y" * 76 + b"\r\n") * 70000
+        small = b"Subject: small\r\n\r\nfits\r\n"
+        script = (
+            ENVELOPE
+            + big
+            + b".\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+            + small
+            + b".\r\nQUIT\r\n"
+        )
+        replies: list[bytes] = await threads.deferToThread(
+            smtpReplies, sink.port, script, 10, timeout=30
+        )
+        self.assertEqual(replies[5], b"452 4.3.1 Insufficient system storage")
+        # The session goes on: the next message fits, and is stored.
+        self.assertEqual(
+            [r[:3] for r in replies[6:]], [b"250", b"250", b"354", b"250", b"221"]
+        )
+        self.assertEqual(sink.tmpFiles(), [])
+        [stored] = sink.stored()
+        self.assertTrue(stored.endswith(b"Subject: small\n\nfits\n"), stored)
+        self.assertOneStorageLine("No space left on device")
+        self.assertGreaterEqual(os.statvfs(disk).f_bfree, free - 8)
+
+    async def test_consoleSpoolFull(self) -> None:
+        # The console's copy is spooled to a temporary file past 1 MiB: the
+        # same when its directory (TMPDIR) fills.
+        disk = mountTmpfs(self, "2m")
+        sink = startSink(reactor)
+        self.addCleanup(sink.stop)
+        sink.factory.delivery.spoolDirectory = disk
+        free = os.statvfs(disk).f_bfree
+        big = b"Subject: big\r\n\r\n" + (b"y" * 76 + b"\r\n") * 70000
+        script = (
+            ENVELOPE
+            + big
+            + b".\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+            + b"Subject: small\r\n\r\n.\r\nQUIT\r\n"
+        )
+        replies: list[bytes] = await threads.deferToThread(
+            smtpReplies, sink.port, script, 10, timeout=30
+        )
+        self.assertEqual(replies[5], b"452 4.3.1 Insufficient system storage")
+        self.assertEqual(
+            [r[:3] for r in replies[6:]], [b"250", b"250", b"354", b"250", b"221"]
+        )
+        [printed] = sink.messages()
+        self.assertIn("Subject: small", printed)
+        self.assertOneStorageLine("No space left on device")
+        # The spool file is gone, its space given back.
+        self.assertEqual(os.listdir(disk), [])
+        self.assertEqual(os.statvfs(disk).f_bfree, free)
+
+    async def test_readOnlyMaildirPerMessage(self) -> None:
+        # Issue 9: a critical traceback per message; now 451 and one line.
+        disk = mountTmpfs(self, "2m")
+        sink = startSink(
+            reactor, maildir=os.path.join(disk, "box"), printMessages=False
+        )
+        self.addCleanup(sink.stop)
+        remountReadOnly(self, disk)
+        replies: list[bytes] = await threads.deferToThread(
+            smtpReplies, sink.port, ENVELOPE + b"NOOP\r\n", 5
+        )
+        self.assertEqual(
+            replies[4], b"451 4.3.0 Could not store the message, try again later"
+        )
+        self.assertEqual(replies[5][:3], b"250")
+        self.assertOneStorageLine("Read-only file system")
+
+    def test_readOnlyMaildirRefusedAtStart(self) -> None:
+        disk = mountTmpfs(self, "2m")
+        box = os.path.join(disk, "box")
+        Maildir(box)
+        remountReadOnly(self, disk)
+        settings = ServerSettings(maildir=box)
+        e = self.assertRaises(ConfigError, makeFactory, settings, reactor)
+        self.assertEqual(str(e), f"SMTPTUT_MAILDIR: {box}: Read-only file system")
 
 
 class MaildirUnitTests(TestCase):

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import smtplib
 import socket
 import time
+from email.message import EmailMessage
 from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import task, threads
+from twisted.internet import defer, task, threads
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from smtptut import server
 from smtptut.config import ServerSettings
-from smtptut.server import _printable, makeFactory
+from smtptut.server import AuthThrottle, _printable, makeFactory
 
 from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
 from .strategies import smtpStreams
@@ -277,6 +285,40 @@ class ProtocolTests(SinkTestCase):
         [message] = sink.messages()
         self.assertNotIn("r3@s", message)
 
+    async def test_recipientsOverLimitAreNoErrors(self) -> None:
+        # Issue 9: 120 recipients made 20 "452 4.5.3", counted as errors:
+        # 421 and the 100 accepted recipients lost the message too.
+        sink = self.sink(accept="*", maildir=self.mktemp(), printMessages=False)
+        recipients = [f"r{i}@sink.test" for i in range(130)]
+
+        def send() -> dict[str, Any]:
+            with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as s:
+                refused = s.sendmail("a@c.test", recipients, MESSAGE)
+                # The rest, in a second transaction on the same connection.
+                s.sendmail("a@c.test", list(refused), MESSAGE)
+                return refused
+
+        refused = await threads.deferToThread(send)
+        self.assertEqual(sorted(refused), sorted(recipients[100:]))
+        self.assertEqual(
+            set(refused.values()),
+            {(452, b"4.5.3 Too many recipients (at most 100 a message)")},
+        )
+        first, second = sink.stored()
+        self.assertEqual(first.count(b"\nDelivered-To: "), 100)
+        self.assertIn(b"\nDelivered-To: r99@sink.test\n", first)
+        self.assertEqual(second.count(b"\nDelivered-To: "), 30)
+
+    async def test_recipientOvershootIsBounded(self) -> None:
+        # Past Postfix's smtpd_recipient_overshoot_limit each one is an error.
+        self.patch(server, "RECIPIENT_OVERSHOOT_LIMIT", 5)
+        sink = self.sink(accept="*", maxRecipients=1, maxErrors=3)
+        rcpts = b"".join(b"RCPT TO:<r%d@s>\r\n" % i for i in range(10))
+        replies = await self.replies(sink, b"EHLO c\r\nMAIL FROM:<a@c>\r\n" + rcpts, 12)
+        self.assertEqual(
+            codes(replies)[1:], [b"250", b"250", b"250"] + [b"452"] * 8 + [b"421"]
+        )
+
     async def test_tooManyErrors(self) -> None:
         sink = self.sink(maxErrors=3)
         replies = await self.replies(sink, b"BAD\r\nWORSE\r\nWORST\r\nNOOP\r\n", 5)
@@ -385,6 +427,208 @@ class ProtocolTests(SinkTestCase):
         )
 
 
+class SlowClientTests(SinkTestCase):
+    """
+    Issue 9: the idle timer restarts with every octet, so a client trickling
+    one octet at a time held its slot forever.
+    """
+
+    def trickle(self, sink: Sink, data: bytes, pause: float) -> tuple[bytes, float]:
+        """
+        Blocking: send C{data} C{pause} seconds apart per element (bounded:
+        at most len(data) sends), until the server says something; its
+        reply and how long after the greeting it came.
+        """
+        with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as s:
+            s.recv(1000)
+            start = time.monotonic()
+            s.settimeout(pause)
+            for i in range(len(data)):
+                s.sendall(data[i : i + 1])
+                try:
+                    reply = s.recv(1000)
+                except TimeoutError:
+                    continue
+                return reply, time.monotonic() - start
+        return b"", time.monotonic() - start
+
+    async def test_commandLineHasADeadline(self) -> None:
+        events = self.logEvents()
+        sink = self.sink(commandTimeout=0.5, idleTimeout=10)
+        reply, elapsed = await threads.deferToThread(
+            self.trickle, sink, b"NOOP " + b"x" * 60, 0.1
+        )
+        self.assertEqual(
+            reply, b"421 4.4.2 Command line too slow, closing connection\r\n"
+        )
+        self.assertLess(elapsed, 3)
+        self.assertIn(
+            "refused (session) from 127.0.0.1: 421 4.4.2 Command line too slow,"
+            " closing connection",
+            [formatEvent(e) for e in events],
+        )
+
+    async def test_messageLineHasADeadline(self) -> None:
+        sink = self.sink(commandTimeout=0.5, idleTimeout=10)
+        script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+
+        def slowMessage() -> tuple[bytes, float]:
+            with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as s:
+                s.sendall(script)
+                got = b""
+                while b"354 " not in got:
+                    got += s.recv(1000)
+                start = time.monotonic()
+                s.settimeout(0.1)
+                # Whole lines, quickly, go on; then one that trickles.
+                s.sendall(b"Subject: x\r\n\r\n" * 10)
+                for octet in b"y" * 60:
+                    s.sendall(bytes([octet]))
+                    try:
+                        return s.recv(1000), time.monotonic() - start
+                    except TimeoutError:
+                        continue
+            return b"", 0.0
+
+        reply, elapsed = await threads.deferToThread(slowMessage)
+        self.assertEqual(
+            reply, b"421 4.4.2 Command line too slow, closing connection\r\n"
+        )
+        self.assertLess(elapsed, 3)
+        await self.settle(sink)
+        self.assertEqual(sink.messages(), [])
+
+    async def test_sessionHasADeadline(self) -> None:
+        sink = self.sink(sessionTimeout=0.6, idleTimeout=10)
+
+        def busyClient() -> tuple[list[bytes], float]:
+            with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as s:
+                start = time.monotonic()
+                s.recv(1000)
+                replies = []
+                for _ in range(50):
+                    s.sendall(b"NOOP\r\n")
+                    reply = s.recv(1000)
+                    replies.append(reply)
+                    if not reply or reply.startswith(b"421"):
+                        break
+                    time.sleep(0.05)
+                return replies, time.monotonic() - start
+
+        replies, elapsed = await threads.deferToThread(busyClient)
+        self.assertEqual(
+            replies[-1], b"421 4.4.2 Session too long, closing connection\r\n"
+        )
+        self.assertGreater(len(replies), 3)
+        self.assertTrue(0.5 < elapsed < 2.5, elapsed)
+
+
+class PeerLimitTests(SinkTestCase):
+    async def test_connectionsPerPeer(self) -> None:
+        # Postfix's smtpd_client_connection_count_limit: one local process
+        # took every slot.
+        events = self.logEvents()
+        sink = self.sink(maxPeerConnections=2, maxConnections=10)
+
+        def clients() -> tuple[bytes, bytes]:
+            def connect(source: str) -> socket.socket:
+                s = socket.create_connection(
+                    ("127.0.0.1", sink.port), timeout=10, source_address=(source, 0)
+                )
+                self.addCleanup(s.close)
+                return s
+
+            one, two = connect("127.0.0.1"), connect("127.0.0.1")
+            one.recv(1000), two.recv(1000)
+            third = connect("127.0.0.1")
+            refused = third.recv(1000)
+            other = connect("127.0.0.2").recv(1000)
+            third.close()
+            return refused, other
+
+        refused, other = await threads.deferToThread(clients)
+        self.assertEqual(
+            refused,
+            b"421 4.7.0 Too many connections from your address, try again later\r\n",
+        )
+        # Another address is served.
+        self.assertEqual(other[:4], b"220 ")
+        lines = [formatEvent(e) for e in events]
+        [line] = [x for x in lines if x.startswith("refused a connection")]
+        # An address, not "IPv4Address(type='TCP', ...)".
+        self.assertRegex(
+            line,
+            r"^refused a connection from 127\.0\.0\.1:\d+: too many from 127\.0\.0\.1$",
+        )
+
+    async def test_slotsComeBack(self) -> None:
+        sink = self.sink(maxPeerConnections=1)
+        for _ in range(3):
+            replies = await self.replies(sink, b"QUIT\r\n", 1)
+            self.assertEqual(codes(replies), [b"220", b"221"])
+            await self.settle(sink)
+        self.assertEqual(sink.factory.peerConnections, {})
+
+
+class AuthThrottleTests(SinkTestCase):
+    BAD = b"AUTH PLAIN " + base64.b64encode(b"\0guest\0wrong") + b"\r\n"
+
+    async def test_parallelGuessesFromOneAddressAreBounded(self) -> None:
+        # Issue 9: 90 parallel connections made 270 guesses in 7 s.  The
+        # window's clock is frozen, so "T seconds" is the whole test.
+        sink = self.sink(maxErrors=50)
+        clock = task.Clock()
+        sink.factory.authThrottle = AuthThrottle(clock, limit=5, window=60)
+        sink.factory.authDelay = 0.01
+        script = b"EHLO c\r\n" + self.BAD * 3 + b"QUIT\r\n"
+
+        def session(source: str) -> list[bytes]:
+            return smtpReplies(sink.port, script, 5, source=source)
+
+        results = await defer.gatherResults(
+            [threads.deferToThread(session, "127.0.0.1") for _ in range(6)]
+        )
+        everything = [c for replies in results for c in codes(replies)]
+        self.assertEqual(everything.count(b"535"), 5, results)
+        self.assertEqual(everything.count(b"454"), 6 * 3 - 5, results)
+        self.assertIn(
+            b"454 4.7.0 Too many authentication failures from your address,"
+            b" try again later",
+            [r for replies in results for r in replies],
+        )
+        # Even the right password waits out the window, from this address...
+        good = b"AUTH PLAIN AGd1ZXN0AHBhc3N3b3Jk\r\n"
+        replies = await self.replies(sink, b"EHLO c\r\n" + good, 2)
+        self.assertEqual(codes(replies)[2], b"454")
+        # ...but not from another one,
+        replies = await threads.deferToThread(
+            smtpReplies, sink.port, b"EHLO c\r\n" + self.BAD, 2, source="127.0.0.2"
+        )
+        self.assertEqual(codes(replies)[2], b"535")
+        # and after the window, guesses are checked again.
+        clock.advance(61)
+        replies = await self.replies(sink, b"EHLO c\r\n" + good, 2)
+        self.assertEqual(codes(replies)[2], b"235")
+
+    def test_failuresFromTheAddressDelayExponentially(self) -> None:
+        # Protocol detail: the delay of the 535, on a clock.
+        clock = task.Clock()
+        factory = makeFactory(ServerSettings(), clock, output=io.StringIO)
+        factory.authDelay = 1.0
+        for _ in range(4):
+            factory.authThrottle.attempt("127.0.0.1")
+        p = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
+        p.makeConnection(transport)
+        p.dataReceived(b"EHLO c\r\n" + self.BAD)
+        # The fifth failure from this address: 2**4 times authDelay.
+        clock.advance(15.9)
+        self.assertNotIn(b"535 ", transport.value())
+        clock.advance(0.2)
+        self.assertIn(b"535 5.7.8", transport.value())
+        p.connectionLost(Failure(ConnectionDone()))
+
+
 class AddressTests(SinkTestCase):
     async def test_addressLiterals(self) -> None:
         # RFC 5321 §4.1.3: Twisted's parser refused them with 501.
@@ -446,6 +690,44 @@ class AddressTests(SinkTestCase):
             ],
         )
 
+    async def test_postmasterWhateverAcceptSays(self) -> None:
+        # RFC 5321 §4.5.1: postmaster is taken for every domain served here
+        # (one SMTPTUT_ACCEPT names, the sink's name, the literal of the
+        # address connected to), not for any other domain.
+        sink = self.sink(accept="app@sink.test, @other.test", maildir=self.mktemp())
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\n"
+            b"RCPT TO:<postmaster>\r\n"
+            b"RCPT TO:<Postmaster>\r\n"
+            b"RCPT TO:<postmaster@sink.test>\r\n"
+            b"RCPT TO:<POSTMASTER@Other.Test>\r\n"
+            b"RCPT TO:<postmaster@localhost>\r\n"
+            b"RCPT TO:<postmaster@[127.0.0.1]>\r\n"
+            b"RCPT TO:<postmaster@elsewhere.test>\r\n"
+            b"RCPT TO:<postmaster@[127.0.0.9]>\r\n"
+            b"RCPT TO:<root@sink.test>\r\n"
+            b"DATA\r\n" + MESSAGE + b".\r\n"
+        )
+        replies = await self.replies(sink, script, 13)
+        self.assertEqual(
+            codes(replies)[1:],
+            [b"250", b"250"] + [b"250"] * 6 + [b"550"] * 3 + [b"354", b"250"],
+        )
+        [stored] = sink.stored()
+        self.assertIn(b"\nDelivered-To: postmaster@localhost\n", stored)
+        self.assertIn(b"\nDelivered-To: postmaster@[127.0.0.1]\n", stored)
+
+    async def test_postmasterWithConsolePattern(self) -> None:
+        # A bare local part (the default "console") takes that name at every
+        # domain, so every domain is one served: postmaster@ any of them.
+        sink = self.sink(accept="console")
+        script = (
+            b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<postmaster@any.test>\r\n"
+            b"RCPT TO:<postmaster>\r\nRCPT TO:<other@any.test>\r\n"
+        )
+        replies = await self.replies(sink, script, 5)
+        self.assertEqual(codes(replies)[1:], [b"250", b"250", b"250", b"250", b"550"])
+
     async def test_sendToLiteralEndToEnd(self) -> None:
         # Issue 2's promise: smtptut send --to 'console@[127.0.0.1]'.
         sink = self.sink()
@@ -488,6 +770,114 @@ class ConsoleEscapeTests(SinkTestCase):
         )
         [stored] = sink.stored()
         self.assertTrue(stored.endswith(body.replace(b"\r\n", b"\n")))
+
+
+class ConsoleMIMETests(SinkTestCase):
+    """
+    Issue 9: the console showed raw MIME (encoded words, pages of base64).
+    """
+
+    def mimeMessage(self) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = "App <app@client.test>"
+        message["To"] = "console@sink.test"
+        message["Subject"] = "Gr\u00fc\u00dfe aus K\u00f6ln \u2603"
+        message.set_content(
+            "Hall\u00f6 Welt, a long line " + "\u00e9" * 80 + "\n",
+            cte="quoted-printable",
+        )
+        message.add_alternative(b"<p>in HTML</p>\n", "text", "html", cte="base64")
+        message.add_attachment(
+            bytes(range(256)) * 200,
+            maintype="application",
+            subtype="pdf",
+            filename="report.pdf",
+        )
+        return message
+
+    async def test_decodedForAPerson(self) -> None:
+        sink = self.sink(maildir=self.mktemp())
+        message = self.mimeMessage()
+        wire = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        self.assertIn(b"=?utf-8?", wire)
+
+        def send() -> None:
+            with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as s:
+                s.sendmail("app@client.test", ["console@sink.test"], wire)
+
+        await threads.deferToThread(send)
+        [printed] = sink.messages()
+        self.assertIn("\nSubject: Gr\u00fc\u00dfe aus K\u00f6ln \u2603\n", printed)
+        self.assertIn("Hall\u00f6 Welt, a long line " + "\u00e9" * 80 + "\n", printed)
+        self.assertIn("<p>in HTML</p>\n", printed)
+        self.assertIn(
+            "\n[attachment: report.pdf, application/pdf, 51200 octets]", printed
+        )
+        # No base64 of the attachment, no quoted-printable soft breaks.
+        self.assertNotIn("AAECAwQF", printed)
+        self.assertNotIn("=C3=A9", printed)
+        self.assertLess(len(printed), 3000)
+        # The Maildir copy is the message as received, byte for byte.
+        [stored] = sink.stored()
+        self.assertTrue(stored.endswith(wire.replace(b"\r\n", b"\n")))
+
+    async def test_decodingDoesNotPassControls(self) -> None:
+        # An encoded word or a base64 text part may hold escape sequences:
+        # decoded, they are still shown as \\xNN.
+        sink = self.sink()
+        evil = base64.b64encode(b"\x1b]0;pwned\x07").decode()
+        body = base64.b64encode(b"text \x1b[2J here\n").decode()
+        data = (
+            f"Subject: =?utf-8?b?{evil}?=\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: base64\r\n\r\n{body}\r\n"
+        ).encode()
+        script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+        await self.replies(sink, script + data + b".\r\n", 5)
+        [printed] = sink.messages()
+        self.assertIn("Subject: \\x1b]0;pwned\\x07\n", printed)
+        self.assertTrue(printed.endswith("\n\ntext \\x1b[2J here"), printed)
+        self.assertEqual(
+            [
+                c
+                for c in sink.output.getvalue()
+                if not c.isprintable() and c not in "\t\n"
+            ],
+            [],
+        )
+
+    async def test_nestedAndMalformed(self) -> None:
+        # A message inside a multipart, a part with no header, a boundary
+        # that never closes, an unknown charset: shown, no traceback.
+        sink = self.sink()
+        data = (
+            b"Subject: nested\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+            b"preamble not shown\r\n--outer\r\n"
+            b'Content-Type: multipart/alternative; boundary="inner"\r\n\r\n'
+            b"--inner\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\n"
+            b"plain one\r\n--inner--\r\nepilogue not shown\r\n--outer\r\n"
+            b"\r\nno header part\r\n--outer\r\n"
+            b"Content-Type: image/png; name=dot.png\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0K\r\nGgo=\r\n"
+        )
+        script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+        replies = await self.replies(sink, script + data + b".\r\n", 5)
+        self.assertEqual(codes(replies)[-1], b"250")
+        [printed] = sink.messages()
+        self.assertIn("plain one\n", printed)
+        self.assertIn("no header part\n", printed)
+        self.assertIn("[attachment: dot.png, image/png, 8 octets]", printed)
+        self.assertNotIn("preamble", printed)
+        self.assertNotIn("epilogue", printed)
+
+    async def test_plainMessagesAsTheyCame(self) -> None:
+        # No MIME: printed exactly as before (the tutorial's format).
+        sink = self.sink()
+        script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
+        await self.replies(sink, script + b"Subject: hi\r\n\r\nbody =41\r\n.\r\n", 5)
+        [printed] = sink.messages()
+        self.assertTrue(printed.endswith("Subject: hi\n\nbody =41"), printed)
 
 
 class SmtplibTests(SinkTestCase):

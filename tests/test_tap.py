@@ -13,12 +13,15 @@ from twisted.trial.unittest import TestCase
 
 from smtptut import tap
 from smtptut.config import SERVER_SETTINGS, ConfigError, ServerSettings
+from smtptut.maildir import Maildir
 
 from .helpers import (
     TWISTD,
     Process,
     childEnvironment,
+    mountTmpfs,
     reactor,
+    remountReadOnly,
     runProcess,
     smtpReplies,
     startTwistdServer,
@@ -113,6 +116,33 @@ class SettingsTests(TestCase):
                 {"SMTPTUT_IDLE_TIMEOUT": "-1"},
                 "SMTPTUT_IDLE_TIMEOUT: the timeout must be more than 0 seconds",
             ),
+            # Issue 9: these were taken, and listening failed later (exit 71)
+            # or the sink had no bound at all.
+            (
+                {"SMTPTUT_LISTEN": "tcp:99999"},
+                "SMTPTUT_LISTEN: 'tcp:99999' is not a server endpoint"
+                " (port 99999 is out of range 0-65535)",
+            ),
+            (
+                {"SMTPTUT_MAX_SIZE": str(10**26)},
+                f"SMTPTUT_MAX_SIZE: {10**26} is more than {2**40}",
+            ),
+            (
+                {"SMTPTUT_IDLE_TIMEOUT": "inf"},
+                "SMTPTUT_IDLE_TIMEOUT: 'inf' is more than 86400 seconds",
+            ),
+            (
+                {"SMTPTUT_COMMAND_TIMEOUT": "1e9"},
+                "SMTPTUT_COMMAND_TIMEOUT: '1e9' is more than 86400 seconds",
+            ),
+            (
+                {"SMTPTUT_SESSION_TIMEOUT": "nan"},
+                "SMTPTUT_SESSION_TIMEOUT: the timeout must be more than 0 seconds",
+            ),
+            (
+                {"SMTPTUT_MAX_PEER_CONNECTIONS": "0"},
+                "SMTPTUT_MAX_PEER_CONNECTIONS: 0 is not at least 1",
+            ),
         ]:
             e = self.assertRaises(ConfigError, ServerSettings.fromEnvironment, env)
             self.assertEqual(str(e), message)
@@ -158,6 +188,40 @@ class ProcessTests(TestCase):
             result.err.strip(),
             "emailserver.tac: SMTPTUT_LISTEN: 'bogus' is not a server endpoint"
             " (Unknown endpoint type: 'bogus')",
+        )
+
+    async def test_tacPortOutOfRangeIsUsageError(self) -> None:
+        # It used to fail only when listening: exit 71, as for a port in use.
+        result = await runProcess(
+            reactor, twistdArgv("emailserver.tac"), {"SMTPTUT_LISTEN": "tcp:99999"}
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err.strip(),
+            "emailserver.tac: SMTPTUT_LISTEN: 'tcp:99999' is not a server endpoint"
+            " (port 99999 is out of range 0-65535)",
+        )
+
+    async def test_pluginUnboundedSizeIsUsageError(self) -> None:
+        result = await runProcess(reactor, pluginArgv("--max-size", str(10**26)))
+        # twistd's own usage error status, as for every bad option.
+        self.assertNotEqual(result.code, 0, result.out + result.err)
+        self.assertIn(f"--max-size: {10**26} is more than", result.out + result.err)
+        self.assertNotIn("Traceback", result.out + result.err)
+
+    async def test_tacReadOnlyMaildirIsOneLine(self) -> None:
+        # Issue 9: it started, and logged a traceback for every message.
+        disk = mountTmpfs(self, "1m")
+        box = os.path.join(disk, "box")
+        Maildir(box)
+        remountReadOnly(self, disk)
+        result = await runProcess(
+            reactor, twistdArgv("emailserver.tac"), {"SMTPTUT_MAILDIR": box}
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err.strip(),
+            f"emailserver.tac: SMTPTUT_MAILDIR: {box}: Read-only file system",
         )
 
     async def test_tacBadCertificateIsOneLine(self) -> None:
@@ -356,10 +420,63 @@ class ProcessTests(TestCase):
         with open(log) as f:
             self.assertIn("message accepted", f.read())
 
-    async def measureBigMessage(self, pid: int, port: int, size: int) -> None:
+    async def test_hundredMegabyteAttachmentShownInLittleMemory(self) -> None:
+        # Issue 9: the console decodes MIME for a person, still line by line
+        # from the spool: a 100 MB attachment is one line, and little memory.
+        size = 100 * 1024 * 1024
+        log = os.path.abspath(self.mktemp())
+        out = os.path.abspath(self.mktemp())
+        command = f"exec {TWISTD} -n --pidfile= -l {log} -y emailserver.tac >{out}"
+        env = childEnvironment(
+            {
+                "SMTPTUT_LISTEN": "tcp:0:interface=127.0.0.1",
+                "SMTPTUT_MAX_SIZE": str(2 * size),
+            }
+        )
+        process = Process(reactor, ["/bin/sh", "-c", command], env, timeout=120)
+        self.addCleanup(process.stop)
+        port = 0
+        for _ in range(500):
+            await task.deferLater(reactor, 0.02)
+            if os.path.exists(log):
+                with open(log) as f:
+                    found = re.search(r"starting on (\d+)", f.read())
+                if found:
+                    port = int(found.group(1))
+                    break
+        self.assertTrue(port, "the server did not start")
+        header = (
+            b"Subject: big\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n"
+            b"Content-Disposition: attachment; filename=big.bin\r\n\r\n"
+        )
+        await self.measureBigMessage(
+            process.transport.pid, port, size, header, b"--b--\r\n"
+        )
+        await process.stop()
+        with open(out) as f:
+            printed = f.read()
+        self.assertLess(len(printed), 10000)
+        self.assertRegex(
+            printed,
+            r"see attached\n\[attachment: big\.bin, application/octet-stream, \d{8,} octets\]",
+        )
+
+    async def measureBigMessage(
+        self,
+        pid: int,
+        port: int,
+        size: int,
+        header: bytes = b"",
+        trailer: bytes = b"",
+    ) -> None:
         """
-        Send a warm-up message, then one of C{size} octets; the server's peak
-        resident memory must not grow by more than 8 MiB.
+        Send a warm-up message, then one of C{size} octets (after C{header},
+        before C{trailer}); the server's peak resident memory must not grow
+        by more than 8 MiB.
         """
         await threads.deferToThread(
             smtpReplies, port, ENVELOPE + b"Subject: warm\r\n\r\n.\r\nQUIT\r\n", 6
@@ -377,9 +494,10 @@ class ProcessTests(TestCase):
                     if reader.readline()[3:4] == b" ":
                         replies += 1
                 block = line * 256
+                s.sendall(header)
                 for _ in range(blocks):
                     s.sendall(block)
-                s.sendall(b".\r\nQUIT\r\n")
+                s.sendall(trailer + b".\r\nQUIT\r\n")
                 return [reader.readline(), reader.readline()]
 
         replies = await threads.deferToThread(sendBig)
