@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IAddress, IConsumer, IReactorTime, ITCPT
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
-from smtptut.config import isLoopbackAddress
+from smtptut.config import checkEhloName, isLoopbackAddress
 from smtptut.message import MessageProducer, MessageSource
 from smtptut.tls import REQUIRED
 
@@ -22,6 +22,12 @@ DEFERRED = "deferred"
 BOUNCED = "bounced"
 
 Reply = tuple[int, bytes]
+
+#: Why a message with 8-bit data bounces at a server without 8BITMIME.
+EIGHT_BIT_REFUSED = (
+    "the message has 8-bit data and the server does not offer 8BITMIME"
+    " (RFC 6152): not sent"
+)
 
 #: The code of an outcome or a failure that came with no SMTP reply at all
 #: (a refused connection, a timeout, a failed handshake, a DNS error).
@@ -61,6 +67,9 @@ class RecipientOutcome:
     reply: str
     exchange: str | None = None
     address: str | None = None
+    #: What the user should know about how it went, e.g. C{unencrypted: TLS
+    #: handshake failed: ...} or C{not authenticated: ...}.
+    notes: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         via = ""
@@ -68,8 +77,9 @@ class RecipientOutcome:
             via = f" via {self.exchange}"
             if self.address and self.address != self.exchange:
                 via += f" [{self.address}]"
+        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
         reply = f"{self.code} {self.reply}" if self.code != NO_REPLY else self.reply
-        return f"{self.recipient}: {self.status}{via}: {reply}"
+        return f"{self.recipient}: {self.status}{notes}{via}: {reply}"
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,21 @@ def statusForCode(code: int) -> str:
     if 500 <= code < 600:
         return BOUNCED
     return DEFERRED
+
+
+def addressLiteral(address: IAddress) -> str:
+    """
+    The RFC 5321 §4.1.3 address literal of a TCP address: C{[192.0.2.1]} or
+    C{[IPv6:2001:db8::1]} (without any zone).
+    """
+    host = str(getattr(address, "host", "")).split("%")[0]
+    if ":" in host:
+        return f"[IPv6:{host}]"
+    return f"[{host}]"
+
+
+#: The note on the outcome when a login was asked for but not offered.
+NOT_AUTHENTICATED = "not authenticated: the server offers no AUTH"
 
 
 def _text(resp: bytes | str | None) -> str:
@@ -197,6 +222,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self.timeouts = Timeouts()
         self.outcomes: list[RecipientOutcome] = []
         self.failure: tuple[str, int] | None = None
+        self.notes: tuple[str, ...] = ()
 
     # The tutorial's hooks.
 
@@ -237,6 +263,11 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             setNoDelay(True)
         self.timeouts = self.factory.timeouts
         self.timeout = self.timeouts.greeting  # type: ignore[assignment]
+        if not self.identity:
+            # No fully qualified name: the address this connection comes
+            # from, as Postfix's smtp_helo_name would need to be set to.
+            local = self.transport.getHost()  # type: ignore[union-attr]
+            self.identity = addressLiteral(local).encode("ascii")
         super().connectionMade()
 
     def callLater(self, period: float, func: Callable[[], object]) -> Any:
@@ -280,6 +311,9 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self, code: int, resp: bytes, items: dict[bytes, bytes | None]
     ) -> None:
         offered = items.get(b"AUTH")
+        if self.secret and not offered:
+            # As Postfix does, the message goes all the same; the user is told.
+            self.notes += (NOT_AUTHENTICATED,)
         if self.secret and offered and not self._tlsMode:
             peer = self.transport.getPeer()  # type: ignore[union-attr]
             if not isLoopbackAddress(getattr(peer, "host", "")):
@@ -307,6 +341,14 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         sender = self.getMailFrom()
         if sender is None or self._current is None:
             self._quit()
+            return
+        if self._current.message.eightBit and b"8BITMIME" not in self._extensions:
+            # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
+            # Converting it would change the message: it bounces instead.
+            for recipient in self._current.recipients:
+                self._record(recipient, NO_REPLY, EIGHT_BIT_REFUSED, BOUNCED)
+            self._current = None
+            self._nextTransaction()
             return
         self._mailReply, self._rcptReplies, self._dataReply = None, [], None
         self._unsent.clear()
@@ -485,14 +527,17 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             AttemptResult(self.outcomes, unsettled, error, errorCode, tlsFailed)
         )
 
-    def _record(self, recipient: str, code: int, reply: str) -> None:
+    def _record(
+        self, recipient: str, code: int, reply: str, status: str | None = None
+    ) -> None:
         outcome = RecipientOutcome(
             recipient,
-            statusForCode(code),
+            status or statusForCode(code),
             code,
             reply,
             self.factory.exchange,
             self.factory.address,
+            self.notes,
         )
         self.outcomes.append(outcome)
 
@@ -529,7 +574,7 @@ class SMTPClientFactory(protocol.ClientFactory):
     def __init__(
         self,
         envelopes: Iterable[Envelope],
-        identity: str = "localhost",
+        identity: str | None = None,
         secret: bytes | None = None,
         contextFactory: Any = None,
         timeout: float | Timeouts | None = None,
@@ -543,6 +588,9 @@ class SMTPClientFactory(protocol.ClientFactory):
             from twisted.internet import reactor as clock
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.envelopes = list(envelopes)
+        if identity is not None:
+            # Whatever built the settings, nothing but a name reaches the wire.
+            checkEhloName(identity, "identity")
         self.identity = identity
         self.secret = secret
         self.contextFactory = contextFactory
