@@ -116,7 +116,7 @@ class StrictClientTLSOptions:
                 return False  # OpenSSL's chain check failed: so does the handshake.
             if depth != 0:
                 return True
-            patterns: list[Any] = []
+            patterns: Sequence[Any] = []
             try:
                 patterns = extract_patterns(cert)
                 verify_service_identity(patterns, [self._serviceID], [])

@@ -144,12 +144,14 @@ class TLSModeTests(TestCase):
                 auth=(b"PLAIN", b"LOGIN"),
                 users={b"me": PASSWORD.encode()},
             )
+            servers = self.serve(behaviour)
             outcome = await self.send(
-                self.serve(behaviour),
+                servers,
                 tls="verify",
                 ca=certificate.caCert,
                 user="me",
                 password=PASSWORD,
+                relay=("mx.example.test", servers.port),
             )
             self.assertEqual(outcome.status, DEFERRED, commonName)
             self.assertIn("TLS handshake failed", outcome.reply)
@@ -188,12 +190,14 @@ class AuthTests(TestCase):
         servers = listenOnLoopbacks(reactor, {"127.0.0.2": behaviour})
         self.addCleanup(servers.stop)
         self.server = servers.factories["127.0.0.2"]
+        # The relay is where the login goes (and only there).
         settings = ClientSettings(
             port=servers.port,
             timeout=10,
             tls="may",
             user="me",
             password=password,
+            relay=("mx.example.test", servers.port),
         )
         [outcome] = await deliverToExchanges(
             reactor,
@@ -263,7 +267,8 @@ class PlaintextAuthTests(SynchronousTestCase):
         transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 25))
         client.makeConnection(transport)
         client.dataReceived(b"220 mx.example.test ESMTP\r\n")
-        self.assertEqual(transport.value(), b"EHLO localhost\r\n")
+        # No name given: the literal of the local end (StringTransport's).
+        self.assertEqual(transport.value(), b"EHLO [10.0.0.1]\r\n")
         transport.clear()
         client.dataReceived(b"250-mx.example.test\r\n250 AUTH PLAIN LOGIN\r\n")
         self.client = client
@@ -326,6 +331,7 @@ class AiosmtpdTests(TestCase):
             ca=self.certificates.caCert,
             user="me",
             password=PASSWORD,
+            relay=("localhost", self.port),
         )
         [outcome] = await deliverToExchanges(
             reactor,
