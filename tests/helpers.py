@@ -264,11 +264,14 @@ class Process:
         env: Mapping[str, str],
         stdin: bytes | None = None,
         timeout: float = PROCESS_TIMEOUT,
+        usePTY: bool = False,
     ) -> None:
         self.reactor = reactor
         self._proto = _Collector(stdin)
+        # usePTY: the child's standard streams are a terminal, as a user's
+        # (its output then has CRLF line ends).
         self.transport = reactor.spawnProcess(
-            self._proto, argv[0], argv, env=dict(env), path=TOP
+            self._proto, argv[0], argv, env=dict(env), path=TOP, usePTY=usePTY
         )
         self._killer = reactor.callLater(timeout, self.kill, signal.SIGKILL)
         self.ended = self._proto.ended
@@ -324,12 +327,13 @@ def runProcess(
     settings: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
     timeout: float = PROCESS_TIMEOUT,
+    usePTY: bool = False,
 ) -> defer.Deferred[ProcessResult]:
     """
     Run a command to its end (killing it after C{timeout} seconds).
     """
     return Process(
-        reactor, argv, childEnvironment(settings or {}), stdin, timeout
+        reactor, argv, childEnvironment(settings or {}), stdin, timeout, usePTY
     ).ended
 
 
@@ -438,6 +442,10 @@ class Behaviour:
     brokenTLS: bool = False
     auth: tuple[bytes, ...] = ()
     users: Mapping[bytes, bytes] = field(default_factory=dict)
+    #: Refuse an EHLO or HELO name that is neither fully qualified nor an
+    #: address literal, with the reply of Postfix's
+    #: C{smtpd_helo_restrictions = reject_non_fqdn_helo_hostname}.
+    fqdnHelo: bool = False
 
 
 @dataclass
@@ -508,7 +516,18 @@ class RecordingSMTP(LineReceiver):
         else:
             handler(rest)
 
+    def heloRefused(self, name: bytes) -> bool:
+        if not self.behaviour.fqdnHelo or name.startswith(b"[") or b"." in name:
+            return False
+        self.sendLine(
+            b"504 5.5.2 <" + name + b">: Helo command rejected: need fully-qualified"
+            b" hostname"
+        )
+        return True
+
     def do_EHLO(self, rest: bytes) -> None:
+        if self.heloRefused(rest.strip()):
+            return
         offered = list(self.behaviour.extensions)
         if self.behaviour.tls is not None or self.behaviour.brokenTLS:
             if not self.tls:
@@ -521,6 +540,8 @@ class RecordingSMTP(LineReceiver):
         self.sendLine(b"250 " + lines[-1])
 
     def do_HELO(self, rest: bytes) -> None:
+        if self.heloRefused(rest.strip()):
+            return
         self.sendLine(b"250 recorder.test")
 
     def do_STARTTLS(self, rest: bytes) -> None:
