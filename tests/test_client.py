@@ -252,11 +252,47 @@ class ConnectionTests(TestCase):
         )
 
     async def test_no8BITMIMEOffered(self) -> None:
-        server = self.serve(extensions=())
-        await self.sendOver(
-            [Envelope("s@client.test", ("a@x.test",), source(b"\n\xc3\xa9\n"))]
+        """
+        8-bit data goes only to a server that offers 8BITMIME (RFC 6152): to
+        another, the message bounces with a line saying why, before MAIL,
+        and the next (7-bit) message on the connection still goes.
+        """
+        server = self.serve(extensions=(b"PIPELINING",))
+        result = await self.sendOver(
+            [
+                Envelope("s@client.test", ("a@x.test",), source(b"\n\xc3\xa9\n")),
+                Envelope("s@client.test", ("b@x.test",), source(b"\nplain\n")),
+            ]
         )
-        self.assertEqual(server.messages[0].mailLine, b"FROM:<s@client.test>")
+        [eight, seven] = result.outcomes
+        self.assertEqual(
+            str(eight),
+            "a@x.test: bounced: the message has 8-bit data and the server does"
+            " not offer 8BITMIME (RFC 6152): not sent",
+        )
+        self.assertEqual((seven.recipient, seven.status), ("b@x.test", DELIVERED))
+        [message] = server.messages
+        self.assertEqual(message.recipients, [b"b@x.test"])
+        self.assertEqual(
+            [c for c in server.commands if c.startswith(b"MAIL")],
+            [b"MAIL FROM:<s@client.test>"],
+        )
+
+    async def test_bccFieldsNotSent(self) -> None:
+        server = self.serve()
+        data = b"To: a@x.test\nBcc: b@x.test,\n\tc@x.test\nSubject: s\n\nbody\n"
+        result = await self.sendOver(
+            [Envelope("s@client.test", ("a@x.test", "b@x.test"), source(data))]
+        )
+        self.assertEqual([o.status for o in result.outcomes], [DELIVERED] * 2)
+        [message] = server.messages
+        self.assertNotIn(b"Bcc", message.data)
+        self.assertNotIn(b"c@x.test", message.data)
+        self.assertTrue(
+            message.data.endswith(b"To: a@x.test\r\nSubject: s\r\n\r\nbody\r\n")
+        )
+        # The SIZE announced is the size sent.
+        self.assertIn(b"SIZE=%d" % len(message.data), message.mailLine)
 
     async def test_exactMessageAtEveryChunkBoundary(self) -> None:
         server = self.serve()
