@@ -266,6 +266,9 @@ class namedAsGiven:
         if isinstance(value, ConfigError):
             variable, _, rest = str(value).partition(":")
             if variable in self.given:
+                # "SMTPTUT_TLS=verify" in the text reads "--tls verify" too.
+                for name, option in self.given.items():
+                    rest = rest.replace(f"{name}=", f"{option} ")
                 raise ConfigError(f"{self.given[variable]}:{rest}") from None
 
 

@@ -385,8 +385,8 @@ class SendCommandTests(TestCase):
             self.assertEqual(result.code, 64, result.out + result.err)
             self.assertEqual(
                 result.err,
-                f"smtptut send: --user: a login needs SMTPTUT_TLS=verify, not {tls}"
-                " (or SMTPTUT_TLS=encrypt with SMTPTUT_INSECURE_AUTH=1 to send the"
+                f"smtptut send: --user: a login needs --tls verify, not {tls}"
+                " (or --tls encrypt with SMTPTUT_INSECURE_AUTH=1 to send the"
                 " password to any certificate)\n",
             )
 
