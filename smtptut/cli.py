@@ -77,8 +77,8 @@ exit status:
   75  at least one recipient was deferred (EX_TEMPFAIL)
   69  every failure is permanent: bounced (EX_UNAVAILABLE)
   64  bad usage or setting (EX_USAGE)
-  65  the message cannot be sent as it is (EX_DATAERR)
-  66  the message file does not exist (EX_NOINPUT)
+  65  the message cannot be sent as it is, or is empty (EX_DATAERR)
+  66  the message file does not exist or is not a regular file (EX_NOINPUT)
   70  smtptut itself failed: a bug, please report it (EX_SOFTWARE)
 
 examples:
