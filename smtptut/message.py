@@ -92,7 +92,7 @@ def messageFromPath(path: str, idDomain: str = "localhost") -> MessageSource:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise MessageError(
                     f"message file {path}: not a regular file (a FIFO, device or"
-                    " socket cannot be sent; pipe it to standard input instead)",
+                    " socket is never read)",
                     missing=True,
                 )
             os.set_blocking(fd, True)

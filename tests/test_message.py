@@ -133,7 +133,7 @@ class CheckTests(SynchronousTestCase):
         self.assertEqual(
             str(e),
             "message file /dev/zero: not a regular file (a FIFO, device or socket"
-            " cannot be sent; pipe it to standard input instead)",
+            " is never read)",
         )
 
     def test_fifoRefusedWithoutWaiting(self) -> None:

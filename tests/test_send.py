@@ -509,7 +509,7 @@ class SendCommandTests(TestCase):
         self.assertEqual(
             result.err,
             f"smtptut send: message file {path}: not a regular file (a FIFO,"
-            " device or socket cannot be sent; pipe it to standard input instead)\n",
+            " device or socket is never read)\n",
         )
         self.assertEqual(self.server.messages(), [])
 

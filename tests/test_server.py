@@ -15,6 +15,7 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from smtptut.config import ServerSettings
+from smtptut.message import TUTORIAL_MESSAGE
 from smtptut.server import _printable, makeFactory
 
 from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
@@ -449,9 +450,12 @@ class AddressTests(SinkTestCase):
     async def test_sendToLiteralEndToEnd(self) -> None:
         # Issue 2's promise: smtptut send --to 'console@[127.0.0.1]'.
         sink = self.sink()
+        # The tutorial's message on standard input (not a terminal here).
         result = await runProcess(
             reactor,
-            [SMTPTUT, "send", "--to", "console@[127.0.0.1]", "--port", str(sink.port)],
+            [SMTPTUT, "send", "--to", "console@[127.0.0.1]", "--port", str(sink.port)]
+            + ["--data", "-"],
+            stdin=TUTORIAL_MESSAGE,
         )
         self.assertEqual(result.code, 0, result.out + result.err)
         self.assertIn("console@[127.0.0.1]: delivered", result.out)
