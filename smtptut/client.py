@@ -347,16 +347,18 @@ class SMTPTutorialClient(smtp.ESMTPClient):
 
     def _nextTransaction(self) -> None:
         sender = self.getMailFrom()
-        if sender is None or self._current is None:
-            self._quit()
-            return
-        if self._current.message.eightBit and b"8BITMIME" not in self._extensions:
+        while (
+            self._current is not None
+            and self._current.message.eightBit
+            and b"8BITMIME" not in self._extensions
+        ):
             # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
             # Converting it would change the message: it bounces instead.
             for recipient in self._current.recipients:
                 self._record(recipient, NO_REPLY, EIGHT_BIT_REFUSED, BOUNCED)
-            self._current = None
-            self._nextTransaction()
+            sender = self.getMailFrom()
+        if sender is None or self._current is None:
+            self._quit()
             return
         self._mailReply, self._rcptReplies, self._dataReply = None, [], None
         self._unsent.clear()

@@ -398,6 +398,16 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(self.reply(b"250 ok"), b"RCPT TO:<a@x.test>\r\n")
         self.assertEqual(self.reply(b"250 ok"), b"DATA\r\n")
 
+    def test_manyEightBitMessagesBounceWithoutRecursion(self) -> None:
+        eight = source(b"Subject: x\n\ncaf\xc3\xa9\n")
+        self.connect(
+            *[Envelope("s@client.test", (f"r{i}@x.test",), eight) for i in range(3000)]
+        )
+        self.reply(b"220 hi")
+        self.assertEqual(self.reply(b"250 hi"), b"QUIT\r\n")
+        self.assertEqual(len(self.client.outcomes), 3000)
+        self.assertEqual({o.status for o in self.client.outcomes}, {BOUNCED})
+
     def test_421MidSessionLeavesTheEnvelopeUnsettled(self) -> None:
         envelope = Envelope("s@client.test", ("a@x.test",), tutorialMessage())
         self.connect(envelope)
