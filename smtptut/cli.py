@@ -241,12 +241,12 @@ def optionsGiven(args: argparse.Namespace) -> dict[str, str]:
     """
     The variables the user set with an option, and that option.
     """
-    return {
-        variable: option
-        for option, variable in OPTIONS.items()
-        if getattr(args, option[2:].replace("-", "_"), None) is not None
-        or (option == "--from" and args.sender is not None)
-    }
+    given = {}
+    for option, variable in OPTIONS.items():
+        dest = "sender" if option == "--from" else option[2:].replace("-", "_")
+        if getattr(args, dest) is not None:
+            given[variable] = option
+    return given
 
 
 class namedAsGiven:

@@ -125,7 +125,10 @@ def checkEhloName(text: str, setting: str) -> str:
         except ValueError:
             address = None
         isV6 = text[1:6].lower() == "ipv6:"
-        if address is not None and (address.version == 6) == isV6:
+        # ipaddress takes anything after a "%" as an IPv6 zone, CR LF
+        # included; a zone means nothing to the server anyway.
+        plain = "%" not in text and text.isascii() and text.isprintable()
+        if address is not None and (address.version == 6) == isV6 and plain:
             return text
         raise ConfigError(
             f"{setting}: {text!r} is not an address literal such as [192.0.2.1]"

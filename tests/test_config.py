@@ -197,6 +197,8 @@ class EhloNameTests(SynchronousTestCase):
             "[::1]",
             "[192.0.2.1",
             "nul\0.test",
+            "[IPv6:fe80::1%eth0]",
+            "[IPv6:fe80::1%x\r\nMAIL FROM:<a@b.test>]",
         ]:
             e = self.assertRaises(
                 ConfigError, ClientSettings.fromEnvironment, {"SMTPTUT_HELO": text}
