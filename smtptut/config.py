@@ -151,10 +151,10 @@ def checkEhloName(text: str, setting: str) -> str:
 @functools.cache
 def localFQDN() -> str | None:
     """
-    This machine's fully qualified domain name, as Postfix's C{myhostname}
-    and msmtp find it (the host name, or its canonical name when it has no
-    dot), or L{None} when there is none: no dot, not a valid name, or a
-    C{localhost} one.
+    This machine's fully qualified domain name, as msmtp finds it (the host
+    name, or its canonical name when it has no dot), or L{None} when there is
+    none: no dot, not a valid name, or a C{localhost} one.  (Postfix's
+    C{myhostname} wants a fully qualified name too.)
     """
     name = socket.gethostname()
     if "." not in name:
