@@ -355,6 +355,8 @@ def sendMain(
                     " give --data - to send standard input, or --data FILE"
                 )
             if dataSetting == "-":
+                if getattr(stdin, "buffer", None) is None:
+                    raise ConfigError("--data: standard input is closed")
                 stdinBytes = cast(BinaryIO, stdin.buffer)
                 idDomain = messageIdDomain(settings)
                 with spooledMessage("standard input", stdinBytes, idDomain) as message:
