@@ -369,9 +369,17 @@ class SendCommandTests(TestCase):
         With --tls may or encrypt, a relay that is not on loopback is refused
         for a login: a man in the middle would get the password.
         """
+        # Refused before any lookup; were it not, the loopback DNS server
+        # would be asked, never the system's.
+        dns = startDNSServer(reactor, "example.test", exampleZone())
+        self.addCleanup(dns.stop)
         for tls in ("may", "encrypt", "off"):
             result = await self.smtptut(
                 "send",
+                "--nameserver",
+                dns.nameserver,
+                "--timeout",
+                "5",
                 "--to",
                 "someone@example.test",
                 "--relay",
