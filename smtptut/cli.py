@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import IO, Any, NoReturn, cast
+from typing import IO, Any, BinaryIO, NoReturn, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import (
@@ -36,8 +33,9 @@ from smtptut.errors import (
     exitStatusFor,
 )
 from smtptut.exchange import makeResolver
-from smtptut.message import MessageError, MessageSource, checkMessage
+from smtptut.message import MessageError, spooledMessage
 from smtptut.sending import (
+    checkAuthRoute,
     checkTrust,
     envelopesByDomain,
     loadMessage,
@@ -59,8 +57,15 @@ SEND_EPILOG = """\
 Every option can also be set in the environment with the SMTPTUT_* variable
 of the same name (SMTPTUT_FROM, SMTPTUT_TO, SMTPTUT_DATA, SMTPTUT_HELO,
 SMTPTUT_PORT, SMTPTUT_NAMESERVER, SMTPTUT_RELAY, SMTPTUT_TLS, SMTPTUT_CA,
-SMTPTUT_USER, SMTPTUT_TIMEOUT); an option wins over its variable.  The password
-is read only from SMTPTUT_PASSWORD, or asked for on the terminal.
+SMTPTUT_USER, SMTPTUT_TIMEOUT; --insecure-auth is SMTPTUT_INSECURE_AUTH=1); an
+option wins over its variable.  The password is read only from
+SMTPTUT_PASSWORD, or asked for on the terminal.  A login (--user) goes only to
+the --relay, with --tls verify (or a loopback relay, or --tls encrypt
+--insecure-auth).
+
+Without --data, the tutorial's message is sent when standard input is a
+terminal; otherwise smtptut send stops with status 64 (use --data - to send
+standard input, which may hold at most 100 MiB).  Bcc: fields are removed.
 
 One line per recipient says what happened to it: "delivered", "deferred" (a
 4xx reply, a timeout, an unreachable server or DNS trouble: try again later)
@@ -72,8 +77,8 @@ exit status:
   75  at least one recipient was deferred (EX_TEMPFAIL)
   69  every failure is permanent: bounced (EX_UNAVAILABLE)
   64  bad usage or setting (EX_USAGE)
-  65  the message cannot be sent as it is (EX_DATAERR)
-  66  the message file does not exist (EX_NOINPUT)
+  65  the message cannot be sent as it is, or is empty (EX_DATAERR)
+  66  the message file does not exist or is not a regular file (EX_NOINPUT)
   70  smtptut itself failed: a bug, please report it (EX_SOFTWARE)
 
 examples:
@@ -97,6 +102,7 @@ OPTIONS = {
     "--ca": "SMTPTUT_CA",
     "--user": "SMTPTUT_USER",
     "--timeout": "SMTPTUT_TIMEOUT",
+    "--insecure-auth": "SMTPTUT_INSECURE_AUTH",
 }
 
 
@@ -139,7 +145,13 @@ def sendParser() -> argparse.ArgumentParser:
         help="the RFC 5322 message to send, LF or CRLF lines; - reads standard"
         " input (default: the tutorial's message)",
     )
-    add("--helo", metavar="NAME", help="the name to greet with (default: localhost)")
+    add(
+        "--helo",
+        metavar="NAME",
+        help="the name to greet with: a host name or an address literal such as"
+        " [192.0.2.1] (default: this machine's fully qualified name, else the"
+        " address literal of the connection's local end)",
+    )
     add("--port", metavar="PORT", help="the exchangers' port (default: 25)")
     add(
         "--nameserver",
@@ -164,8 +176,16 @@ def sendParser() -> argparse.ArgumentParser:
     add(
         "--user",
         metavar="NAME",
-        help="log in with AUTH PLAIN, LOGIN or CRAM-MD5 (only over TLS or to"
-        " loopback); the password comes from SMTPTUT_PASSWORD or a prompt",
+        help="log in to the --relay with AUTH PLAIN, LOGIN or CRAM-MD5 (needs"
+        " --tls verify unless the relay is on loopback); the password comes"
+        " from SMTPTUT_PASSWORD or a prompt",
+    )
+    add(
+        "--insecure-auth",
+        action="store_const",
+        const="1",
+        help="with --tls encrypt, log in over TLS whatever the relay's"
+        " certificate (a man in the middle could take the password)",
     )
     add(
         "--timeout",
@@ -198,6 +218,7 @@ def settingsFrom(
         "--ca": args.ca,
         "--user": args.user,
         "--timeout": args.timeout,
+        "--insecure-auth": args.insecure_auth,
     }
     for option, value in values.items():
         if value is None:
@@ -209,15 +230,46 @@ def settingsFrom(
         raise ConfigError("--to: no recipient given")
     if env.get("SMTPTUT_DATA") == "-":
         del env["SMTPTUT_DATA"]
-    try:
+    with namedAsGiven(given):
         settings = ClientSettings.fromEnvironment(env)
         checkTrust(settings)
+        checkAuthRoute(settings)
         return settings
-    except ConfigError as e:
-        variable, _, rest = str(e).partition(":")
-        if variable in given:
-            raise ConfigError(f"{given[variable]}:{rest}") from None
-        raise
+
+
+def optionsGiven(args: argparse.Namespace) -> dict[str, str]:
+    """
+    The variables the user set with an option, and that option.
+    """
+    given = {}
+    for option, variable in OPTIONS.items():
+        dest = "sender" if option == "--from" else option[2:].replace("-", "_")
+        if getattr(args, dest) is not None:
+            given[variable] = option
+    return given
+
+
+class namedAsGiven:
+    """
+    A context manager that renames the variable at the start of a
+    L{ConfigError} to the option the user typed for it, if any: the user
+    reads C{--to: ...} for C{--to}, C{SMTPTUT_TO: ...} for the environment.
+    """
+
+    def __init__(self, given: Mapping[str, str]) -> None:
+        self.given = given
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if isinstance(value, ConfigError):
+            variable, _, rest = str(value).partition(":")
+            if variable in self.given:
+                # "SMTPTUT_TLS=verify" in the text reads "--tls verify" too.
+                for name, option in self.given.items():
+                    rest = rest.replace(f"{name}=", f"{option} ")
+                raise ConfigError(f"{self.given[variable]}:{rest}") from None
 
 
 def askPassword(
@@ -235,7 +287,7 @@ def askPassword(
         return settings
     if settings.password:
         return settings
-    if not stdin.isatty():
+    if not _isTerminal(stdin):
         raise ConfigError(
             "--user: no password: set SMTPTUT_PASSWORD (standard input is not"
             " a terminal, so smtptut cannot ask for it)"
@@ -244,19 +296,6 @@ def askPassword(
     if not password:
         raise ConfigError("--user: empty password")
     return replace(settings, password=password)
-
-
-@contextmanager
-def spooledInput(stdin: IO[bytes], idDomain: str) -> Iterator[MessageSource]:
-    """
-    Standard input copied to a temporary file, block by block (it is read
-    twice: checked, then sent), and removed afterwards.
-    """
-    with tempfile.NamedTemporaryFile(prefix="smtptut-", suffix=".eml") as spool:
-        shutil.copyfileobj(stdin, spool, 2**16)
-        spool.flush()
-        path = spool.name
-        yield checkMessage("standard input", lambda: open(path, "rb"), idDomain)
 
 
 def outcomeStatus(outcomes: Sequence[RecipientOutcome]) -> int:
@@ -305,22 +344,39 @@ def sendMain(
         print('Try "smtptut send --help".', file=sys.stderr)
         return EX_USAGE
     try:
-        settings = askPassword(settingsFrom(args, environ), stdin)
-        fromStdin = (args.data or environ.get("SMTPTUT_DATA")) == "-"
-        if fromStdin:
-            stdinBytes = cast(IO[bytes], stdin.buffer)
-            with spooledInput(stdinBytes, messageIdDomain(settings)) as message:
-                # A bad address fails here, before the reactor runs.
-                return _run(
-                    settings, envelopesByDomain(settings, message), args.verbose
+        with namedAsGiven(optionsGiven(args)):
+            settings = askPassword(settingsFrom(args, environ), stdin)
+            dataSetting = args.data or environ.get("SMTPTUT_DATA")
+            if dataSetting is None and not _isTerminal(stdin):
+                # Piped input would otherwise be ignored, and the tutorial's
+                # message sent in its place to real recipients.
+                raise ConfigError(
+                    "--data: not given, and standard input is not a terminal:"
+                    " give --data - to send standard input, or --data FILE"
                 )
-        envelopes = envelopesByDomain(settings, loadMessage(settings))
+            if dataSetting == "-":
+                if getattr(stdin, "buffer", None) is None:
+                    raise ConfigError("--data: standard input is closed")
+                stdinBytes = cast(BinaryIO, stdin.buffer)
+                idDomain = messageIdDomain(settings)
+                with spooledMessage("standard input", stdinBytes, idDomain) as message:
+                    # A bad address fails here, before the reactor runs.
+                    envelopes = envelopesByDomain(settings, message)
+                    return _run(settings, envelopes, args.verbose)
+            envelopes = envelopesByDomain(settings, loadMessage(settings))
         return _run(settings, envelopes, args.verbose)
     except (ConfigError, MessageError) as e:
         print(f"smtptut send: {e}", file=sys.stderr)
         return exitStatusFor(e)
     except KeyboardInterrupt:
         return EX_TEMPFAIL
+
+
+def _isTerminal(stdin: Any) -> bool:
+    try:
+        return bool(stdin is not None and stdin.isatty())
+    except ValueError:  # closed
+        return False
 
 
 def _run(

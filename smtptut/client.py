@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IAddress, IConsumer, IReactorTime, ITCPT
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
-from smtptut.config import isLoopbackAddress
+from smtptut.config import checkEhloName, isLoopbackAddress
 from smtptut.message import MessageProducer, MessageSource
 from smtptut.tls import REQUIRED
 
@@ -23,6 +23,12 @@ DEFERRED = "deferred"
 BOUNCED = "bounced"
 
 Reply = tuple[int, bytes]
+
+#: Why a message with 8-bit data bounces at a server without 8BITMIME.
+EIGHT_BIT_REFUSED = (
+    "the message has 8-bit data and the server does not offer 8BITMIME"
+    " (RFC 6152): not sent"
+)
 
 #: The code of an outcome or a failure that came with no SMTP reply at all
 #: (a refused connection, a timeout, a failed handshake, a DNS error).
@@ -81,18 +87,20 @@ class RecipientOutcome:
     reply: str
     exchange: str | None = None
     address: str | None = None
-    #: Shown after the status, in parentheses: C{deferred (interrupted)}.
-    note: str | None = None
+    #: What the user should know about how it went, shown in parentheses
+    #: after the status: C{interrupted}, C{unencrypted: TLS handshake
+    #: failed: ...} or C{not authenticated: ...}.
+    notes: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        status = f"{self.status} ({self.note})" if self.note else self.status
         via = ""
         if self.exchange:
             via = f" via {self.exchange}"
             if self.address and self.address != self.exchange:
                 via += f" [{self.address}]"
+        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
         reply = f"{self.code} {self.reply}" if self.code != NO_REPLY else self.reply
-        return f"{self.recipient}: {status}{via}: {reply}"
+        return f"{self.recipient}: {self.status}{notes}{via}: {reply}"
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,21 @@ def statusForCode(code: int) -> str:
     if 500 <= code < 600:
         return BOUNCED
     return DEFERRED
+
+
+def addressLiteral(address: IAddress) -> str:
+    """
+    The RFC 5321 §4.1.3 address literal of a TCP address: C{[192.0.2.1]} or
+    C{[IPv6:2001:db8::1]} (without any zone).
+    """
+    host = str(getattr(address, "host", "")).split("%")[0]
+    if ":" in host:
+        return f"[IPv6:{host}]"
+    return f"[{host}]"
+
+
+#: The note on the outcome when a login was asked for but not offered.
+NOT_AUTHENTICATED = "not authenticated: the server offers no AUTH"
 
 
 def _text(resp: bytes | str | None) -> str:
@@ -221,6 +244,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self.timeouts = Timeouts()
         self.outcomes: list[RecipientOutcome] = []
         self.failure: tuple[str, int] | None = None
+        self.notes: tuple[str, ...] = ()
 
     # The tutorial's hooks.
 
@@ -261,6 +285,11 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             setNoDelay(True)
         self.timeouts = self.factory.timeouts
         self.timeout = self.timeouts.greeting  # type: ignore[assignment]
+        if not self.identity:
+            # No fully qualified name: the address this connection comes
+            # from, as Postfix's smtp_helo_name would need to be set to.
+            local = self.transport.getHost()  # type: ignore[union-attr]
+            self.identity = addressLiteral(local).encode("ascii")
         super().connectionMade()
 
     # Longer lines are refused (lineLengthExceeded), not kept.
@@ -308,6 +337,14 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             self.setTimeout(wait)
         super().sendLine(line)
 
+    def smtpState_helo(self, code: int, resp: bytes) -> None:
+        super().smtpState_helo(code, resp)
+        # Twisted leaves the EHLO failure handler in place, which is this
+        # method: a server refusing the name (Postfix's 504 for a name that
+        # is not fully qualified) got HELO after HELO for ever.  A refused
+        # HELO ends the session with that reply.  (No Twisted ticket found.)
+        self._failresponse = self.smtpConnectionFailed
+
     def esmtpState_serverConfig(self, code: int, resp: bytes) -> None:
         self._extensions = {}
         for line in resp.splitlines():
@@ -339,6 +376,9 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self, code: int, resp: bytes, items: dict[bytes, bytes | None]
     ) -> None:
         offered = items.get(b"AUTH")
+        if self.secret and not offered:
+            # As Postfix does, the message goes all the same; the user is told.
+            self.notes += (NOT_AUTHENTICATED,)
         if self.secret and offered and not self._tlsMode:
             peer = self.transport.getPeer()  # type: ignore[union-attr]
             if not isLoopbackAddress(getattr(peer, "host", "")):
@@ -364,6 +404,16 @@ class SMTPTutorialClient(smtp.ESMTPClient):
 
     def _nextTransaction(self) -> None:
         sender = self.getMailFrom()
+        while (
+            self._current is not None
+            and self._current.message.eightBit
+            and b"8BITMIME" not in self._extensions
+        ):
+            # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
+            # Converting it would change the message: it bounces instead.
+            for recipient in self._current.recipients:
+                self._record(recipient, NO_REPLY, EIGHT_BIT_REFUSED, BOUNCED)
+            sender = self.getMailFrom()
         if sender is None or self._current is None:
             self._quit()
             return
@@ -609,14 +659,17 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         else:
             self._current = None
 
-    def _record(self, recipient: str, code: int, reply: str) -> None:
+    def _record(
+        self, recipient: str, code: int, reply: str, status: str | None = None
+    ) -> None:
         outcome = RecipientOutcome(
             recipient,
-            statusForCode(code),
+            status or statusForCode(code),
             code,
             reply,
             self.factory.exchange,
             self.factory.address,
+            self.notes,
         )
         self.outcomes.append(outcome)
 
@@ -653,7 +706,7 @@ class SMTPClientFactory(protocol.ClientFactory):
     def __init__(
         self,
         envelopes: Iterable[Envelope],
-        identity: str = "localhost",
+        identity: str | None = None,
         secret: bytes | None = None,
         contextFactory: Any = None,
         timeout: float | Timeouts | None = None,
@@ -667,6 +720,9 @@ class SMTPClientFactory(protocol.ClientFactory):
             from twisted.internet import reactor as clock
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.envelopes = list(envelopes)
+        if identity is not None:
+            # Whatever built the settings, nothing but a name reaches the wire.
+            checkEhloName(identity, "identity")
         self.identity = identity
         self.secret = secret
         self.contextFactory = contextFactory

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import idna
 from twisted.internet.endpoints import serverFromString
 
 TUTORIAL_SENDER = "tutorial_sender@example.com"
@@ -88,6 +92,103 @@ def literalAddress(domain: str) -> str | None:
     if literal.lower().startswith("ipv6:"):
         literal = literal[5:]
     return literal
+
+
+#: One label of a host name: letters, digits and inner hyphens (RFC 5321
+#: §4.1.2's C{sub-domain}, RFC 1123 §2.1).
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+
+
+def isHostName(name: str) -> bool:
+    """
+    Whether C{name} is a domain name as SMTP carries it: ASCII labels of
+    letters, digits and hyphens, 63 octets at most each, 253 in all, no
+    trailing dot (so no space, CR, LF or other control character either).
+    """
+    if not name or len(name) > 253 or not name.isascii():
+        return False
+    return all(_LABEL.match(label) for label in name.split("."))
+
+
+def checkEhloName(text: str, setting: str) -> str:
+    """
+    The name to send with EHLO: a domain name (an internationalized one in
+    its A-label form) or an address literal, C{[192.0.2.1]} or
+    C{[IPv6:2001:db8::1]} (RFC 5321 §4.1.1.1).  Anything else, and above all
+    whitespace or a CR or LF that would start another command on the wire,
+    raises L{ConfigError}.
+    """
+    if text.startswith("["):
+        literal = literalAddress(text)
+        try:
+            address = ipaddress.ip_address(literal or "")
+        except ValueError:
+            address = None
+        isV6 = text[1:6].lower() == "ipv6:"
+        # ipaddress takes anything after a "%" as an IPv6 zone, CR LF
+        # included; a zone means nothing to the server anyway.
+        plain = "%" not in text and text.isascii() and text.isprintable()
+        if address is not None and (address.version == 6) == isV6 and plain:
+            return text
+        raise ConfigError(
+            f"{setting}: {text!r} is not an address literal such as [192.0.2.1]"
+            " or [IPv6:2001:db8::1]"
+        )
+    name = text
+    if not name.isascii() and name.isprintable() and not any(c.isspace() for c in name):
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            pass
+    if not isHostName(name):
+        raise ConfigError(
+            f"{setting}: {text!r} is not a host name (letters, digits, hyphens"
+            " and dots) or an address literal"
+        )
+    return name
+
+
+#: Where the machine's own names are looked up (see L{localFQDN}).
+HOSTS_FILE = "/etc/hosts"
+
+
+def _canonicalFromHosts(name: str) -> str | None:
+    """
+    The canonical (first) name of the L{HOSTS_FILE} line that lists C{name}, as
+    the resolver's C{files} source would give it, or L{None}.
+    """
+    try:
+        with open(HOSTS_FILE, encoding="utf-8", errors="replace") as hosts:
+            for line in hosts:
+                names = line.partition("#")[0].split()[1:]
+                if name.lower() in (n.lower() for n in names):
+                    return names[0]
+    except OSError:
+        pass
+    return None
+
+
+@functools.cache
+def localFQDN() -> str | None:
+    """
+    This machine's fully qualified domain name, as msmtp finds it (the host
+    name, or its canonical name when it has no dot), or L{None} when there is
+    none: no dot, not a valid name, or a C{localhost} one.  (Postfix's
+    C{myhostname} wants a fully qualified name too.)
+
+    The canonical name comes from L{HOSTS_FILE} only, not from
+    C{socket.getfqdn}: that may ask the system's DNS servers, and reading
+    settings must send nothing off the machine.
+    """
+    name = socket.gethostname()
+    if "." not in name:
+        name = _canonicalFromHosts(name) or name
+    name = name.rstrip(".").lower()
+    if "." not in name or not isHostName(name):
+        return None
+    if name.split(".")[0] == "localhost" or name.endswith(".localhost"):
+        return None
+    return name
 
 
 def isLoopbackAddress(host: str) -> bool:
@@ -179,6 +280,11 @@ class ClientSettings:
     """
     What the sending side needs: envelope, message, routing, TLS and limits.
 
+    @ivar helo: the EHLO name; L{None} for an address literal of the local
+        end of each connection (what C{fromEnvironment} leaves when the
+        machine has no fully qualified name, see L{localFQDN}).
+    @ivar insecureAuth: allow AUTH over TLS whose certificate is not checked
+        (C{SMTPTUT_INSECURE_AUTH=1}, with C{SMTPTUT_TLS=encrypt}).
     @ivar timeout: seconds to wait for any one reply, or L{None} for the
         RFC 5321 §4.5.3.2 waits (5 minutes for most replies, 10 after the
         message).
@@ -188,7 +294,7 @@ class ClientSettings:
     sender: str = TUTORIAL_SENDER
     recipients: tuple[MailAddress, ...] = (parseAddress(TUTORIAL_RECIPIENT),)
     dataPath: str | None = None
-    helo: str = "localhost"
+    helo: str | None = None
     port: int = 25
     nameservers: tuple[tuple[str, int], ...] = ()
     relay: tuple[str, int] | None = None
@@ -196,6 +302,7 @@ class ClientSettings:
     ca: str | None = None
     user: str | None = None
     password: str | None = field(default=None, repr=False)
+    insecureAuth: bool = False
     timeout: float | None = None
     concurrency: int = DEFAULT_CONCURRENCY
 
@@ -236,11 +343,14 @@ class ClientSettings:
             raise ConfigError(f"SMTPTUT_CA: {ca}: no such file")
         timeoutText = env.get("SMTPTUT_TIMEOUT", "").strip()
         timeout = parseTimeout(timeoutText, "SMTPTUT_TIMEOUT") if timeoutText else None
+        # Not stripped: a space or CR around the name is refused, not hidden.
+        heloText = env.get("SMTPTUT_HELO", "")
+        helo = checkEhloName(heloText, "SMTPTUT_HELO") if heloText else localFQDN()
         return cls(
             sender=sender,
             recipients=recipients,
             dataPath=env.get("SMTPTUT_DATA") or None,
-            helo=env.get("SMTPTUT_HELO", "").strip() or "localhost",
+            helo=helo,
             port=port,
             nameservers=nameservers,
             relay=relay,
@@ -248,6 +358,7 @@ class ClientSettings:
             ca=ca,
             user=env.get("SMTPTUT_USER") or None,
             password=env.get("SMTPTUT_PASSWORD") or None,
+            insecureAuth=_flag(env, "SMTPTUT_INSECURE_AUTH", False),
             timeout=timeout,
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dns.resolver
@@ -139,11 +139,15 @@ def deliverToExchanges(
         exchangePort = port or exchange.port or settings.port
         tlsMode = settings.tls
         answered = False
+        notes: tuple[str, ...] = ()
         while pending and not interrupted():
             factory = _factory(settings, exchange, address, tlsMode, trustRoot)
             factory.envelopes = pending
             result = yield _attempt(reactor, factory, address, exchangePort)
-            outcomes.extend(result.outcomes)
+            outcomes.extend(
+                replace(o, notes=notes + o.notes) if notes else o
+                for o in result.outcomes
+            )
             pending = result.unsettled
             answered = answered or result.connected
             if result.error is not None:
@@ -165,6 +169,8 @@ def deliverToExchanges(
                 )
             if result.tlsFailed and tlsMode == "may":
                 tlsMode = "off"
+                # What follows is in plaintext: the outcome line says so.
+                notes = (f"unencrypted: {result.error}",)
                 continue
             break
         if answered:
@@ -200,7 +206,7 @@ def interruptedOutcomes(recipients: Iterable[str]) -> list[RecipientOutcome]:
             DEFERRED,
             NO_REPLY,
             "smtptut was stopped before the transaction completed",
-            note=INTERRUPTED,
+            notes=(INTERRUPTED,),
         )
         for r in recipients
     ]
@@ -214,15 +220,21 @@ def _factory(
     trustRoot: Any,
 ) -> SMTPClientFactory:
     password = settings.password.encode("utf-8") if settings.password else None
+    # The credentials are the submission server's: never offered to anything
+    # but the relay, whatever the settings let through (issue 9).
+    toRelay = settings.relay is not None and (
+        exchange.host.lower() == settings.relay[0].lower()
+    )
+    login = bool(settings.user) and toRelay
     return SMTPClientFactory(
         [],
         identity=settings.helo,
-        secret=password if settings.user else None,
+        secret=password if login else None,
         contextFactory=clientContext(tlsMode, exchange.host, trustRoot),
         timeout=settings.timeout,
         exchange=exchange.host,
         address=address,
-        username=settings.user.encode("utf-8") if settings.user else None,
+        username=settings.user.encode("utf-8") if login and settings.user else None,
         tlsMode=tlsMode,
     )
 

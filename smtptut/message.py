@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate, make_msgid
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPullProducer
@@ -28,6 +31,14 @@ MAX_LINE = 998
 
 #: How much of the message file one write carries.
 CHUNK_SIZE = 2**16
+
+#: The largest message taken from standard input (it is copied to a
+#: temporary file first, which must not fill the disk): 100 MiB, four times
+#: the largest message common MXes take (Postfix's default is 10 MB).
+MAX_SPOOL = 100 * 2**20
+
+#: Header fields left out of the message sent (lower case).
+BLIND_FIELDS = frozenset({b"bcc", b"resent-bcc"})
 
 
 class MessageError(Exception):
@@ -69,10 +80,26 @@ def tutorialMessage() -> MessageSource:
 def messageFromPath(path: str, idDomain: str = "localhost") -> MessageSource:
     """
     Check the message file at C{path}, reading it once without keeping it.
+    Only a regular file is taken: a FIFO would block C{open} until a writer
+    comes, and could be read only once; a device may never end.
     """
 
     def opener() -> BinaryIO:
-        return open(path, "rb")
+        # O_NONBLOCK: opening a FIFO with no writer returns at once, so that
+        # it can be refused instead of hanging here.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise MessageError(
+                    f"message file {path}: not a regular file (a FIFO, device or"
+                    " socket is never read)",
+                    missing=True,
+                )
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "rb")
 
     try:
         if os.path.isdir(path):
@@ -89,46 +116,194 @@ def checkMessage(
 ) -> MessageSource:
     """
     Read the message once, refusing what SMTP cannot carry unchanged (a NUL,
-    a bare CR, a line over 998 octets) and noting what it lacks and holds.
+    a bare CR, a line over 998 octets) or nothing at all, and noting what it
+    lacks and holds.
     """
-    eightBit = False
-    inHeaders = True
-    seen: set[bytes] = set()
-    size = 0
+    checker = MessageChecker(name)
     with opener() as f:
-        number = 0
         while True:
             line = f.readline(MAX_LINE + 3)
             if not line:
                 break
-            number += 1
-            content = line.rstrip(b"\n")
-            if content.endswith(b"\r"):
-                content = content[:-1]
-            if len(content) > MAX_LINE:
-                raise MessageError(
-                    f"{name}: line {number} is longer than {MAX_LINE} octets"
-                )
-            if b"\0" in content:
-                raise MessageError(f"{name}: line {number} contains a NUL byte")
-            if b"\r" in content:
-                raise MessageError(
-                    f"{name}: line {number} contains a bare CR (carriage return)"
-                )
-            if not eightBit and not content.isascii():
-                eightBit = True
-            if inHeaders:
-                if not content:
-                    inHeaders = False
-                elif content[:1] not in b" \t":
-                    seen.add(content.split(b":", 1)[0].strip().lower())
-            size += len(content) + 2
-    extra = b""
-    if b"date" not in seen:
-        extra += b"Date: " + formatdate(localtime=True).encode("ascii") + b"\r\n"
-    if b"message-id" not in seen:
-        extra += b"Message-ID: " + make_msgid(domain=idDomain).encode("ascii") + b"\r\n"
-    return MessageSource(name, opener, eightBit, extra, size + len(extra))
+            checker.feed(line)
+    return checker.source(opener, idDomain)
+
+
+@contextmanager
+def spooledMessage(
+    name: str, stream: BinaryIO, idDomain: str = "localhost", maxSize: int = MAX_SPOOL
+) -> Iterator[MessageSource]:
+    """
+    A message read once from C{stream} (standard input), checked line by line
+    as it is copied to a temporary file, so that copying stops at the first
+    line SMTP cannot carry or once C{maxSize} octets are passed.
+
+    The temporary file has no name (C{O_TMPFILE} on Linux, unlinked at once
+    elsewhere), so nothing is left behind however the process ends, SIGTERM
+    and SIGKILL included; each reader gets its own offset in it.
+    """
+    with tempfile.TemporaryFile(prefix="smtptut-", suffix=".eml") as spool:
+        checker = MessageChecker(name, maxSize)
+        while True:
+            line = stream.readline(MAX_LINE + 3)
+            if not line:
+                break
+            checker.feed(line)
+            spool.write(line)
+        spool.flush()
+        fd = spool.fileno()
+
+        def opener() -> BinaryIO:
+            return io.BufferedReader(_PositionalReader(fd), CHUNK_SIZE)
+
+        yield checker.source(opener, idDomain)
+
+
+class MessageChecker:
+    """
+    The checks of L{checkMessage}, one line at a time: what SMTP cannot carry
+    unchanged raises L{MessageError}; what the message lacks (C{Date:},
+    C{Message-ID:}) and holds (8-bit data, C{Bcc:} fields) is noted.
+
+    @ivar omit: the C{(start, end)} offsets of the C{Bcc:} and
+        C{Resent-Bcc:} fields (continuation lines included), which are not
+        sent: as sendmail and msmtp do, the blind copies stay blind.
+    """
+
+    def __init__(self, name: str, maxSize: int | None = None) -> None:
+        self.name = name
+        self.maxSize = maxSize
+        self.number = 0
+        self.offset = 0
+        self.size = 0
+        self.eightBit = False
+        self.blank = True
+        self.inHeaders = True
+        self.seen: set[bytes] = set()
+        self.omit: list[tuple[int, int]] = []
+        self._omitting = False
+
+    def feed(self, line: bytes) -> None:
+        """
+        Check one line as read, its line end included.
+        """
+        name = self.name
+        self.number += 1
+        number = self.number
+        content = line.rstrip(b"\n")
+        if content.endswith(b"\r"):
+            content = content[:-1]
+        if len(content) > MAX_LINE:
+            raise MessageError(
+                f"{name}: line {number} is longer than {MAX_LINE} octets"
+            )
+        if b"\0" in content:
+            raise MessageError(f"{name}: line {number} contains a NUL byte")
+        if b"\r" in content:
+            raise MessageError(
+                f"{name}: line {number} contains a bare CR (carriage return)"
+            )
+        if not self.eightBit and not content.isascii():
+            self.eightBit = True
+        if self.blank and content.strip():
+            self.blank = False
+        start, self.offset = self.offset, self.offset + len(line)
+        if self.maxSize is not None and self.offset > self.maxSize:
+            raise MessageError(f"{name}: larger than {self.maxSize} octets")
+        if self.inHeaders:
+            if not content:
+                self.inHeaders = False
+                self._omitting = False
+            elif content[:1] not in b" \t":
+                field = content.split(b":", 1)[0].strip().lower()
+                self.seen.add(field)
+                self._omitting = b":" in content and field in BLIND_FIELDS
+                if self._omitting:
+                    self.omit.append((start, self.offset))
+            elif self._omitting:
+                self.omit[-1] = (self.omit[-1][0], self.offset)
+            if self._omitting:
+                return
+        self.size += len(content) + 2
+
+    def source(self, opener: Callable[[], BinaryIO], idDomain: str) -> MessageSource:
+        """
+        The checked message, once every line was fed.
+        """
+        if self.blank:
+            raise MessageError(f"{self.name}: the message is empty")
+        extra = b""
+        if b"date" not in self.seen:
+            extra += b"Date: " + formatdate(localtime=True).encode("ascii") + b"\r\n"
+        if b"message-id" not in self.seen:
+            msgid = make_msgid(domain=idDomain).encode("ascii")
+            extra += b"Message-ID: " + msgid + b"\r\n"
+        if self.omit:
+            omit = tuple(self.omit)
+            inner = opener
+
+            def opener() -> BinaryIO:
+                return io.BufferedReader(_OmittingReader(inner(), omit), CHUNK_SIZE)
+
+        return MessageSource(
+            self.name, opener, self.eightBit, extra, self.size + len(extra)
+        )
+
+
+class _PositionalReader(io.RawIOBase):
+    """
+    A reader of a file descriptor shared with others, at its own offset
+    (C{pread}); closing it leaves the descriptor open.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = os.pread(self._fd, len(buffer), self._position)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+class _OmittingReader(io.RawIOBase):
+    """
+    A file read without the C{(start, end)} ranges of octets in C{omit}.
+    """
+
+    def __init__(self, f: BinaryIO, omit: tuple[tuple[int, int], ...]) -> None:
+        super().__init__()
+        self._file = f
+        self._omit = list(omit)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._omit and self._position >= self._omit[0][0]:
+            start, end = self._omit.pop(0)
+            while self._position < end:
+                skipped = self._file.read(end - self._position)
+                if not skipped:
+                    return 0
+                self._position += len(skipped)
+        wanted = len(buffer)
+        if self._omit:
+            wanted = min(wanted, self._omit[0][0] - self._position)
+        data = self._file.read(wanted)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def toSMTP(lines: bytes) -> bytes:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from OpenSSL.crypto import X509
 from OpenSSL.SSL import VERIFY_FAIL_IF_NO_PEER_CERT, VERIFY_PEER, Connection
+from service_identity import VerificationError
 from service_identity.hazmat import (
     DNS_ID,
     IPAddress_ID,
@@ -115,10 +116,14 @@ class StrictClientTLSOptions:
                 return False  # OpenSSL's chain check failed: so does the handshake.
             if depth != 0:
                 return True
+            patterns: Sequence[Any] = []
             try:
-                verify_service_identity(extract_patterns(cert), [self._serviceID], [])
+                patterns = extract_patterns(cert)
+                verify_service_identity(patterns, [self._serviceID], [])
             except BaseException as e:
-                reason = " ".join(str(e).split()) or e.__class__.__name__
+                reason = _inWords(
+                    e, patterns if isinstance(e, VerificationError) else []
+                )
                 try:
                     tlsProtocol.failVerification(
                         Failure(HostnameMismatch(self._hostname, reason))
@@ -129,6 +134,26 @@ class StrictClientTLSOptions:
             return True
 
         return verify
+
+
+def _inWords(error: BaseException, patterns: Sequence[Any]) -> str:
+    """
+    Why the certificate does not do, for a person: service_identity's
+    C{VerificationError} reads as a repr (C{VerificationError(errors=[
+    DNSMismatch(...)])}); say which names the certificate is for instead.
+    """
+    if isinstance(error, VerificationError):
+        names = []
+        for pattern in patterns:
+            value = getattr(pattern, "pattern", None)
+            if isinstance(value, bytes):
+                value = value.decode("ascii", "replace")
+            if value is not None:
+                names.append(str(value))
+        if names:
+            return f"it is for {', '.join(names)} only"
+        return "it names no host name or address"
+    return " ".join(str(error).split()) or error.__class__.__name__
 
 
 def clientContext(mode: str, hostname: str, trustRoot: Any = None) -> Any:

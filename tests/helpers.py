@@ -265,11 +265,14 @@ class Process:
         stdin: bytes | None = None,
         timeout: float = PROCESS_TIMEOUT,
         path: str = TOP,
+        usePTY: bool = False,
     ) -> None:
         self.reactor = reactor
         self._proto = _Collector(stdin)
+        # usePTY: the child's standard streams are a terminal, as a user's
+        # (its output then has CRLF line ends).
         self.transport = reactor.spawnProcess(
-            self._proto, argv[0], argv, env=dict(env), path=path
+            self._proto, argv[0], argv, env=dict(env), path=path, usePTY=usePTY
         )
         self._killer = reactor.callLater(timeout, self.kill, signal.SIGKILL)
         self.ended = self._proto.ended
@@ -326,12 +329,19 @@ def runProcess(
     stdin: bytes | None = None,
     timeout: float = PROCESS_TIMEOUT,
     path: str = TOP,
+    usePTY: bool = False,
 ) -> defer.Deferred[ProcessResult]:
     """
     Run a command in C{path} to its end (killing it after C{timeout} seconds).
     """
     return Process(
-        reactor, argv, childEnvironment(settings or {}), stdin, timeout, path
+        reactor,
+        argv,
+        childEnvironment(settings or {}),
+        stdin,
+        timeout,
+        path,
+        usePTY,
     ).ended
 
 
@@ -442,6 +452,10 @@ class Behaviour:
     brokenTLS: bool = False
     auth: tuple[bytes, ...] = ()
     users: Mapping[bytes, bytes] = field(default_factory=dict)
+    #: Refuse an EHLO or HELO name that is neither fully qualified nor an
+    #: address literal, with the reply of Postfix's
+    #: C{smtpd_helo_restrictions = reject_non_fqdn_helo_hostname}.
+    fqdnHelo: bool = False
 
 
 @dataclass
@@ -512,7 +526,18 @@ class RecordingSMTP(LineReceiver):
         else:
             handler(rest)
 
+    def heloRefused(self, name: bytes) -> bool:
+        if not self.behaviour.fqdnHelo or name.startswith(b"[") or b"." in name:
+            return False
+        self.sendLine(
+            b"504 5.5.2 <" + name + b">: Helo command rejected: need fully-qualified"
+            b" hostname"
+        )
+        return True
+
     def do_EHLO(self, rest: bytes) -> None:
+        if self.heloRefused(rest.strip()):
+            return
         offered = list(self.behaviour.extensions)
         if self.behaviour.tls is not None or self.behaviour.brokenTLS:
             if not self.tls:
@@ -525,6 +550,8 @@ class RecordingSMTP(LineReceiver):
         self.sendLine(b"250 " + lines[-1])
 
     def do_HELO(self, rest: bytes) -> None:
+        if self.heloRefused(rest.strip()):
+            return
         self.sendLine(b"250 recorder.test")
 
     def do_STARTTLS(self, rest: bytes) -> None:

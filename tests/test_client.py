@@ -72,7 +72,8 @@ class DeliveryTests(TestCase):
         self.assertEqual(outcome.code, 250)
         [message] = self.server.messages()
         # The trace header and the Message-ID come first, then the message as sent.
-        self.assertTrue(message.startswith("Received: from localhost ([127.0.0.1])"))
+        # No EHLO name set: the literal of the client's end of the connection.
+        self.assertTrue(message.startswith("Received: from [127.0.0.1] ([127.0.0.1])"))
         self.assertTrue(
             message.endswith(TUTORIAL_MESSAGE.decode().rstrip("\n")), message
         )
@@ -149,7 +150,7 @@ class DeliveryTests(TestCase):
         )
         [message] = server6.messages()
         self.assertTrue(
-            message.startswith("Received: from localhost ([IPv6:::1])"), message
+            message.startswith("Received: from [IPv6:::1] ([IPv6:::1])"), message
         )
 
 
@@ -258,11 +259,47 @@ class ConnectionTests(TestCase):
         )
 
     async def test_no8BITMIMEOffered(self) -> None:
-        server = self.serve(extensions=())
-        await self.sendOver(
-            [Envelope("s@client.test", ("a@x.test",), source(b"\n\xc3\xa9\n"))]
+        """
+        8-bit data goes only to a server that offers 8BITMIME (RFC 6152): to
+        another, the message bounces with a line saying why, before MAIL,
+        and the next (7-bit) message on the connection still goes.
+        """
+        server = self.serve(extensions=(b"PIPELINING",))
+        result = await self.sendOver(
+            [
+                Envelope("s@client.test", ("a@x.test",), source(b"\n\xc3\xa9\n")),
+                Envelope("s@client.test", ("b@x.test",), source(b"\nplain\n")),
+            ]
         )
-        self.assertEqual(server.messages[0].mailLine, b"FROM:<s@client.test>")
+        [eight, seven] = result.outcomes
+        self.assertEqual(
+            str(eight),
+            "a@x.test: bounced: the message has 8-bit data and the server does"
+            " not offer 8BITMIME (RFC 6152): not sent",
+        )
+        self.assertEqual((seven.recipient, seven.status), ("b@x.test", DELIVERED))
+        [message] = server.messages
+        self.assertEqual(message.recipients, [b"b@x.test"])
+        self.assertEqual(
+            [c for c in server.commands if c.startswith(b"MAIL")],
+            [b"MAIL FROM:<s@client.test>"],
+        )
+
+    async def test_bccFieldsNotSent(self) -> None:
+        server = self.serve()
+        data = b"To: a@x.test\nBcc: b@x.test,\n\tc@x.test\nSubject: s\n\nbody\n"
+        result = await self.sendOver(
+            [Envelope("s@client.test", ("a@x.test", "b@x.test"), source(data))]
+        )
+        self.assertEqual([o.status for o in result.outcomes], [DELIVERED] * 2)
+        [message] = server.messages
+        self.assertNotIn(b"Bcc", message.data)
+        self.assertNotIn(b"c@x.test", message.data)
+        self.assertTrue(
+            message.data.endswith(b"To: a@x.test\r\nSubject: s\r\n\r\nbody\r\n")
+        )
+        # The SIZE announced is the size sent.
+        self.assertIn(b"SIZE=%d" % len(message.data), message.mailLine)
 
     async def test_exactMessageAtEveryChunkBoundary(self) -> None:
         server = self.serve()
@@ -367,6 +404,16 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(self.reply(b"250 hello"), b"MAIL FROM:<s@client.test>\r\n")
         self.assertEqual(self.reply(b"250 ok"), b"RCPT TO:<a@x.test>\r\n")
         self.assertEqual(self.reply(b"250 ok"), b"DATA\r\n")
+
+    def test_manyEightBitMessagesBounceWithoutRecursion(self) -> None:
+        eight = source(b"Subject: x\n\ncaf\xc3\xa9\n")
+        self.connect(
+            *[Envelope("s@client.test", (f"r{i}@x.test",), eight) for i in range(3000)]
+        )
+        self.reply(b"220 hi")
+        self.assertEqual(self.reply(b"250 hi"), b"QUIT\r\n")
+        self.assertEqual(len(self.client.outcomes), 3000)
+        self.assertEqual({o.status for o in self.client.outcomes}, {BOUNCED})
 
     def test_421MidSessionLeavesTheEnvelopeUnsettled(self) -> None:
         envelope = Envelope("s@client.test", ("a@x.test",), tutorialMessage())
@@ -517,7 +564,7 @@ class WireProperties(SynchronousTestCase):
         session = SessionTests()
         session.connect(Envelope("s@client.test", ("a@x.test",), source(data)))
         session.reply(b"220 hi")
-        session.reply(b"250-hi\r\n250 PIPELINING")
+        session.reply(b"250-hi\r\n250-8BITMIME\r\n250 PIPELINING")
         session.transport.clear()
         session.client.dataReceived(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
         producer = session.transport.producer

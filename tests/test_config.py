@@ -1,17 +1,24 @@
 """Tests for smtptut.config: settings from the environment and their errors."""
 
+import socket
+
 from twisted.trial.unittest import SynchronousTestCase
 
+from smtptut import config
+from smtptut.client import SMTPClientFactory
 from smtptut.config import (
     AcceptPolicy,
     ClientSettings,
     ConfigError,
     ServerSettings,
+    checkEhloName,
     isLoopbackAddress,
+    localFQDN,
     parseAddress,
     parseHostPort,
     parseNameserver,
 )
+from smtptut.sending import checkCredentials
 
 
 class AddressTests(SynchronousTestCase):
@@ -152,6 +159,159 @@ class ClientSettingsTests(SynchronousTestCase):
     def test_passwordNotInRepr(self) -> None:
         settings = ClientSettings.fromEnvironment({"SMTPTUT_PASSWORD": "s3cret"})
         self.assertNotIn("s3cret", repr(settings))
+
+
+class EhloNameTests(SynchronousTestCase):
+    """
+    The EHLO name reaches the wire as it is: only a host name or an address
+    literal is taken (issue 9: a CR LF in it injected commands).
+    """
+
+    def test_good(self) -> None:
+        for text, sent in [
+            ("mail.example.org", "mail.example.org"),
+            ("localhost", "localhost"),
+            ("a-b.c1.test", "a-b.c1.test"),
+            ("[192.0.2.1]", "[192.0.2.1]"),
+            ("[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
+            ("b\u00fccher.test", "xn--bcher-kva.test"),
+        ]:
+            self.assertEqual(checkEhloName(text, "SMTPTUT_HELO"), sent)
+            settings = ClientSettings.fromEnvironment({"SMTPTUT_HELO": text})
+            self.assertEqual(settings.helo, sent)
+
+    def test_bad(self) -> None:
+        for text in [
+            "evil.test\r\nMAIL FROM:<x@y.test>",
+            "evil.test\n",
+            " evil.test",
+            "bad name",
+            "tab\there",
+            "a..b",
+            "-a.test",
+            "a-.test",
+            "a.test.",
+            "under_score.test",
+            "x" * 64 + ".test",
+            "[192.0.2]",
+            "[IPv6:192.0.2.1]",
+            "[::1]",
+            "[192.0.2.1",
+            "nul\0.test",
+            "[IPv6:fe80::1%eth0]",
+            "[IPv6:fe80::1%x\r\nMAIL FROM:<a@b.test>]",
+        ]:
+            e = self.assertRaises(
+                ConfigError, ClientSettings.fromEnvironment, {"SMTPTUT_HELO": text}
+            )
+            self.assertTrue(str(e).startswith("SMTPTUT_HELO: "), str(e))
+            self.assertNotIn("\n", str(e).replace("\\n", ""))
+
+    def test_identityCheckedByTheClientToo(self) -> None:
+        self.assertRaises(ConfigError, SMTPClientFactory, [], identity="x.test\r\nRSET")
+
+    def test_localFQDN(self) -> None:
+        """
+        The host name if it has a dot, else its canonical name in the hosts
+        file (never a DNS query), else none.
+        """
+        hosts = self.mktemp()
+        with open(hosts, "w") as f:
+            f.write(
+                "127.0.0.1 localhost\n"
+                "# 10.0.0.9 box.commented.example box\n"
+                "10.0.0.1 Box.Example.org box  # the canonical name first\n"
+                "10.0.0.2 loop.localhost loop\n"
+                "10.0.0.3 plain\n"
+            )
+        self.patch(config, "HOSTS_FILE", hosts)
+        self.patch(socket, "getfqdn", lambda *a: self.fail("getfqdn may ask DNS"))
+        self.addCleanup(localFQDN.cache_clear)
+        for hostname, expected in [
+            ("mail.example.org", "mail.example.org"),
+            ("box", "box.example.org"),
+            ("plain", None),
+            ("unknown", None),
+            ("loop", None),
+            ("localhost", None),
+            ("bad_name.example.org", None),
+        ]:
+            localFQDN.cache_clear()
+            self.patch(socket, "gethostname", lambda h=hostname: h)
+            self.assertEqual(localFQDN(), expected, hostname)
+        localFQDN.cache_clear()
+        self.patch(socket, "gethostname", lambda: "mail.example.org")
+        self.assertEqual(ClientSettings.fromEnvironment({}).helo, "mail.example.org")
+        localFQDN.cache_clear()
+        self.patch(socket, "gethostname", lambda: "plain")
+        # No name: the client uses the literal of each connection's local end.
+        self.assertIsNone(ClientSettings.fromEnvironment({}).helo)
+
+    def test_noHostsFile(self) -> None:
+        self.patch(config, "HOSTS_FILE", self.mktemp())
+        self.patch(socket, "gethostname", lambda: "box")
+        self.addCleanup(localFQDN.cache_clear)
+        localFQDN.cache_clear()
+        self.assertIsNone(localFQDN())
+
+
+class AuthRouteTests(SynchronousTestCase):
+    """
+    Where a login may go (issue 9): to the relay only, over verified TLS
+    unless the relay is on loopback or the user opts in.
+    """
+
+    def settings(self, **env: str) -> ClientSettings:
+        base = {"SMTPTUT_USER": "me", "SMTPTUT_PASSWORD": "pw"}
+        base.update(env)
+        return ClientSettings.fromEnvironment(base)
+
+    def test_allowed(self) -> None:
+        for env in [
+            {"SMTPTUT_RELAY": "smtp.example.org:587", "SMTPTUT_TLS": "verify"},
+            {"SMTPTUT_RELAY": "127.0.0.1:2525"},
+            {"SMTPTUT_RELAY": "[::1]:2525", "SMTPTUT_TLS": "off"},
+            {"SMTPTUT_RELAY": "localhost"},
+            {
+                "SMTPTUT_RELAY": "smtp.example.org:587",
+                "SMTPTUT_TLS": "encrypt",
+                "SMTPTUT_INSECURE_AUTH": "1",
+            },
+        ]:
+            checkCredentials(self.settings(**env))
+
+    def test_refused(self) -> None:
+        for env, start in [
+            ({}, "SMTPTUT_USER: a login is only for a relay"),
+            ({"SMTPTUT_RELAY": "smtp.example.org"}, "SMTPTUT_USER: a login needs"),
+            (
+                {"SMTPTUT_RELAY": "smtp.example.org", "SMTPTUT_TLS": "encrypt"},
+                "SMTPTUT_USER: a login needs SMTPTUT_TLS=verify, not encrypt",
+            ),
+            (
+                {"SMTPTUT_RELAY": "192.0.2.1", "SMTPTUT_INSECURE_AUTH": "1"},
+                "SMTPTUT_INSECURE_AUTH: only with SMTPTUT_TLS=encrypt",
+            ),
+        ]:
+            e = self.assertRaises(ConfigError, checkCredentials, self.settings(**env))
+            self.assertTrue(str(e).startswith(start), str(e))
+
+    def test_cliOptIn(self) -> None:
+        from smtptut import cli
+
+        args = cli.sendParser().parse_args(
+            ["--to", "a@b.test", "--relay", "smtp.example.org:587", "--user", "me"]
+            + ["--tls", "encrypt", "--insecure-auth"]
+        )
+        settings = cli.settingsFrom(args, {"SMTPTUT_PASSWORD": "pw"})
+        self.assertTrue(settings.insecureAuth)
+        args = cli.sendParser().parse_args(
+            ["--to", "a@b.test", "--relay", "smtp.example.org:587", "--user", "me"]
+        )
+        e = self.assertRaises(
+            ConfigError, cli.settingsFrom, args, {"SMTPTUT_PASSWORD": "pw"}
+        )
+        self.assertTrue(str(e).startswith("--user: a login needs"), str(e))
 
 
 class AcceptPolicyTests(SynchronousTestCase):

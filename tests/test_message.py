@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,11 +13,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from smtptut.message import (
     MAX_LINE,
+    MAX_SPOOL,
     MessageError,
     MessageProducer,
     MessageSource,
     checkMessage,
     messageFromPath,
+    spooledMessage,
     tutorialMessage,
 )
 
@@ -121,6 +124,124 @@ class CheckTests(SynchronousTestCase):
         e = self.assertRaises(MessageError, messageFromPath, os.path.dirname(__file__))
         self.assertTrue(e.missing)
 
+    def test_deviceRefused(self) -> None:
+        """
+        A device is not read at all: /dev/zero would never end.
+        """
+        e = self.assertRaises(MessageError, messageFromPath, "/dev/zero")
+        self.assertTrue(e.missing)
+        self.assertEqual(
+            str(e),
+            "message file /dev/zero: not a regular file (a FIFO, device or socket"
+            " is never read)",
+        )
+
+    def test_fifoRefusedWithoutWaiting(self) -> None:
+        """
+        A FIFO is refused at once, even with nobody writing to it (a plain
+        open() would wait for a writer forever).
+        """
+        path = self.mktemp()
+        os.mkfifo(path)
+        e = self.assertRaises(MessageError, messageFromPath, path)
+        self.assertTrue(e.missing)
+        self.assertIn("not a regular file", str(e))
+
+    def test_emptyRefused(self) -> None:
+        for data in (b"", b"\n", b"\r\n \r\n\t\n"):
+            e = self.assertRaises(MessageError, source, data)
+            self.assertEqual(str(e), "test: the message is empty", data)
+
+
+class BlindCopyTests(SynchronousTestCase):
+    """
+    C{Bcc:} fields are not sent, as sendmail -t and msmtp do: the other
+    recipients would learn of the blind copies.
+    """
+
+    MESSAGE = (
+        b"From: a@x.test\r\n"
+        b"BCC: hidden@x.test,\r\n"
+        b"  also-hidden@x.test\r\n"
+        b"To: b@x.test\r\n"
+        b"Resent-Bcc: again@x.test\n"
+        b"Subject: s\r\n"
+        b"Bcc:last@x.test\n"
+        b"\n"
+        b"Bcc: in the body, kept\n"
+    )
+    SENT = (
+        b"From: a@x.test\r\nTo: b@x.test\r\nSubject: s\r\n\r\n"
+        b"Bcc: in the body, kept\r\n.\r\n"
+    )
+
+    def test_removed(self) -> None:
+        message = source(HEADERS.replace(b"\n\n", b"\n") + self.MESSAGE)
+        for chunkSize in (1, 5, 16, 17, 100, 16384):
+            sent = wire(message, chunkSize)
+            self.assertEqual(
+                sent,
+                HEADERS.replace(b"\n\n", b"\n").replace(b"\n", b"\r\n") + self.SENT,
+            )
+            # SIZE announces what is sent.
+            self.assertEqual(message.size, len(sent) - 3)
+
+    def test_notAFieldName(self) -> None:
+        message = source(HEADERS.replace(b"\n\n", b"\n") + b"Bccx: kept\n\nbody\n")
+        self.assertIn(b"Bccx: kept\r\n", wire(message))
+
+
+class SpoolTests(SynchronousTestCase):
+    """
+    Standard input, checked as it is copied.
+    """
+
+    def test_stopsAtTheFirstBadLine(self) -> None:
+        reads: list[int] = []
+
+        class Endless(io.RawIOBase):
+            # A line over 998 octets, then data for ever.
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, buffer: Any) -> int:
+                reads.append(len(buffer))
+                if len(reads) > 1000:
+                    raise AssertionError("read on after the bad line")
+                buffer[:] = b"x" * len(buffer)
+                return len(buffer)
+
+        stream = io.BufferedReader(Endless(), 4096)
+        e = self.assertRaises(
+            MessageError, lambda: spooledMessage("standard input", stream).__enter__()
+        )
+        self.assertEqual(str(e), "standard input: line 1 is longer than 998 octets")
+        self.assertEqual(len(reads), 1)
+
+    def test_sizeBound(self) -> None:
+        data = HEADERS + b"a line of text\n" * 100
+        with spooledMessage("standard input", io.BytesIO(data), maxSize=len(data)):
+            pass
+        e = self.assertRaises(
+            MessageError,
+            lambda: spooledMessage(
+                "standard input", io.BytesIO(data), maxSize=len(data) - 1
+            ).__enter__(),
+        )
+        self.assertEqual(str(e), f"standard input: larger than {len(data) - 1} octets")
+        self.assertEqual(MAX_SPOOL, 100 * 2**20)
+
+    def test_readersDoNotShareAnOffset(self) -> None:
+        data = HEADERS + b"".join(b"line %d\n" % i for i in range(5000))
+        with spooledMessage("standard input", io.BytesIO(data)) as message:
+            first, second = message.open(), message.open()
+            self.assertEqual(first.read(10), data[:10])
+            self.assertEqual(second.read(), data)
+            self.assertEqual(first.read(), data[10:])
+            first.close()
+            second.close()
+            self.assertEqual(unstuff(wire(message)), data.replace(b"\n", b"\r\n"))
+
 
 class WireTests(SynchronousTestCase):
     def test_tutorialMessage(self) -> None:
@@ -166,8 +287,10 @@ class WireTests(SynchronousTestCase):
         self.assertTrue(writes[0].endswith(b"b\r\n.\r\n"))
 
     def test_empty(self) -> None:
-        message = checkMessage("t", lambda: io.BytesIO(b""))
-        self.assertEqual(wire(message), message.extraHeaders + b".\r\n")
+        # checkMessage refuses an empty message (CheckTests); the producer
+        # still ends one properly.
+        message = MessageSource("t", lambda: io.BytesIO(b""), False, b"", 0)
+        self.assertEqual(wire(message), b".\r\n")
 
     @settings(max_examples=200, deadline=None)
     @given(lines=messageLines(), end=lineEnds, chunk=st.integers(1, 300))

@@ -8,12 +8,16 @@ import signal
 import sys
 from typing import Any
 
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut import cli
 from smtptut.client import BOUNCED, DEFERRED, DELIVERED, RecipientOutcome
-from smtptut.config import ClientSettings, ConfigError
+from smtptut.config import ClientSettings, ConfigError, localFQDN
+from smtptut.message import TUTORIAL_MESSAGE
 
 from .helpers import (
     SMTPTUT,
@@ -21,6 +25,7 @@ from .helpers import (
     Exchanges,
     Process,
     ProcessResult,
+    RecordingFactory,
     Zone,
     a,
     childEnvironment,
@@ -35,15 +40,52 @@ from .helpers import (
 from .test_tls_client import secretForms
 
 
+class _OpenStdin(protocol.ProcessProtocol):
+    """
+    A child whose standard input stays open after C{data}, as a writer that
+    has more to come.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.err = b""
+        self.ended: Deferred[int | None] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.data)  # type: ignore[union-attr]
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(getattr(reason.value, "exitCode", None))
+
+
 class SendCommandTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
         self.server = startConsoleServer(reactor)
         self.addCleanup(self.server.stop)
+        self.tutorial = os.path.abspath(self.mktemp())
+        with open(self.tutorial, "wb") as f:
+            f.write(TUTORIAL_MESSAGE)
 
     def smtptut(self, *args: str, stdin: bytes | None = None, **env: str) -> Any:
+        if args[:1] == ("send",) and stdin is None and "--data" not in args:
+            # The test's standard input is a pipe, not a terminal, so
+            # "smtptut send" would not send the tutorial's message by
+            # default (test_tutorialMessageOnATerminal): name it as a file.
+            args = (*args, "--data", self.tutorial)
         return runProcess(reactor, [SMTPTUT, *args], env, stdin=stdin)
+
+    def recorder(self, **behaviour: Any) -> tuple[int, RecordingFactory]:
+        """
+        A recording server on 127.0.0.2: its port and its record.
+        """
+        servers = listenOnLoopbacks(reactor, {"127.0.0.2": Behaviour(**behaviour)})
+        self.addCleanup(servers.stop)
+        return servers.port, servers.factories["127.0.0.2"]
 
     def assertNoTraceback(self, result: ProcessResult) -> None:
         self.assertNotIn("Traceback", result.out + result.err)
@@ -51,6 +93,35 @@ class SendCommandTests(TestCase):
     async def test_toTheConsoleServerInOneLine(self) -> None:
         result = await self.smtptut(
             "send", "--to", "console@localhost", "--port", str(self.server.port)
+        )
+        self.assertEqual(result.code, 0, result.out + result.err)
+        [line, sent] = result.out.splitlines()
+        self.assertTrue(
+            line.startswith(
+                "console@localhost: delivered via localhost [127.0.0.1]: 250 "
+            ),
+            line,
+        )
+        self.assertEqual(sent, "Sent 1 messages")
+        [message] = self.server.messages()
+        self.assertIn("Subject: Tutorate!", message)
+
+    async def test_tutorialMessageOnATerminal(self) -> None:
+        """
+        README's first example, typed at a terminal: no --data, the
+        tutorial's message.
+        """
+        result = await runProcess(
+            reactor,
+            [
+                SMTPTUT,
+                "send",
+                "--to",
+                "console@localhost",
+                "--port",
+                str(self.server.port),
+            ],
+            usePTY=True,
         )
         self.assertEqual(result.code, 0, result.out + result.err)
         [line, sent] = result.out.splitlines()
@@ -184,7 +255,8 @@ class SendCommandTests(TestCase):
         )
         result = await runProcess(
             reactor,
-            [sys.executable, "-c", script, "send", "--to", "x@example.test"],
+            [sys.executable, "-c", script, "send", "--to", "x@example.test"]
+            + ["--data", self.tutorial],
             timeout=20,
         )
         self.assertEqual(result.code, 70, result.out + result.err)
@@ -205,7 +277,14 @@ class SendCommandTests(TestCase):
 
     async def test_noPasswordWithoutATerminal(self) -> None:
         result = await self.smtptut(
-            "send", "--to", "console@localhost", "--user", "guest", stdin=b""
+            "send",
+            "--to",
+            "console@localhost",
+            "--relay",
+            "127.0.0.1",
+            "--user",
+            "guest",
+            stdin=b"",
         )
         self.assertEqual(result.code, 64)
         self.assertIn("SMTPTUT_PASSWORD", result.err)
@@ -244,9 +323,9 @@ class SendCommandTests(TestCase):
             "send",
             "-v",
             "--to",
-            "someone@[127.0.0.2]",
-            "--port",
-            str(servers.port),
+            "someone@example.test",
+            "--relay",
+            f"127.0.0.2:{servers.port}",
             "--user",
             "me",
             SMTPTUT_PASSWORD=wrong,
@@ -263,6 +342,347 @@ class SendCommandTests(TestCase):
         result = await self.smtptut("frobnicate")
         self.assertEqual(result.code, 64)
         self.assertIn("no command 'frobnicate'", result.err)
+
+    # Issue 9: credentials, the EHLO name, message input.
+
+    async def test_userWithoutRelayIs64(self) -> None:
+        """
+        A login without --relay would go to the recipient's MX (which may
+        offer AUTH, unverified): refused before anything is sent.
+        """
+        port, server = self.recorder(auth=(b"PLAIN",), users={b"me": b"pw"})
+        result = await self.smtptut(
+            "send",
+            "--to",
+            "someone@[127.0.0.2]",
+            "--port",
+            str(port),
+            "--user",
+            "me",
+            SMTPTUT_PASSWORD="pw",
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err,
+            "smtptut send: --user: a login is only for a relay: set SMTPTUT_RELAY"
+            " to the submission server (the password never goes to a recipient's"
+            " MX)\n",
+        )
+        self.assertEqual((server.connections, server.authLines), (0, []))
+
+    async def test_loginNeedsAVerifiedRelay(self) -> None:
+        """
+        With --tls may or encrypt, a relay that is not on loopback is refused
+        for a login: a man in the middle would get the password.
+        """
+        # Refused before any lookup; were it not, the loopback DNS server
+        # would be asked, never the system's.
+        dns = startDNSServer(reactor, "example.test", exampleZone())
+        self.addCleanup(dns.stop)
+        for tls in ("may", "encrypt", "off"):
+            result = await self.smtptut(
+                "send",
+                "--nameserver",
+                dns.nameserver,
+                "--timeout",
+                "5",
+                "--to",
+                "someone@example.test",
+                "--relay",
+                "smtp.example.test:587",
+                "--tls",
+                tls,
+                "--user",
+                "me",
+                SMTPTUT_PASSWORD="pw",
+            )
+            self.assertEqual(result.code, 64, result.out + result.err)
+            self.assertEqual(
+                result.err,
+                f"smtptut send: --user: a login needs --tls verify, not {tls}"
+                " (or --tls encrypt with SMTPTUT_INSECURE_AUTH=1 to send the"
+                " password to any certificate)\n",
+            )
+
+    async def test_noAuthOfferedIsSaid(self) -> None:
+        """
+        A relay that offers no AUTH gets the message without a login, as
+        Postfix's client does it, and the outcome line says so.
+        """
+        port, server = self.recorder()
+        result = await self.smtptut(
+            "send",
+            "--to",
+            "someone@example.test",
+            "--relay",
+            f"127.0.0.2:{port}",
+            "--user",
+            "me",
+            SMTPTUT_PASSWORD="pw",
+        )
+        self.assertEqual(result.code, 0, result.out + result.err)
+        self.assertIn(
+            "someone@example.test: delivered (not authenticated: the server offers"
+            " no AUTH) via 127.0.0.2: 250 2.0.0 queued\n",
+            result.out,
+        )
+        [message] = server.messages
+        self.assertIsNone(message.user)
+
+    async def test_defaultEhloName(self) -> None:
+        """
+        Without --helo, EHLO gives the machine's fully qualified name, or,
+        when it has none, the address literal of the connection's own end,
+        which servers with Postfix's reject_non_fqdn_helo_hostname take.
+        """
+        port, server = self.recorder(fqdnHelo=True)
+        result = await self.smtptut(
+            "send", "--to", "someone@[127.0.0.2]", "--port", str(port)
+        )
+        self.assertEqual(result.code, 0, result.out + result.err)
+        [ehlo] = [c for c in server.commands if c.startswith(b"EHLO ")]
+        name = ehlo[5:].decode()
+        if localFQDN() is not None:
+            self.assertEqual(name, localFQDN())
+        else:
+            self.assertRegex(name, r"^\[127\.\d+\.\d+\.\d+\]$")
+
+    async def test_heloLocalhostRefusedByPostfix(self) -> None:
+        """
+        What the default used to be: a server that wants a fully qualified
+        name refuses it for good.
+        """
+        port, server = self.recorder(fqdnHelo=True)
+        result = await self.smtptut(
+            "send",
+            "--to",
+            "someone@[127.0.0.2]",
+            "--port",
+            str(port),
+            "--helo",
+            "localhost",
+        )
+        self.assertEqual(result.code, 69, result.out + result.err)
+        self.assertIn("504 5.5.2 <localhost>: Helo command rejected", result.out)
+        self.assertEqual(server.messages, [])
+
+    async def test_heloInjectionGoesNowhere(self) -> None:
+        """
+        A CR LF in --helo (or SMTPTUT_HELO) would start commands of its own:
+        the project's own server stored a second message chosen by whoever
+        wrote the name.  Now nothing is sent at all.
+        """
+        evil = (
+            "evil.test\r\nMAIL FROM:<inj@x.test>\r\nRCPT TO:<console@localhost>"
+            "\r\nDATA\r\nSubject: injected\r\n\r\nhi\r\n.\r\n"
+        )
+        port, recorder = self.recorder()
+        cases: list[tuple[tuple[str, ...], dict[str, str], str]] = [
+            (("--helo", evil), {}, "--helo"),
+            ((), {"SMTPTUT_HELO": evil}, "SMTPTUT_HELO"),
+            (("--helo", "bad name"), {}, "--helo"),
+        ]
+        for args, env, name in cases:
+            for target in (
+                ("--to", "console@localhost", "--port", str(self.server.port)),
+                ("--to", "console@[127.0.0.2]", "--port", str(port)),
+            ):
+                result = await runProcess(
+                    reactor,
+                    [SMTPTUT, "send", *target, *args, "--data", self.tutorial],
+                    env,
+                )
+                self.assertEqual(result.code, 64, result.out + result.err)
+                [line] = result.err.splitlines()
+                self.assertTrue(line.startswith(f"smtptut send: {name}: "), line)
+                self.assertIn("is not a host name", line)
+        self.assertEqual(self.server.messages(), [])
+        self.assertEqual(recorder.connections, 0)
+
+    async def test_fifoIsRefusedAtOnce(self) -> None:
+        """
+        A FIFO as --data used to block in open() for ever, deaf to SIGTERM.
+        """
+        path = os.path.abspath(self.mktemp())
+        os.mkfifo(path)
+        result = await runProcess(
+            reactor,
+            [
+                SMTPTUT,
+                "send",
+                "--to",
+                "console@localhost",
+                "--port",
+                str(self.server.port),
+                "--data",
+                path,
+            ],
+            timeout=20,
+        )
+        self.assertEqual(result.code, 66, result.out + result.err)
+        self.assertEqual(
+            result.err,
+            f"smtptut send: message file {path}: not a regular file (a FIFO,"
+            " device or socket is never read)\n",
+        )
+        self.assertEqual(self.server.messages(), [])
+
+    async def test_pipedWithoutDataIsRefused(self) -> None:
+        """
+        Piped input without --data - used to be ignored, and the tutorial's
+        message sent to the recipients in its place.
+        """
+        result = await self.smtptut(
+            "send",
+            "--to",
+            "console@localhost",
+            "--port",
+            str(self.server.port),
+            stdin=b"Subject: mine\n\nthe real message\n",
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err,
+            "smtptut send: --data: not given, and standard input is not a"
+            " terminal: give --data - to send standard input, or --data FILE\n",
+        )
+        self.assertEqual(self.server.messages(), [])
+
+    async def test_emptyMessageIs65(self) -> None:
+        for stdin in (b"", b"\n\n"):
+            result = await self.smtptut(
+                "send",
+                "--to",
+                "console@localhost",
+                "--port",
+                str(self.server.port),
+                "--data",
+                "-",
+                stdin=stdin,
+            )
+            self.assertEqual(result.code, 65, result.out + result.err)
+            self.assertEqual(
+                result.err, "smtptut send: standard input: the message is empty\n"
+            )
+        path = os.path.abspath(self.mktemp())
+        open(path, "wb").close()
+        result = await self.smtptut("send", "--to", "console@localhost", "--data", path)
+        self.assertEqual(result.code, 65, result.out + result.err)
+        self.assertEqual(self.server.messages(), [])
+
+    async def test_standardInputStopsAtTheFirstBadLine(self) -> None:
+        """
+        Standard input is checked as it is copied: a first line of 2,000
+        octets ends the run while the writer is still writing (it used to
+        copy everything, /dev/zero until the disk was full).
+        """
+        proto = _OpenStdin(b"x" * 2000)
+        transport = reactor.spawnProcess(
+            proto,
+            SMTPTUT,
+            [SMTPTUT, "send", "--to", "console@localhost", "--data", "-"],
+            env=childEnvironment({}),
+        )
+        killer = reactor.callLater(20, transport.signalProcess, "KILL")
+        self.addCleanup(lambda: killer.active() and killer.cancel())
+        code = await proto.ended
+        self.assertEqual(code, 65, proto.err)
+        self.assertEqual(
+            proto.err.decode(),
+            "smtptut send: standard input: line 1 is longer than 998 octets\n",
+        )
+
+    async def test_noCopyLeftAfterSIGTERM(self) -> None:
+        """
+        SIGTERM while standard input is being read leaves no copy of it in
+        the temporary directory (it used to stay there for good).
+        """
+        tmp = os.path.abspath(self.mktemp())
+        os.mkdir(tmp)
+        proto = _OpenStdin(b"Subject: half a message\n\nsecret text\n")
+        transport = reactor.spawnProcess(
+            proto,
+            SMTPTUT,
+            [SMTPTUT, "send", "--to", "console@localhost", "--data", "-"],
+            env=childEnvironment({"TMPDIR": tmp}),
+        )
+        killer = reactor.callLater(30, transport.signalProcess, "KILL")
+        self.addCleanup(lambda: killer.active() and killer.cancel())
+        # Wait (bounded) until the copy is open: a descriptor into tmp.
+        fds = f"/proc/{transport.pid}/fd"
+        for _ in range(200):
+            try:
+                targets = [os.readlink(os.path.join(fds, n)) for n in os.listdir(fds)]
+            except OSError:
+                targets = []
+            if any(t.startswith(tmp + "/") for t in targets):
+                break
+            await deferLater(reactor, 0.1)
+        else:
+            self.fail(f"the copy of standard input was never opened: {proto.err!r}")
+        transport.signalProcess("TERM")
+        await proto.ended
+        self.assertEqual(os.listdir(tmp), [])
+
+    async def test_bccNotSent(self) -> None:
+        data = (
+            b"From: me@client.test\nTo: console@localhost\n"
+            b"Bcc: console@localhost, hidden@elsewhere.test\nSubject: blind\n\nbody\n"
+        )
+        result = await self.smtptut(
+            "send",
+            "--to",
+            "console@localhost",
+            "--port",
+            str(self.server.port),
+            "--data",
+            "-",
+            stdin=data,
+        )
+        self.assertEqual(result.code, 0, result.out + result.err)
+        [message] = self.server.messages()
+        self.assertIn("Subject: blind\n\nbody", message)
+        self.assertNotIn("Bcc", message)
+        self.assertNotIn("hidden@", message)
+
+    async def test_duplicateRecipientsOnce(self) -> None:
+        port, server = self.recorder()
+        result = await self.smtptut(
+            "send",
+            "--to",
+            "a@Example.test,a@example.TEST",
+            "--to",
+            "A@example.test",
+            "--to",
+            "a@example.test",
+            "--relay",
+            f"127.0.0.2:{port}",
+        )
+        self.assertEqual(result.code, 0, result.out + result.err)
+        rcpts = [c for c in server.commands if c.startswith(b"RCPT")]
+        # The domain is compared without case, the local part as it is.
+        self.assertEqual(
+            rcpts, [b"RCPT TO:<a@Example.test>", b"RCPT TO:<A@example.test>"]
+        )
+        self.assertIn("Sent 2 messages", result.out)
+        self.assertEqual(len(result.out.splitlines()), 3)
+
+    async def test_optionErrorsNameTheOption(self) -> None:
+        """
+        An address the settings took but the wire cannot carry is reported
+        under the name the user gave: --to on the command line.
+        """
+        bad = "a@" + "\u00fc" * 70 + ".test"
+        result = await self.smtptut("send", "--to", bad)
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertTrue(
+            result.err.startswith(f"smtptut send: --to: {bad}: "), result.err
+        )
+        result = await self.smtptut("send", SMTPTUT_TO=bad)
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertTrue(
+            result.err.startswith(f"smtptut send: SMTPTUT_TO: {bad}: "), result.err
+        )
 
 
 #: Two exchanges: the first takes the message and never answers the dot.

@@ -23,6 +23,7 @@ from twisted.trial.unittest import TestCase
 
 from smtptut import server
 from smtptut.config import ServerSettings
+from smtptut.message import TUTORIAL_MESSAGE
 from smtptut.server import AuthThrottle, _printable, makeFactory
 
 from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
@@ -731,9 +732,12 @@ class AddressTests(SinkTestCase):
     async def test_sendToLiteralEndToEnd(self) -> None:
         # Issue 2's promise: smtptut send --to 'console@[127.0.0.1]'.
         sink = self.sink()
+        # The tutorial's message on standard input (not a terminal here).
         result = await runProcess(
             reactor,
-            [SMTPTUT, "send", "--to", "console@[127.0.0.1]", "--port", str(sink.port)],
+            [SMTPTUT, "send", "--to", "console@[127.0.0.1]", "--port", str(sink.port)]
+            + ["--data", "-"],
+            stdin=TUTORIAL_MESSAGE,
         )
         self.assertEqual(result.code, 0, result.out + result.err)
         self.assertIn("console@[127.0.0.1]: delivered", result.out)

@@ -16,6 +16,7 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from smtptut.config import AcceptPolicy, ServerSettings
+from smtptut.message import TUTORIAL_MESSAGE
 from smtptut.passwords import passwdMain
 from smtptut.server import SinkService, makeFactory
 
@@ -166,8 +167,9 @@ class StartTLSTests(TLSTestCase):
                 "send",
                 "--to",
                 "console@localhost",
-                "--port",
-                str(sink.port),
+                # A login goes to a relay only (issue 9).
+                "--relay",
+                f"localhost:{sink.port}",
                 "--tls",
                 "verify",
                 "--ca",
@@ -176,8 +178,11 @@ class StartTLSTests(TLSTestCase):
                 "guest",
                 "--timeout",
                 "10",
+                "--data",
+                "-",
             ],
             {"SMTPTUT_PASSWORD": "password"},
+            stdin=TUTORIAL_MESSAGE,
         )
         self.assertEqual(result.code, 0, result.out + result.err)
         self.assertIn("console@localhost: delivered", result.out)

@@ -198,3 +198,43 @@ class TacTests(TestCase):
             result.err.strip(),
             "smtpclient.tac: SMTPTUT_PASSWORD: not set, but SMTPTUT_USER is",
         )
+
+    async def test_userWithoutRelay(self) -> None:
+        """
+        The password is for the submission server: without SMTPTUT_RELAY it
+        would go to the recipient's MX.
+        """
+        result = await runProcess(
+            reactor,
+            twistdArgv("smtpclient.tac"),
+            {"SMTPTUT_USER": "guest", "SMTPTUT_PASSWORD": "password"},
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        self.assertEqual(
+            result.err.strip(),
+            "smtpclient.tac: SMTPTUT_USER: a login is only for a relay: set"
+            " SMTPTUT_RELAY to the submission server (the password never goes to"
+            " a recipient's MX)",
+        )
+
+    async def test_heloInjectionRefused(self) -> None:
+        """
+        SMTPTUT_HELO with a CR LF in it: one line, status 64, and the
+        project's own server never hears of it (it used to store a second,
+        injected message).
+        """
+        port = await self.startServer()
+        result = await runProcess(
+            reactor,
+            twistdArgv("smtpclient.tac"),
+            {
+                "SMTPTUT_TO": "console@localhost",
+                "SMTPTUT_PORT": str(port),
+                "SMTPTUT_HELO": "evil.test\r\nMAIL FROM:<i@x.test>\r\n"
+                "RCPT TO:<console@localhost>\r\nDATA\r\n\r\ninjected\r\n.",
+            },
+        )
+        self.assertEqual(result.code, 64, result.out + result.err)
+        [line] = result.err.splitlines()
+        self.assertTrue(line.startswith("smtpclient.tac: SMTPTUT_HELO: "), line)
+        self.assertNotIn("New message received", self.server.output())

@@ -85,6 +85,19 @@ class TLSModeTests(TestCase):
         self.assertEqual(self.server.connections, 2)
         self.assertFalse(self.server.messages[0].tls)
 
+    async def test_plaintextRetryIsSaid(self) -> None:
+        """
+        The outcome line says the message went unencrypted, and why.
+        """
+        outcome = await self.send(self.serve(Behaviour(brokenTLS=True)), tls="may")
+        self.assertTrue(
+            str(outcome).startswith(
+                "user@example.test: delivered (unencrypted: TLS handshake failed: "
+            ),
+            str(outcome),
+        )
+        self.assertTrue(str(outcome).endswith(": 250 2.0.0 queued"), str(outcome))
+
     async def test_encryptNeedsSTARTTLS(self) -> None:
         outcome = await self.send(self.serve(Behaviour()), tls="encrypt")
         self.assertEqual(outcome.status, DEFERRED)
@@ -129,6 +142,13 @@ class TLSModeTests(TestCase):
         )
         self.assertEqual(outcome.status, DEFERRED)
         self.assertEqual(self.server.messages, [])
+        # In words, not service_identity's VerificationError(errors=[...]) repr.
+        self.assertIn(
+            "the certificate is not valid for other.example.test: it is for"
+            " localhost, mx.example.test, 127.0.0.1 only",
+            outcome.reply,
+        )
+        self.assertNotIn("Error(", outcome.reply)
 
     async def test_verifyCommonNameOnly(self) -> None:
         """
@@ -144,12 +164,14 @@ class TLSModeTests(TestCase):
                 auth=(b"PLAIN", b"LOGIN"),
                 users={b"me": PASSWORD.encode()},
             )
+            servers = self.serve(behaviour)
             outcome = await self.send(
-                self.serve(behaviour),
+                servers,
                 tls="verify",
                 ca=certificate.caCert,
                 user="me",
                 password=PASSWORD,
+                relay=("mx.example.test", servers.port),
             )
             self.assertEqual(outcome.status, DEFERRED, commonName)
             self.assertIn("TLS handshake failed", outcome.reply)
@@ -188,12 +210,14 @@ class AuthTests(TestCase):
         servers = listenOnLoopbacks(reactor, {"127.0.0.2": behaviour})
         self.addCleanup(servers.stop)
         self.server = servers.factories["127.0.0.2"]
+        # The relay is where the login goes (and only there).
         settings = ClientSettings(
             port=servers.port,
             timeout=10,
             tls="may",
             user="me",
             password=password,
+            relay=("mx.example.test", servers.port),
         )
         [outcome] = await deliverToExchanges(
             reactor,
@@ -221,6 +245,37 @@ class AuthTests(TestCase):
         self.assertEqual(
             (self.server.messages[0].user, self.server.messages[0].tls), (b"me", False)
         )
+
+    async def test_onlyTheRelayGetsTheLogin(self) -> None:
+        """
+        Whatever the settings let through, the credentials go to the relay
+        only: an exchange that is not it (a recipient's MX) offering AUTH
+        over TLS gets the message without a login.
+        """
+        behaviour = Behaviour(
+            tls=self.tls, auth=(b"PLAIN",), users={b"me": PASSWORD.encode()}
+        )
+        servers = listenOnLoopbacks(reactor, {"127.0.0.2": behaviour})
+        self.addCleanup(servers.stop)
+        server = servers.factories["127.0.0.2"]
+        for relay in (None, ("relay.example.test", servers.port)):
+            settings = ClientSettings(
+                port=servers.port,
+                timeout=10,
+                user="me",
+                password=PASSWORD,
+                relay=relay,
+            )
+            [outcome] = await deliverToExchanges(
+                reactor,
+                [MailExchange(10, "mx.example.test", ("127.0.0.2",))],
+                envelope(),
+                settings,
+            )
+            self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(server.authLines, [])
+        self.assertEqual([m.user for m in server.messages], [None, None])
+        self.assertNotIn(b"AUTH", b" ".join(server.commands))
 
     async def test_wrongPasswordNeverShown(self) -> None:
         wrong = "Wr0ng-passw0rd"
@@ -263,7 +318,8 @@ class PlaintextAuthTests(SynchronousTestCase):
         transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 25))
         client.makeConnection(transport)
         client.dataReceived(b"220 mx.example.test ESMTP\r\n")
-        self.assertEqual(transport.value(), b"EHLO localhost\r\n")
+        # No name given: the literal of the local end (StringTransport's).
+        self.assertEqual(transport.value(), b"EHLO [10.0.0.1]\r\n")
         transport.clear()
         client.dataReceived(b"250-mx.example.test\r\n250 AUTH PLAIN LOGIN\r\n")
         self.client = client
@@ -326,6 +382,7 @@ class AiosmtpdTests(TestCase):
             ca=self.certificates.caCert,
             user="me",
             password=PASSWORD,
+            relay=("localhost", self.port),
         )
         [outcome] = await deliverToExchanges(
             reactor,
