@@ -20,10 +20,14 @@ from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, endpoints, protocol, task, tcp
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IListeningPort,
+    IOpenSSLServerConnectionCreator,
+    IPushProducer,
     ISSLTransport,
 )
 from twisted.logger import Logger, LoggingFile
@@ -53,6 +57,15 @@ MAX_AUTH_LINE = 12288
 MAX_AUTH_FAILURES = 3
 #: The console copy of a message stays in memory up to this size, then spools.
 SPOOL_IN_MEMORY = 1024 * 1024
+#: Replies gathered before they are written: the transport then says (as a
+#: producer's consumer) when the client is not reading them.
+REPLY_BATCH = 64
+#: Input held, in octets, while the client leaves its replies unread: then
+#: reading stops too.
+MAX_HELD_INPUT = 65536
+#: Longest wait, in seconds, for a closing connection to finish (the client
+#: to read the last replies, TLS close_notify): then it is cut.
+CLOSE_TIMEOUT = 10.0
 
 COMMAND, DATA, AUTH, CLOSED = "COMMAND", "DATA", "AUTH", "CLOSED"
 
@@ -420,7 +433,23 @@ class ConsoleMessageDelivery:
 # ------------------------------------------------------------------ protocol
 
 
-@implementer(IHalfCloseableProtocol)
+def _tlsFailure(reason: Failure) -> str:
+    """
+    Why a TLS handshake failed, in a few words (OpenSSL's reasons).
+    """
+    from OpenSSL.SSL import Error
+
+    error = reason.value
+    if isinstance(error, Error) and error.args and isinstance(error.args[0], list):
+        words = [part[-1] for part in error.args[0] if part and part[-1]]
+        if words:
+            return ", ".join(words)
+    if reason.check(ConnectionDone, ConnectionLost):
+        return "the client closed the connection"
+    return str(error) or error.__class__.__name__
+
+
+@implementer(IHalfCloseableProtocol, IHandshakeListener, IPushProducer)
 class ConsoleESMTP(smtp.ESMTP):
     """
     The console server's ESMTP protocol.
@@ -439,7 +468,9 @@ class ConsoleESMTP(smtp.ESMTP):
         twisted/twisted#11634), and gives C{receivedHeader} one recipient
         where its interface promises all of them (twisted/twisted#8804).
     No Twisted ticket was found for the STARTTLS injection or the memory use.
-    Replies to pipelined commands are gathered and written at once.
+    Replies to pipelined commands are gathered and written at once; as the
+    transport's producer it stops reading while the client leaves its
+    replies unread.
     """
 
     log = Logger()
@@ -467,6 +498,9 @@ class ConsoleESMTP(smtp.ESMTP):
         self._buffer = b""
         self._replies: list[bytes] = []
         self._waiting = False
+        self._repliesBlocked = False
+        self._readingPaused = False
+        self._abortLater: Any = None
         self._eof = False
         self._discardLine = False
         self.errors = 0
@@ -478,13 +512,25 @@ class ConsoleESMTP(smtp.ESMTP):
         self._resetSession()
         # Implicit TLS (an ssl: endpoint) counts as TLS from the start.
         self.startedTLS = ISSLTransport.providedBy(self.transport)
+        self.handshaking = self.startedTLS
         self.setTimeout(self.settings.idleTimeout)
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self._producing = True
         _writeNow(
             self.transport, b"220 " + factory.domain + b" ESMTP smtptut ready\r\n"
         )
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.setTimeout(None)
+        if self._abortLater is not None and self._abortLater.active():
+            self._abortLater.cancel()
+        if self.handshaking:
+            self.log.info(
+                "TLS handshake with {peer} failed: {reason}",
+                peer=self.peer,
+                reason=_tlsFailure(reason),
+            )
+            self.handshaking = False
         if self._message is not None:
             message, self._message = self._message, None
             try:
@@ -505,15 +551,80 @@ class ConsoleESMTP(smtp.ESMTP):
         written.
         """
         self._eof = True
-        if not self._waiting:
-            self._close()
+        self._continue()
 
     def writeConnectionLost(self) -> None:
         self._close()
 
+    def handshakeCompleted(self) -> None:
+        self.handshaking = False
+
     def timeoutConnection(self) -> None:
+        if self.handshaking:
+            # No reply can reach a client that has not finished the TLS
+            # handshake, and Twisted's TLS close waits for that handshake.
+            self.log.info(
+                "cut a connection from {peer}: TLS handshake not done in {timeout} s",
+                peer=self.peer,
+                timeout=self.settings.idleTimeout,
+            )
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
         self._refused(b"(session)", 421, b"4.4.2 Idle timeout, closing connection")
         self._close()
+
+    # -- flow control (IPushProducer, for the transport's write buffer)
+
+    def pauseProducing(self) -> None:
+        """
+        The client leaves its replies unread (or TLS holds them until its
+        handshake is done): answer no more commands until they drain, and
+        read no more than L{MAX_HELD_INPUT}, so that a client that pipelines
+        without reading cannot grow the server.
+        """
+        self._repliesBlocked = True
+        self._updateReading()
+
+    def resumeProducing(self) -> None:
+        self._repliesBlocked = False
+        self._continue()
+        self._updateReading()
+
+    def stopProducing(self) -> None:
+        self._producing = False
+
+    def _updateReading(self) -> None:
+        """
+        Read from the client unless a reply is awaited (an AUTH check, a
+        message being stored) or the client is not reading its replies and
+        has sent enough meanwhile.  Reading must go on while only TLS holds
+        replies back: the TLS handshake needs it.  A session that is over
+        reads always, so that the client's close (or its TLS close_notify,
+        which Twisted's TLS close waits for) is seen.
+        """
+        pause = self.state is not CLOSED and (
+            self._waiting
+            or (self._repliesBlocked and len(self._buffer) >= MAX_HELD_INPUT)
+        )
+        if self.transport is None or pause == self._readingPaused:
+            return
+        self._readingPaused = pause
+        if pause:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        else:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def _continue(self) -> None:
+        """
+        Go on with the input received so far, unless something holds it;
+        after the client's end of input, close once all of it is answered.
+        """
+        if self.state is CLOSED or self._waiting or self._repliesBlocked:
+            return
+        self._process()
+        self._flush()
+        if self._eof and not self._waiting and not self._repliesBlocked:
+            self._close()
 
     def _resetSession(self) -> None:
         self._helo: tuple[bytes | None, bytes] = (None, self.peer.encode())
@@ -546,12 +657,15 @@ class ConsoleESMTP(smtp.ESMTP):
             return
         self.resetTimeout()
         self._buffer += data
-        if not self._waiting:
-            self._process()
-            self._flush()
+        self._continue()
+        self._updateReading()
 
     def _process(self) -> None:
         while self._buffer and not self._waiting and self.state is not CLOSED:
+            if len(self._replies) >= REPLY_BATCH:
+                self._flush()
+                if self._repliesBlocked:
+                    return
             if self.state is DATA:
                 if not self._dataChunk():
                     return
@@ -621,8 +735,30 @@ class ConsoleESMTP(smtp.ESMTP):
         self._flush()
         self.state = CLOSED
         self._buffer = b""
+        self.setTimeout(None)
+        if self.transport is None:
+            return
+        self._updateReading()
+        if self._producing:
+            # A registered producer holds a close back until it goes
+            # (FileDescriptor.loseConnection, TLSMemoryBIOProtocol's).
+            self._producing = False
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+        self.transport.loseConnection()
+        if self._abortLater is None:
+            # A client that reads no more, or never answers TLS
+            # close_notify, would hold the connection (and its slot) forever.
+            self._abortLater = self.callLater(
+                min(self.settings.idleTimeout, CLOSE_TIMEOUT), self._abortClose
+            )
+
+    def _abortClose(self) -> None:
         if self.transport is not None:
-            self.transport.loseConnection()
+            self.log.info(
+                "cut a connection from {peer} that did not finish closing",
+                peer=self.peer,
+            )
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _refused(
         self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
@@ -668,26 +804,23 @@ class ConsoleESMTP(smtp.ESMTP):
 
         def resume(result: Any) -> None:
             self._waiting = False
-            if self.state is CLOSED:
-                return
-            self._afterTransaction()
+            if self.state is not CLOSED:
+                self._afterTransaction()
             if not paused:
                 return
-            self.setTimeout(self.settings.idleTimeout)
-            self._process()
-            self._flush()
-            if self._eof and not self._waiting:
-                self._close()
-            if self.transport is not None and self.state is not CLOSED:
-                self.transport.resumeProducing()  # type: ignore[attr-defined]
+            if self.state is not CLOSED:
+                self.setTimeout(self.settings.idleTimeout)
+            # Whatever came meanwhile (a pipelined QUIT may close the
+            # session); reading goes on in every case, closed or not.
+            self._continue()
+            self._updateReading()
 
         d.addErrback(lambda f: self.log.failure("while answering", f))
         d.addCallback(resume)
         if self._waiting:
             paused = True
             self.setTimeout(None)
-            if self.transport is not None:
-                self.transport.pauseProducing()  # type: ignore[attr-defined]
+            self._updateReading()
 
     # -- commands
 
@@ -917,6 +1050,7 @@ class ConsoleESMTP(smtp.ESMTP):
             self._buffer = b""
         self.transport.startTLS(self.factory.ctx)  # type: ignore[union-attr]
         self.startedTLS = True
+        self.handshaking = True
         # RFC 3207 §4.2: forget everything learnt before TLS.
         self._resetSession()
 
@@ -1288,15 +1422,115 @@ def makePortal(
     return portal
 
 
-def loadTLS(certPath: str, keyPath: str) -> Any:
+#: Mozilla's "intermediate" server profile (ssl-config.mozilla.org, v5.7)
+#: without its DHE suites (no DH parameters are configured): TLS 1.2 with
+#: ECDHE key exchange and AEAD ciphers only (no CBC, no static RSA key
+#: exchange), and TLS 1.3 with OpenSSL's default suites.
+INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+    ":ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+    ":ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
+)
+
+
+def _ignoreALPN(connection: Any, offered: list[bytes]) -> Any:
+    from OpenSSL.SSL import NO_OVERLAPPING_PROTOCOLS
+
+    return NO_OVERLAPPING_PROTOCOLS
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
     """
-    A server TLS context factory from PEM files.
+    The sink's server TLS: Twisted's C{CertificateOptions} for the
+    certificate, its chain and L{INTERMEDIATE_CIPHERS}, with one fix.
+
+    Twisted 25.5 and later (the ALPN rework of twisted/twisted#12506) install
+    an ALPN selection callback (C{_sslverify.setupForALPN}) on every context,
+    even with no acceptable protocols; when nothing overlaps it answers
+    C{b""}, which pyOpenSSL takes as "fail the handshake" (only its
+    C{NO_OVERLAPPING_PROTOCOLS} means "go on without one",
+    pyca/pyopenssl#876), so OpenSSL 3 sends an C{internal_error} alert (80)
+    to every client that offers ALPN (openssl s_client -alpn, Go, Android).
+    Twisted's own code marks it with a TODO; no Twisted ticket was found.
+    SMTP negotiates no application protocol: the context gets a callback
+    that ignores the client's list, as a server without ALPN would.  A
+    pyOpenSSL context cannot be changed once a connection uses it, so this is
+    done here, before the first connection.
+    """
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+        self.context = options.getContext()
+        self.context.set_alpn_select_callback(_ignoreALPN)
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> Any:
+        from OpenSSL.SSL import Connection
+
+        return Connection(self.context, None)
+
+
+def serverTLS(
+    privateKey: Any, certificate: Any, extraCertChain: list[Any] | None = None
+) -> ServerTLS:
+    """
+    L{ServerTLS} for a key, its certificate and the intermediate certificates
+    that lead from it to a root (all pyOpenSSL objects).
+    """
+    from twisted.internet import ssl
+
+    return ServerTLS(
+        ssl.CertificateOptions(
+            privateKey=privateKey,
+            certificate=certificate,
+            extraCertChain=extraCertChain or None,
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+            acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(
+                INTERMEDIATE_CIPHERS
+            ),
+        )
+    )
+
+
+def loadTLS(certPath: str, keyPath: str) -> ServerTLS:
+    """
+    A server TLS context factory from PEM files: the first certificate in
+    C{certPath} is the server's, the others (a C{fullchain.pem}'s
+    intermediates) are sent after it.
     """
     from twisted.internet import ssl
 
     with open(certPath, "rb") as c, open(keyPath, "rb") as k:
         cert, key = c.read(), k.read()
-    return ssl.PrivateCertificate.loadPEM(cert + b"\n" + key).options()
+    blocks = _PEM_CERTIFICATE.findall(cert)
+    if not blocks:
+        raise ValueError("no PEM certificate in it")
+    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + key)
+    chain = [ssl.Certificate.loadPEM(block).original for block in blocks[1:]]
+    return serverTLS(leaf.privateKey.original, leaf.original, chain)
+
+
+def _sinkTLSEndpoint(endpoint: Any) -> Any:
+    """
+    An C{ssl:} endpoint with the sink's TLS (L{ServerTLS}) in place of the
+    context Twisted's parser made, keeping that one's certificate, key and
+    chain; any other endpoint as it is.
+
+    The endpoint keeps its context factory in a private attribute, and no
+    public way builds one from a description with another: replaced here
+    only, for the ALPN bug L{ServerTLS} describes.
+    """
+    if not isinstance(endpoint, endpoints.SSL4ServerEndpoint):
+        return endpoint
+    options = endpoint._sslContextFactory
+    endpoint._sslContextFactory = serverTLS(
+        options.privateKey, options.certificate, options.extraCertChain
+    )
+    return endpoint
 
 
 def makeFactory(
@@ -1402,7 +1636,9 @@ class SinkService(service.Service):
             self._listen()
 
     def _listen(self) -> None:
-        endpoint = endpoints.serverFromString(self.reactor, self.settings.listen)
+        endpoint = _sinkTLSEndpoint(
+            endpoints.serverFromString(self.reactor, self.settings.listen)
+        )
         self._listening = d = endpoint.listen(self.factory)
         outcome: list[Any] = []
         d.addBoth(outcome.append)
