@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from twisted.application import service
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
@@ -43,6 +43,11 @@ from smtptut.config import (
 )
 from smtptut.errors import EX_OSERR
 from smtptut.maildir import Maildir, MaildirMessage
+
+if TYPE_CHECKING:
+    from OpenSSL.SSL import Connection
+    from twisted.internet.ssl import CertificateOptions
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 #: The tutorial's account, kept as the default for loopback use.
 TUTORIAL_USERS = {b"guest": b"password"}
@@ -1449,26 +1454,26 @@ class ServerTLS:
     The sink's server TLS: Twisted's C{CertificateOptions} for the
     certificate, its chain and L{INTERMEDIATE_CIPHERS}, with one fix.
 
-    Twisted 25.5 and later (the ALPN rework of twisted/twisted#12506) install
-    an ALPN selection callback (C{_sslverify.setupForALPN}) on every context,
-    even with no acceptable protocols; when nothing overlaps it answers
-    C{b""}, which pyOpenSSL takes as "fail the handshake" (only its
-    C{NO_OVERLAPPING_PROTOCOLS} means "go on without one",
-    pyca/pyopenssl#876), so OpenSSL 3 sends an C{internal_error} alert (80)
-    to every client that offers ALPN (openssl s_client -alpn, Go, Android).
-    Twisted's own code marks it with a TODO; no Twisted ticket was found.
-    SMTP negotiates no application protocol: the context gets a callback
-    that ignores the client's list, as a server without ALPN would.  A
-    pyOpenSSL context cannot be changed once a connection uses it, so this is
-    done here, before the first connection.
+    Twisted 26.10 (since the ALPN rework that twisted/twisted#12598 traces
+    to #12506) calls C{_sslverify.setupForALPN} on every context it makes,
+    acceptable protocols or not, and its selection callback answers C{b""}
+    when nothing overlaps (a TODO there says it should be pyOpenSSL's
+    C{NO_OVERLAPPING_PROTOCOLS}).  pyOpenSSL takes C{b""} as "select an empty
+    protocol" (pyca/pyopenssl#876), which OpenSSL 3 refuses with an
+    C{internal_error} alert (80): every client that offers ALPN (openssl
+    s_client -alpn, Go, Android) failed the handshake.  No Twisted ticket
+    for this was found.  SMTP negotiates no application protocol, so the
+    context gets a callback that ignores the client's list, as a server
+    without ALPN does.  A pyOpenSSL context cannot be changed once a
+    connection uses it: this is done here, before the first one.
     """
 
-    def __init__(self, options: Any) -> None:
+    def __init__(self, options: CertificateOptions) -> None:
         self.options = options
         self.context = options.getContext()
         self.context.set_alpn_select_callback(_ignoreALPN)
 
-    def serverConnectionForTLS(self, tlsProtocol: Any) -> Any:
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> Connection:
         from OpenSSL.SSL import Connection
 
         return Connection(self.context, None)

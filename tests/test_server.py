@@ -607,7 +607,12 @@ class FlowControlTests(SinkTestCase):
         held: list[int] = []
         sampler = task.LoopingCall(lambda: held.append(self.heldOctets(sink)))
         sampler.start(0.01)
-        self.addCleanup(lambda: sampler.running and sampler.stop())
+
+        def stopSampling() -> None:
+            if sampler.running:
+                sampler.stop()
+
+        self.addCleanup(stopSampling)
         line = b"HELP\r\n"
         data = line * (8 * 1024 * 1024 // len(line))
 
@@ -646,7 +651,7 @@ class FlowControlTests(SinkTestCase):
                 return sent, replies[0], last[0]
 
         sent, answered, last = await threads.deferToThread(client)
-        sampler.stop()
+        stopSampling()
         # The client got more in than the server would hold: it was
         # stopped by the server reading no more, not by running out.
         self.assertGreater(sent, 1024 * 1024)
