@@ -573,6 +573,8 @@ class ConsoleESMTP(smtp.ESMTP):
                 peer=self.peer,
                 timeout=self.settings.idleTimeout,
             )
+            # That line says it all: connectionLost adds no second one.
+            self.handshaking = False
             self.transport.abortConnection()  # type: ignore[union-attr]
             return
         self._refused(b"(session)", 421, b"4.4.2 Idle timeout, closing connection")
