@@ -624,6 +624,43 @@ def checkListen(listen: str, setting: str) -> None:
         )
 
 
+#: RFC 1035 §2.3.1 / RFC 1123 §2.1: a label is letters, digits and inner
+#: hyphens, 1 to 63 of them.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def checkHostname(text: str, setting: str) -> str:
+    """
+    C{text} if it is a domain name (IDNA allowed) or an address literal
+    (C{[192.0.2.1]}, C{[IPv6:::1]}), as RFC 5321 §4.1.3 wants of a name sent
+    in a greeting or EHLO reply; else L{ConfigError}.  A CR or LF here would
+    be sent as a line of its own.
+    """
+    literal = literalAddress(text)
+    if literal is not None:
+        try:
+            ipaddress.ip_address(literal)
+        except ValueError:
+            raise ConfigError(
+                f"{setting}: {text!r} is not a valid address literal"
+            ) from None
+        return text
+    try:
+        ascii = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii = ""
+    labels = ascii.split(".")
+    if (
+        not ascii
+        or len(ascii) > 253
+        or not all(_LABEL.fullmatch(label) for label in labels)
+    ):
+        raise ConfigError(
+            f"{setting}: {text!r} is not a domain name or an address literal"
+        )
+    return text
+
+
 def isLoopbackListen(listen: str) -> bool:
     """
     Whether the endpoint string C{listen} listens on loopback only (a UNIX
@@ -691,7 +728,9 @@ class ServerSettings:
         listen = env.get("SMTPTUT_LISTEN", DEFAULT_LISTEN).strip() or DEFAULT_LISTEN
         checkListen(listen, "SMTPTUT_LISTEN")
         accept = AcceptPolicy.parse(env.get("SMTPTUT_ACCEPT", DEFAULT_ACCEPT))
-        hostname = env.get("SMTPTUT_HOSTNAME", "").strip() or "localhost"
+        hostname = checkHostname(
+            env.get("SMTPTUT_HOSTNAME", "").strip() or "localhost", "SMTPTUT_HOSTNAME"
+        )
         maildir = env.get("SMTPTUT_MAILDIR", "").strip() or None
         if maildir is not None and os.path.exists(maildir):
             if not os.path.isdir(maildir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import getpass
 import hashlib
 import hmac
@@ -20,10 +21,16 @@ from zope.interface import implementer
 
 from smtptut.errors import EX_CANTCREAT, EX_DATAERR, EX_NOUSER, EX_OK, EX_USAGE
 
-#: scrypt cost parameters: about 16 MiB and tens of milliseconds a check.
-SCRYPT_N = 2**14
+#: scrypt cost parameters for new hashes: OWASP's minimum (N=2**17, r=8,
+#: p=1), about 128 MiB and a few hundred milliseconds a check.  Each hash
+#: names its own parameters, so hashes made with other ones (the 2**14 of
+#: earlier versions) still verify.
+SCRYPT_N = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
+#: The most memory one check may take: scrypt needs 128 * N * r * p octets
+#: and a little more, and OpenSSL refuses beyond its 32 MiB default.
+SCRYPT_MAXMEM = 256 * 1024 * 1024
 
 
 def _b64(data: bytes) -> str:
@@ -36,7 +43,12 @@ def hashPassword(password: str, salt: bytes | None = None) -> str:
     """
     salt = os.urandom(16) if salt is None else salt
     digest = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P
+        password.encode("utf-8"),
+        salt=salt,
+        n=SCRYPT_N,
+        r=SCRYPT_R,
+        p=SCRYPT_P,
+        maxmem=SCRYPT_MAXMEM,
     )
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
@@ -56,12 +68,21 @@ def checkPassword(password: bytes, stored: str) -> bool:
             n=int(n),
             r=int(r),
             p=int(p),
-            maxmem=256 * 1024 * 1024,
+            maxmem=SCRYPT_MAXMEM,
             dklen=len(expected),
         )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+@functools.cache
+def _unknownUserHash() -> str:
+    """
+    A hash with the current parameters that no password matches in practice,
+    made once: checking against it costs what checking a real user costs.
+    """
+    return hashPassword(_b64(os.urandom(32)))
 
 
 def readUsers(path: str) -> dict[str, str]:
@@ -89,6 +110,10 @@ class UsersFileChecker:
 
     credentialInterfaces = (IUsernamePassword,)
 
+    #: Checks run at once: each takes about 128 MiB (L{SCRYPT_N}), so a burst
+    #: of AUTH attempts waits in line rather than fill the thread pool.
+    concurrentChecks = 2
+
     def __init__(self, path: str, reactor: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -96,6 +121,7 @@ class UsersFileChecker:
             reactor = _reactor
         self.path = path
         self.reactor = reactor
+        self._checks = defer.DeferredSemaphore(self.concurrentChecks)
 
     def _check(self, username: bytes, password: bytes) -> bytes:
         try:
@@ -103,13 +129,14 @@ class UsersFileChecker:
         except OSError:
             stored = None
         # Hash even for unknown users, so timing tells nothing about names.
-        ok = checkPassword(password, stored or hashPassword("", b"\0" * 16))
+        ok = checkPassword(password, stored or _unknownUserHash())
         if stored is None or not ok:
             raise UnauthorizedLogin()
         return username
 
     def requestAvatarId(self, credentials: Any) -> defer.Deferred[bytes | tuple[()]]:
-        return threads.deferToThreadPool(
+        return self._checks.run(
+            threads.deferToThreadPool,
             self.reactor,
             self.reactor.getThreadPool(),
             self._check,

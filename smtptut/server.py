@@ -15,17 +15,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from twisted.application import service
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer, endpoints, protocol, task, tcp
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IListeningPort,
+    IOpenSSLServerConnectionCreator,
+    IPushProducer,
     ISSLTransport,
 )
 from twisted.logger import Logger, LoggingFile
@@ -42,6 +46,11 @@ from smtptut.config import (
 from smtptut.consoleview import showMessage
 from smtptut.errors import EX_OSERR
 from smtptut.maildir import Maildir, MaildirMessage
+
+if TYPE_CHECKING:
+    from OpenSSL.SSL import Connection
+    from twisted.internet.ssl import CertificateOptions
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 #: The tutorial's account, kept as the default for loopback use.
 TUTORIAL_USERS = {b"guest": b"password"}
@@ -68,6 +77,15 @@ AUTH_PEERS_REMEMBERED = 10000
 RECIPIENT_OVERSHOOT_LIMIT = 1000
 #: The console copy of a message stays in memory up to this size, then spools.
 SPOOL_IN_MEMORY = 1024 * 1024
+#: Replies gathered before they are written: the transport then says (as a
+#: producer's consumer) when the client is not reading them.
+REPLY_BATCH = 64
+#: Input held, in octets, while the client leaves its replies unread: then
+#: reading stops too.
+MAX_HELD_INPUT = 65536
+#: Longest wait, in seconds, for a closing connection to finish (the client
+#: to read the last replies, TLS close_notify): then it is cut.
+CLOSE_TIMEOUT = 10.0
 
 COMMAND, DATA, AUTH, CLOSED = "COMMAND", "DATA", "AUTH", "CLOSED"
 
@@ -517,7 +535,23 @@ class ConsoleMessageDelivery:
 # ------------------------------------------------------------------ protocol
 
 
-@implementer(IHalfCloseableProtocol)
+def _tlsFailure(reason: Failure) -> str:
+    """
+    Why a TLS handshake failed, in a few words (OpenSSL's reasons).
+    """
+    from OpenSSL.SSL import Error
+
+    error = reason.value
+    if isinstance(error, Error) and error.args and isinstance(error.args[0], list):
+        words = [part[-1] for part in error.args[0] if part and part[-1]]
+        if words:
+            return ", ".join(words)
+    if reason.check(ConnectionDone, ConnectionLost):
+        return "the client closed the connection"
+    return str(error) or error.__class__.__name__
+
+
+@implementer(IHalfCloseableProtocol, IHandshakeListener, IPushProducer)
 class ConsoleESMTP(smtp.ESMTP):
     """
     The console server's ESMTP protocol.
@@ -536,7 +570,9 @@ class ConsoleESMTP(smtp.ESMTP):
         twisted/twisted#11634), and gives C{receivedHeader} one recipient
         where its interface promises all of them (twisted/twisted#8804).
     No Twisted ticket was found for the STARTTLS injection or the memory use.
-    Replies to pipelined commands are gathered and written at once.
+    Replies to pipelined commands are gathered and written at once; as the
+    transport's producer it stops reading while the client leaves its
+    replies unread.
     """
 
     log = Logger()
@@ -568,6 +604,9 @@ class ConsoleESMTP(smtp.ESMTP):
         self._buffer = b""
         self._replies: list[bytes] = []
         self._waiting = False
+        self._repliesBlocked = False
+        self._readingPaused = False
+        self._abortLater: Any = None
         self._eof = False
         self._discardLine = False
         self.errors = 0
@@ -580,12 +619,15 @@ class ConsoleESMTP(smtp.ESMTP):
         self._resetSession()
         # Implicit TLS (an ssl: endpoint) counts as TLS from the start.
         self.startedTLS = ISSLTransport.providedBy(self.transport)
+        self.handshaking = self.startedTLS
         self.setTimeout(self.settings.idleTimeout)
         # The idle timer restarts with every octet: a client trickling one a
         # second would hold its slot forever without these two.
         self._sessionTimer = self.factory.reactor.callLater(
             self.settings.sessionTimeout, self._timedOut, b"4.4.2 Session too long"
         )
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self._producing = True
         _writeNow(
             self.transport, b"220 " + factory.domain + b" ESMTP smtptut ready\r\n"
         )
@@ -596,6 +638,15 @@ class ConsoleESMTP(smtp.ESMTP):
             if timer is not None and timer.active():
                 timer.cancel()
         self._sessionTimer = self._lineTimer = None
+        if self._abortLater is not None and self._abortLater.active():
+            self._abortLater.cancel()
+        if self.handshaking:
+            self.log.info(
+                "TLS handshake with {peer} failed: {reason}",
+                peer=self.peer,
+                reason=_tlsFailure(reason),
+            )
+            self.handshaking = False
         if self._message is not None:
             message, self._message = self._message, None
             try:
@@ -616,13 +667,27 @@ class ConsoleESMTP(smtp.ESMTP):
         written.
         """
         self._eof = True
-        if not self._waiting:
-            self._close()
+        self._continue()
 
     def writeConnectionLost(self) -> None:
         self._close()
 
+    def handshakeCompleted(self) -> None:
+        self.handshaking = False
+
     def timeoutConnection(self) -> None:
+        if self.handshaking:
+            # No reply can reach a client that has not finished the TLS
+            # handshake, and Twisted's TLS close waits for that handshake.
+            self.log.info(
+                "cut a connection from {peer}: TLS handshake not done in {timeout} s",
+                peer=self.peer,
+                timeout=self.settings.idleTimeout,
+            )
+            # That line says it all: connectionLost adds no second one.
+            self.handshaking = False
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
         self._refused(b"(session)", 421, b"4.4.2 Idle timeout, closing connection")
         self._close()
 
@@ -658,6 +723,59 @@ class ConsoleESMTP(smtp.ESMTP):
         elif lineEnded:
             timer.reset(self.settings.commandTimeout)
 
+    # -- flow control (IPushProducer, for the transport's write buffer)
+
+    def pauseProducing(self) -> None:
+        """
+        The client leaves its replies unread (or TLS holds them until its
+        handshake is done): answer no more commands until they drain, and
+        read no more than L{MAX_HELD_INPUT}, so that a client that pipelines
+        without reading cannot grow the server.
+        """
+        self._repliesBlocked = True
+        self._updateReading()
+
+    def resumeProducing(self) -> None:
+        self._repliesBlocked = False
+        self._continue()
+        self._updateReading()
+
+    def stopProducing(self) -> None:
+        self._producing = False
+
+    def _updateReading(self) -> None:
+        """
+        Read from the client unless a reply is awaited (an AUTH check, a
+        message being stored) or the client is not reading its replies and
+        has sent enough meanwhile.  Reading must go on while only TLS holds
+        replies back: the TLS handshake needs it.  A session that is over
+        reads always, so that the client's close (or its TLS close_notify,
+        which Twisted's TLS close waits for) is seen.
+        """
+        pause = self.state is not CLOSED and (
+            self._waiting
+            or (self._repliesBlocked and len(self._buffer) >= MAX_HELD_INPUT)
+        )
+        if self.transport is None or pause == self._readingPaused:
+            return
+        self._readingPaused = pause
+        if pause:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        else:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def _continue(self) -> None:
+        """
+        Go on with the input received so far, unless something holds it;
+        after the client's end of input, close once all of it is answered.
+        """
+        if self.state is CLOSED or self._waiting or self._repliesBlocked:
+            return
+        self._process()
+        self._flush()
+        if self._eof and not self._waiting and not self._repliesBlocked:
+            self._close()
+
     def _resetSession(self) -> None:
         self._helo: tuple[bytes | None, bytes] = (None, self.peer.encode())
         self.usedEHLO = False
@@ -690,9 +808,8 @@ class ConsoleESMTP(smtp.ESMTP):
         self.resetTimeout()
         total = len(self._buffer) + len(data)
         self._buffer += data
-        if not self._waiting:
-            self._process()
-            self._flush()
+        self._continue()
+        self._updateReading()
         # A line ended when input was taken, unless it was all an overlong
         # line being dropped.
         self._watchLine(
@@ -701,6 +818,10 @@ class ConsoleESMTP(smtp.ESMTP):
 
     def _process(self) -> None:
         while self._buffer and not self._waiting and self.state is not CLOSED:
+            if len(self._replies) >= REPLY_BATCH:
+                self._flush()
+                if self._repliesBlocked:
+                    return
             if self.state is DATA:
                 if not self._dataChunk():
                     return
@@ -770,8 +891,30 @@ class ConsoleESMTP(smtp.ESMTP):
         self._flush()
         self.state = CLOSED
         self._buffer = b""
+        self.setTimeout(None)
+        if self.transport is None:
+            return
+        self._updateReading()
+        if self._producing:
+            # A registered producer holds a close back until it goes
+            # (FileDescriptor.loseConnection, TLSMemoryBIOProtocol's).
+            self._producing = False
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+        self.transport.loseConnection()
+        if self._abortLater is None:
+            # A client that reads no more, or never answers TLS
+            # close_notify, would hold the connection (and its slot) forever.
+            self._abortLater = self.callLater(
+                min(self.settings.idleTimeout, CLOSE_TIMEOUT), self._abortClose
+            )
+
+    def _abortClose(self) -> None:
         if self.transport is not None:
-            self.transport.loseConnection()
+            self.log.info(
+                "cut a connection from {peer} that did not finish closing",
+                peer=self.peer,
+            )
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _refused(
         self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
@@ -817,19 +960,17 @@ class ConsoleESMTP(smtp.ESMTP):
 
         def resume(result: Any) -> None:
             self._waiting = False
-            if self.state is CLOSED:
-                return
-            self._afterTransaction()
+            if self.state is not CLOSED:
+                self._afterTransaction()
             if not paused:
                 return
-            self.setTimeout(self.settings.idleTimeout)
-            self._process()
-            self._flush()
+            if self.state is not CLOSED:
+                self.setTimeout(self.settings.idleTimeout)
+            # Whatever came meanwhile (a pipelined QUIT may close the
+            # session); reading goes on in every case, closed or not.
+            self._continue()
             self._watchLine(True)
-            if self._eof and not self._waiting:
-                self._close()
-            if self.transport is not None and self.state is not CLOSED:
-                self.transport.resumeProducing()  # type: ignore[attr-defined]
+            self._updateReading()
 
         d.addErrback(lambda f: self.log.failure("while answering", f))
         d.addCallback(resume)
@@ -837,8 +978,7 @@ class ConsoleESMTP(smtp.ESMTP):
             paused = True
             self.setTimeout(None)
             self._watchLine(False)
-            if self.transport is not None:
-                self.transport.pauseProducing()  # type: ignore[attr-defined]
+            self._updateReading()
 
     # -- commands
 
@@ -1094,6 +1234,7 @@ class ConsoleESMTP(smtp.ESMTP):
             self._buffer = b""
         self.transport.startTLS(self.factory.ctx)  # type: ignore[union-attr]
         self.startedTLS = True
+        self.handshaking = True
         # RFC 3207 §4.2: forget everything learnt before TLS.
         self._resetSession()
 
@@ -1628,15 +1769,115 @@ def makePortal(
     return portal
 
 
-def loadTLS(certPath: str, keyPath: str) -> Any:
+#: Mozilla's "intermediate" server profile (ssl-config.mozilla.org, v5.7)
+#: without its DHE suites (no DH parameters are configured): TLS 1.2 with
+#: ECDHE key exchange and AEAD ciphers only (no CBC, no static RSA key
+#: exchange), and TLS 1.3 with OpenSSL's default suites.
+INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+    ":ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+    ":ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
+)
+
+
+def _ignoreALPN(connection: Any, offered: list[bytes]) -> Any:
+    from OpenSSL.SSL import NO_OVERLAPPING_PROTOCOLS
+
+    return NO_OVERLAPPING_PROTOCOLS
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
     """
-    A server TLS context factory from PEM files.
+    The sink's server TLS: Twisted's C{CertificateOptions} for the
+    certificate, its chain and L{INTERMEDIATE_CIPHERS}, with one fix.
+
+    Twisted 26.10 (since the ALPN rework that twisted/twisted#12598 traces
+    to #12506) calls C{_sslverify.setupForALPN} on every context it makes,
+    acceptable protocols or not, and its selection callback answers C{b""}
+    when nothing overlaps (a TODO there says it should be pyOpenSSL's
+    C{NO_OVERLAPPING_PROTOCOLS}).  pyOpenSSL takes C{b""} as "select an empty
+    protocol" (pyca/pyopenssl#876), which OpenSSL 3 refuses with an
+    C{internal_error} alert (80): every client that offers ALPN (openssl
+    s_client -alpn, Go, Android) failed the handshake.  No Twisted ticket
+    for this was found.  SMTP negotiates no application protocol, so the
+    context gets a callback that ignores the client's list, as a server
+    without ALPN does.  A pyOpenSSL context cannot be changed once a
+    connection uses it: this is done here, before the first one.
+    """
+
+    def __init__(self, options: CertificateOptions) -> None:
+        self.options = options
+        self.context = options.getContext()
+        self.context.set_alpn_select_callback(_ignoreALPN)
+
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> Connection:
+        from OpenSSL.SSL import Connection
+
+        return Connection(self.context, None)
+
+
+def serverTLS(
+    privateKey: Any, certificate: Any, extraCertChain: list[Any] | None = None
+) -> ServerTLS:
+    """
+    L{ServerTLS} for a key, its certificate and the intermediate certificates
+    that lead from it to a root (all pyOpenSSL objects).
+    """
+    from twisted.internet import ssl
+
+    return ServerTLS(
+        ssl.CertificateOptions(
+            privateKey=privateKey,
+            certificate=certificate,
+            extraCertChain=extraCertChain or None,
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+            acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(
+                INTERMEDIATE_CIPHERS
+            ),
+        )
+    )
+
+
+def loadTLS(certPath: str, keyPath: str) -> ServerTLS:
+    """
+    A server TLS context factory from PEM files: the first certificate in
+    C{certPath} is the server's, the others (a C{fullchain.pem}'s
+    intermediates) are sent after it.
     """
     from twisted.internet import ssl
 
     with open(certPath, "rb") as c, open(keyPath, "rb") as k:
         cert, key = c.read(), k.read()
-    return ssl.PrivateCertificate.loadPEM(cert + b"\n" + key).options()
+    blocks = _PEM_CERTIFICATE.findall(cert)
+    if not blocks:
+        raise ValueError("no PEM certificate in it")
+    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + key)
+    chain = [ssl.Certificate.loadPEM(block).original for block in blocks[1:]]
+    return serverTLS(leaf.privateKey.original, leaf.original, chain)
+
+
+def _sinkTLSEndpoint(endpoint: Any) -> Any:
+    """
+    An C{ssl:} endpoint with the sink's TLS (L{ServerTLS}) in place of the
+    context Twisted's parser made, keeping that one's certificate, key and
+    chain; any other endpoint as it is.
+
+    The endpoint keeps its context factory in a private attribute, and no
+    public way builds one from a description with another: replaced here
+    only, for the ALPN bug L{ServerTLS} describes.
+    """
+    if not isinstance(endpoint, endpoints.SSL4ServerEndpoint):
+        return endpoint
+    options = endpoint._sslContextFactory
+    endpoint._sslContextFactory = serverTLS(
+        options.privateKey, options.certificate, options.extraCertChain
+    )
+    return endpoint
 
 
 def makeFactory(
@@ -1744,7 +1985,9 @@ class SinkService(service.Service):
             self._listen()
 
     def _listen(self) -> None:
-        endpoint = endpoints.serverFromString(self.reactor, self.settings.listen)
+        endpoint = _sinkTLSEndpoint(
+            endpoints.serverFromString(self.reactor, self.settings.listen)
+        )
         self._listening = d = endpoint.listen(self.factory)
         outcome: list[Any] = []
         d.addBoth(outcome.append)

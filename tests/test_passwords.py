@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import stat
 
@@ -26,11 +28,37 @@ class HashTests(TestCase):
     def test_saltedAndChecked(self) -> None:
         one, two = hashPassword("pw"), hashPassword("pw")
         self.assertNotEqual(one, two)
-        self.assertTrue(one.startswith("scrypt$16384$8$1$"))
         self.assertTrue(checkPassword(b"pw", one))
         self.assertFalse(checkPassword(b"pW", one))
         self.assertFalse(checkPassword(b"pw", "plain-text"))
         self.assertNotIn("pw", one.split("$", 4)[4])
+
+    def test_newHashesCostAtLeastOWASPMinimum(self) -> None:
+        # OWASP's password storage cheat sheet: scrypt N=2**17, r=8, p=1 at
+        # least; the parameters are part of the hash.
+        scheme, n, r, p, salt, digest = hashPassword("pw").split("$")
+        self.assertEqual(scheme, "scrypt")
+        self.assertGreaterEqual(int(n), 2**17)
+        self.assertEqual((int(r), int(p)), (8, 1))
+        expected = hashlib.scrypt(
+            b"pw",
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=512 * 1024 * 1024,
+        )
+        self.assertEqual(base64.b64decode(digest), expected)
+
+    def test_oldHashesStillVerify(self) -> None:
+        # Made by earlier versions (N=2**14): users files written then keep
+        # working.
+        old = (
+            "scrypt$16384$8$1$c210cHR1dC1vbGQtc2FsdA==$xQeW/ubefjltrdqOJklykCOJWlqt"
+            "3/ZnT+YO89faTWE2kFqLM3TUboQGy9Xi5ChkR6/l2lKTyxpojJNnwqGEXA=="
+        )
+        self.assertTrue(checkPassword(b"old-password", old))
+        self.assertFalse(checkPassword(b"old-passwore", old))
 
 
 class PasswdTests(TestCase):
@@ -76,6 +104,18 @@ class PasswdTests(TestCase):
         self.assertTrue(checkPassword(b"from-stdin", readUsers(self.path)["app"]))
         listed = await runProcess(reactor, [SMTPTUT, "passwd", "-f", self.path, "list"])
         self.assertEqual(listed.out, "app\n")
+
+    async def test_checkerTakesOldHashes(self) -> None:
+        with open(self.path, "w") as f:
+            f.write(
+                "old:scrypt$16384$8$1$c210cHR1dC1vbGQtc2FsdA==$xQeW/ubefjltrdqOJkly"
+                "kCOJWlqt3/ZnT+YO89faTWE2kFqLM3TUboQGy9Xi5ChkR6/l2lKTyxpojJNnwqGEXA==\n"
+            )
+        checker = UsersFileChecker(self.path, reactor)
+        avatar = await checker.requestAvatarId(
+            UsernamePassword(b"old", b"old-password")
+        )
+        self.assertEqual(avatar, b"old")
 
     async def test_checker(self) -> None:
         self.add("app", "right")

@@ -7,6 +7,7 @@ import io
 import os
 import smtplib
 import socket
+import threading
 import time
 from email.message import EmailMessage
 from typing import Any, cast
@@ -972,3 +973,83 @@ class FactoryTests(TestCase):
     def test_shutdownWithNothingOpen(self) -> None:
         d = makeFactory(ServerSettings(), reactor).shutdown(1.0)
         self.assertIsNone(self.successResultOf(d))
+
+
+class FlowControlTests(SinkTestCase):
+    """
+    Issue 9 item 19(b): a client that pipelines commands but never reads
+    the replies used to grow the server without bound (3.5 GB for HELP x
+    10,000 per write); now it stops reading until the replies drain.
+    """
+
+    timeout = 60
+
+    def heldOctets(self, sink: Sink) -> int:
+        """
+        What the server holds for its clients: unread input, unsent replies
+        (the TCP transport's queue is Twisted's: abstract.FileDescriptor).
+        """
+        total = 0
+        for p in sink.factory.protocols:
+            t = p.transport
+            total += len(p._buffer) + sum(map(len, p._replies))
+            total += len(t.dataBuffer) + t._tempDataLen
+        return total
+
+    async def test_clientThatDoesNotReadItsReplies(self) -> None:
+        sink = self.sink()
+        held: list[int] = []
+        sampler = task.LoopingCall(lambda: held.append(self.heldOctets(sink)))
+        sampler.start(0.01)
+
+        def stopSampling() -> None:
+            if sampler.running:
+                sampler.stop()
+
+        self.addCleanup(stopSampling)
+        line = b"HELP\r\n"
+        data = line * (8 * 1024 * 1024 // len(line))
+
+        def client() -> tuple[int, int, bytes]:
+            with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as s:
+                s.recv(100)
+                # Write for as long as the server takes it (at most 8 MiB).
+                s.settimeout(1.0)
+                sent = 0
+                while sent < len(data):
+                    try:
+                        sent += s.send(data[sent : sent + 60000])
+                    except TimeoutError:
+                        break
+                s.settimeout(10)
+                helps = sent // len(line) + (1 if sent % len(line) else 0)
+                replies: list[int] = []
+                last: list[bytes] = []
+
+                def read() -> None:
+                    reader = s.makefile("rb")
+                    count = 0
+                    while reply := reader.readline():
+                        if reply.startswith(b"214 "):
+                            count += 1
+                        else:
+                            last.append(reply)
+                            break
+                    replies.append(count)
+
+                reader = threading.Thread(target=read)
+                reader.start()
+                # Now reading: finish the last line, then QUIT.
+                s.sendall(data[sent : helps * len(line)] + b"QUIT\r\n")
+                reader.join(30)
+                return sent, replies[0], last[0]
+
+        sent, answered, last = await threads.deferToThread(client)
+        stopSampling()
+        # The client got more in than the server would hold: it was
+        # stopped by the server reading no more, not by running out.
+        self.assertGreater(sent, 1024 * 1024)
+        self.assertLess(max(held), 512 * 1024, f"held up to {max(held)} octets")
+        # And every command was answered once it read again.
+        self.assertEqual(answered, (sent + len(line) - 1) // len(line))
+        self.assertEqual(last, b"221 2.0.0 Bye\r\n")

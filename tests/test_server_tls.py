@@ -9,9 +9,11 @@ import os
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from typing import Any, cast
 
-from twisted.internet import threads
+from twisted.internet import task, threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
@@ -345,3 +347,481 @@ class AuthTests(TLSTestCase):
         self.addCleanup(sink.stop)
         replies = await self.rawSession(sink, b"EHLO c\r\nSTARTTLS\r\n", 2)
         self.assertEqual(replies[2], b"502 5.5.1 TLS not available")
+
+
+def readReply(reader: Any) -> bytes:
+    """
+    One whole reply from C{reader} (a file from C{makefile("rb")}): its last
+    line, or C{b""} at the end of the stream.
+    """
+    while True:
+        line = reader.readline()
+        if not line or line[3:4] != b"-":
+            return bytes(line)
+
+
+def startTLSSocket(
+    port: int, context: ssl.SSLContext, helo: bytes = b"EHLO c\r\n"
+) -> ssl.SSLSocket:
+    """
+    Blocking: connect, EHLO, STARTTLS and the handshake; the EHLO after it
+    answered.
+    """
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    reader = raw.makefile("rb")
+    assert readReply(reader).startswith(b"220")
+    raw.sendall(helo + b"STARTTLS\r\n")
+    assert readReply(reader).startswith(b"250")
+    assert readReply(reader).startswith(b"220")
+    tls = context.wrap_socket(raw, server_hostname="localhost")
+    tls.sendall(helo)
+    assert readReply(tls.makefile("rb")).startswith(b"250")
+    return tls
+
+
+class ListenerTestCase(TLSTestCase):
+    def sslSink(self, **settings: Any) -> tuple[int, io.StringIO]:
+        """
+        A sink on an C{ssl:} endpoint (implicit TLS); its port and console.
+        """
+        certificates = self.certificates
+        listen = (
+            "ssl:0:interface=127.0.0.1"
+            f":certKey={certificates.serverCert}:privateKey={certificates.serverKey}"
+        )
+        config = ServerSettings(listen=listen, **settings)
+        output = io.StringIO()
+        self.factory = makeFactory(config, reactor, output=lambda: output)
+        service = SinkService(config, self.factory, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        assert service.port is not None
+        return service.port.getHost().port, output  # type: ignore[attr-defined]
+
+    async def settle(self, factory: Any, seconds: float = 5.0) -> None:
+        """
+        Wait (at most C{seconds}) until C{factory} has no connection left.
+        """
+        for _ in range(int(seconds / 0.05)):
+            if not factory.protocols:
+                return
+            await task.deferLater(reactor, 0.05)
+        self.fail(f"{len(factory.protocols)} connections still open")
+
+
+class ALPNTests(ListenerTestCase):
+    """
+    Issue 9 item 16: a client that offers ALPN (openssl s_client -alpn, Go,
+    Android) used to get alert 80 (internal error) from Twisted's ALPN
+    callback; the sink now ignores ALPN, as SMTP negotiates none.
+    """
+
+    def alpnContext(self) -> ssl.SSLContext:
+        context = clientContext(self.certificates)
+        context.set_alpn_protocols(["smtp", "h2"])
+        return context
+
+    async def test_startTLSWithALPN(self) -> None:
+        sink = self.sink()
+        context = self.alpnContext()
+
+        def session() -> str | None:
+            with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as s:
+                s.starttls(context=context)
+                s.sendmail("a@c.test", ["console@s.test"], MESSAGE)
+                return cast(ssl.SSLSocket, s.sock).selected_alpn_protocol()
+
+        self.assertIsNone(await threads.deferToThread(session))
+        [message] = sink.messages()
+        self.assertIn("with ESMTPS", message)
+
+    async def test_sslListenerWithALPN(self) -> None:
+        port, output = self.sslSink()
+        context = self.alpnContext()
+
+        def session() -> None:
+            with smtplib.SMTP_SSL("localhost", port, context=context, timeout=10) as s:
+                s.sendmail("a@c.test", ["console@s.test"], MESSAGE)
+
+        await threads.deferToThread(session)
+        self.assertIn("secret body", output.getvalue())
+
+    async def opensslSession(self, *argv: str) -> Any:
+        return await runProcess(
+            reactor,
+            [
+                "openssl",
+                "s_client",
+                *argv,
+                "-CAfile",
+                self.certificates.caCert,
+                "-verify_return_error",
+                "-alpn",
+                "smtp",
+                "-ign_eof",
+            ],
+            stdin=b"EHLO openssl.test\r\nQUIT\r\n",
+            timeout=20,
+        )
+
+    async def test_opensslStartTLSWithALPN(self) -> None:
+        sink = self.sink()
+        result = await self.opensslSession(
+            "-starttls", "smtp", "-connect", f"127.0.0.1:{sink.port}"
+        )
+        self.assertEqual(result.code, 0, result.out + result.err)
+        self.assertIn("No ALPN negotiated", result.out)
+        self.assertIn("250-ENHANCEDSTATUSCODES", result.out)
+        self.assertIn("221 2.0.0 Bye", result.out)
+
+    async def test_opensslSSLListenerWithALPN(self) -> None:
+        port, _ = self.sslSink()
+        result = await self.opensslSession("-connect", f"127.0.0.1:{port}")
+        self.assertEqual(result.code, 0, result.out + result.err)
+        self.assertIn("220 localhost ESMTP smtptut ready", result.out)
+        self.assertIn("221 2.0.0 Bye", result.out)
+
+
+class CipherTests(ListenerTestCase):
+    """
+    Issue 9 item 17: Mozilla's "intermediate" profile, as testssl.sh checks
+    it: TLS 1.2 with ECDHE and AEAD ciphers, TLS 1.3; no CBC (LUCKY13), no
+    static RSA key exchange (no forward secrecy).  An RSA certificate, so
+    that static RSA key exchange is possible at all.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        import trustme
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        ca = trustme.CA(key_type=trustme.KeyType.RSA)
+        issued = ca.issue_cert("localhost", key_type=trustme.KeyType.RSA)
+        self.certificates = Certificates(
+            directory,
+            os.path.join(directory, "server.pem"),
+            os.path.join(directory, "server.key"),
+            os.path.join(directory, "ca.pem"),
+        )
+        issued.cert_chain_pems[0].write_to_path(self.certificates.serverCert)
+        issued.private_key_pem.write_to_path(self.certificates.serverKey)
+        ca.cert_pem.write_to_path(self.certificates.caCert)
+
+    def handshake(
+        self, port: int, ciphers: str | None, version: ssl.TLSVersion
+    ) -> tuple[str, str]:
+        """
+        Blocking: STARTTLS with a client limited to C{ciphers} (TLS 1.2 and
+        below) and C{version}; the cipher and protocol agreed.
+        """
+        context = clientContext(self.certificates)
+        context.maximum_version = version
+        if ciphers is not None:
+            context.set_ciphers(ciphers)
+        with startTLSSocket(port, context) as tls:
+            cipher = tls.cipher()
+            assert cipher is not None
+            tls.sendall(b"QUIT\r\n")
+            return cipher[0], cipher[1]
+
+    async def test_refusedCiphers(self) -> None:
+        sink = self.sink()
+        for refused in [
+            "AES128-GCM-SHA256",  # static RSA key exchange, AEAD
+            "AES256-SHA",  # static RSA, CBC
+            "ECDHE-RSA-AES128-SHA",  # ECDHE, CBC
+            "ECDHE-RSA-AES256-SHA384",  # ECDHE, CBC
+        ]:
+            with self.assertRaises(ssl.SSLError, msg=refused):
+                await threads.deferToThread(
+                    self.handshake, sink.port, refused, ssl.TLSVersion.TLSv1_2
+                )
+        self.assertIn(
+            "TLS handshake with 127.0.0.1 failed: no shared cipher", self.logText()
+        )
+
+    async def test_acceptedCiphers(self) -> None:
+        sink = self.sink()
+        tls12 = await threads.deferToThread(
+            self.handshake,
+            sink.port,
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            ssl.TLSVersion.TLSv1_2,
+        )
+        self.assertEqual(tls12, ("ECDHE-RSA-AES128-GCM-SHA256", "TLSv1.2"))
+        tls13 = await threads.deferToThread(
+            self.handshake, sink.port, None, ssl.TLSVersion.TLSv1_3
+        )
+        self.assertEqual(tls13[1], "TLSv1.3")
+
+    async def test_sslListenerRefusesCBC(self) -> None:
+        port, _ = self.sslSink()
+        context = clientContext(self.certificates)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers("ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256")
+
+        def connect() -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                context.wrap_socket(raw, server_hostname="localhost").close()
+
+        with self.assertRaises(ssl.SSLError):
+            await threads.deferToThread(connect)
+
+
+class ChainTests(ListenerTestCase):
+    """
+    Issue 10 item 7: a certificate file with the leaf and its intermediate
+    (a fullchain.pem) sends both, so that a client trusting only the root
+    verifies the server.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        import trustme
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        root = trustme.CA()
+        intermediate = root.create_child_ca()
+        leaf = intermediate.issue_cert("localhost", "127.0.0.1")
+        self.rootPath = os.path.join(directory, "root.pem")
+        self.chainPath = os.path.join(directory, "fullchain.pem")
+        self.keyPath = os.path.join(directory, "key.pem")
+        root.cert_pem.write_to_path(self.rootPath)
+        # Leaf first, then the intermediate, as CAs hand them out.
+        leaf.cert_chain_pems[0].write_to_path(self.chainPath)
+        intermediate.cert_pem.write_to_path(self.chainPath, append=True)
+        leaf.private_key_pem.write_to_path(self.keyPath)
+
+    async def test_opensslVerifiesTheChain(self) -> None:
+        sink = self.sink(tlsCert=self.chainPath, tlsKey=self.keyPath)
+        result = await runProcess(
+            reactor,
+            [
+                "openssl",
+                "s_client",
+                "-starttls",
+                "smtp",
+                "-connect",
+                f"127.0.0.1:{sink.port}",
+                "-CAfile",
+                self.rootPath,
+                "-verify_return_error",
+                "-showcerts",
+                "-ign_eof",
+            ],
+            stdin=b"QUIT\r\n",
+            timeout=20,
+        )
+        self.assertEqual(result.code, 0, result.out + result.err)
+        self.assertIn("Verify return code: 0 (ok)", result.out)
+        self.assertIn(" 1 s:", result.out)  # depth 1: the intermediate
+
+    async def test_smtplibTrustingOnlyTheRoot(self) -> None:
+        sink = self.sink(tlsCert=self.chainPath, tlsKey=self.keyPath)
+        context = ssl.create_default_context(cafile=self.rootPath)
+
+        def session() -> None:
+            with smtplib.SMTP("localhost", sink.port, timeout=10) as s:
+                s.starttls(context=context)
+                s.sendmail("a@c.test", ["console@s.test"], MESSAGE)
+
+        await threads.deferToThread(session)
+        self.assertEqual(len(sink.messages()), 1)
+
+    async def test_keyInTheCertificateFile(self) -> None:
+        # SMTPTUT_TLS_KEY defaults to the certificate file: key and chain in one.
+        combined = self.chainPath + ".combined"
+        with open(combined, "wb") as out:
+            for path in (self.chainPath, self.keyPath):
+                with open(path, "rb") as f:
+                    out.write(f.read())
+        sink = self.sink(tlsCert=combined, tlsKey=combined)
+        context = ssl.create_default_context(cafile=self.rootPath)
+
+        def session() -> None:
+            with smtplib.SMTP("localhost", sink.port, timeout=10) as s:
+                s.starttls(context=context)
+                s.noop()
+
+        await threads.deferToThread(session)
+
+
+class SlotTests(ListenerTestCase):
+    """
+    Issue 9 items 13 and 19(a): every TLS session ends and frees its slot,
+    whatever the client does after QUIT or instead of the handshake.
+    """
+
+    async def test_pipelinedQuitThenCleanTLSClose(self) -> None:
+        # Reading stayed paused after a pipelined QUIT closed the session
+        # while the Maildir stored the message, so the client's close_notify
+        # and FIN were never read: CLOSE-WAIT for ever, one slot gone each.
+        sink = self.sink(maildir=self.mktemp(), maxConnections=2)
+        context = clientContext(self.certificates)
+
+        def session() -> list[bytes]:
+            tls = startTLSSocket(sink.port, context)
+            reader = tls.makefile("rb")
+            tls.sendall(b"MAIL FROM:<a@c.test>\r\nRCPT TO:<console@s.test>\r\nDATA\r\n")
+            replies = [readReply(reader) for _ in range(3)]
+            tls.sendall(b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+            replies += [readReply(reader), readReply(reader)]
+            try:
+                tls.unwrap().close()
+            except (OSError, ssl.SSLError):
+                tls.close()
+            return replies
+
+        for _ in range(5):
+            replies = await threads.deferToThread(session)
+            self.assertEqual(
+                [r[:3] for r in replies], [b"250", b"250", b"354", b"250", b"221"]
+            )
+        # Well before the close timeout (CLOSE_TIMEOUT) could cut them.
+        await self.settle(sink.factory, 3.0)
+        self.assertEqual(len(sink.stored()), 5)
+        greeting = await threads.deferToThread(
+            lambda: socket.create_connection(("127.0.0.1", sink.port), 10).recv(100)
+        )
+        self.assertTrue(greeting.startswith(b"220 "), greeting)
+
+    async def test_opensslScriptedSessions(self) -> None:
+        sink = self.sink(maildir=self.mktemp(), maxConnections=2)
+        script = (
+            b"EHLO openssl.test\r\nMAIL FROM:<a@c.test>\r\nRCPT TO:<console@s.test>\r\n"
+            b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+        )
+        for _ in range(3):
+            result = await runProcess(
+                reactor,
+                [
+                    "openssl",
+                    "s_client",
+                    "-starttls",
+                    "smtp",
+                    "-quiet",
+                    "-connect",
+                    f"127.0.0.1:{sink.port}",
+                    "-CAfile",
+                    self.certificates.caCert,
+                ],
+                stdin=script,
+                timeout=20,
+            )
+            self.assertIn("221 2.0.0 Bye", result.out, result.out + result.err)
+        await self.settle(sink.factory, 3.0)
+        self.assertEqual(len(sink.stored()), 3)
+
+    async def test_sslListenerPipelinedQuit(self) -> None:
+        port, output = self.sslSink(
+            maildir=os.path.abspath(self.mktemp()), maxConnections=2
+        )
+        context = clientContext(self.certificates)
+
+        def session() -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                tls = context.wrap_socket(raw, server_hostname="localhost")
+                reader = tls.makefile("rb")
+                readReply(reader)
+                tls.sendall(
+                    b"EHLO c\r\nMAIL FROM:<a@c.test>\r\nRCPT TO:<console@s.test>\r\n"
+                    b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+                )
+                last = b""
+                for _ in range(6):
+                    last = readReply(reader)
+                try:
+                    tls.unwrap()
+                except (OSError, ssl.SSLError):
+                    pass
+                return last
+
+        for _ in range(4):
+            self.assertTrue((await threads.deferToThread(session)).startswith(b"221"))
+        await self.settle(self.factory, 3.0)
+
+    async def idleClient(self, port: int, startTLS: bool) -> float:
+        """
+        Connect, maybe ask for STARTTLS, then send nothing (no TLS handshake
+        either) until the server closes; how long that took.
+        """
+
+        def idle() -> float:
+            start = time.monotonic()
+            with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+                if startTLS:
+                    reader = raw.makefile("rb")
+                    readReply(reader)
+                    raw.sendall(b"STARTTLS\r\n")
+                    readReply(reader)
+                try:
+                    while raw.recv(4096):
+                        pass
+                except OSError:
+                    pass
+                return time.monotonic() - start
+
+        return cast(float, await threads.deferToThread(idle))
+
+    async def silentAfterHandshake(
+        self, factory: Any, port: int, startTLS: bool
+    ) -> None:
+        """
+        A client that completes the TLS handshake, then sends nothing and
+        reads nothing (the server's 421 and close_notify stay unread) and
+        keeps its socket open: the server must still end the connection.
+        """
+        handshakeDone = threading.Event()
+        release = threading.Event()
+
+        def silent() -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+                if startTLS:
+                    reader = raw.makefile("rb")
+                    readReply(reader)
+                    raw.sendall(b"STARTTLS\r\n")
+                    readReply(reader)
+                tls = clientContext(self.certificates).wrap_socket(
+                    raw, server_hostname="localhost"
+                )
+                handshakeDone.set()
+                release.wait(10)
+                tls.close()
+
+        client = threads.deferToThread(silent)
+        try:
+            for _ in range(100):
+                if handshakeDone.is_set():
+                    break
+                await task.deferLater(reactor, 0.05)
+            self.assertTrue(handshakeDone.is_set())
+            # 1 s idle, then at most 1 s for the close.
+            await self.settle(factory, 3.0)
+        finally:
+            release.set()
+            await client
+
+    async def test_idleBeforeStartTLSHandshake(self) -> None:
+        sink = self.sink(idleTimeout=1.0)
+        elapsed = await self.idleClient(sink.port, startTLS=True)
+        self.assertLess(elapsed, 5)
+        await self.settle(sink.factory)
+        self.assertIn("TLS handshake not done in 1.0 s", self.logText())
+
+    async def test_idleSSLListenerWithoutHandshake(self) -> None:
+        port, _ = self.sslSink(idleTimeout=1.0)
+        elapsed = await self.idleClient(port, startTLS=False)
+        self.assertLess(elapsed, 5)
+        await self.settle(self.factory)
+
+    async def test_idleAfterHandshakeNotReading(self) -> None:
+        sink = self.sink(idleTimeout=1.0)
+        await self.silentAfterHandshake(sink.factory, sink.port, startTLS=True)
+        self.assertIn("did not finish closing", self.logText())
+
+    async def test_sslListenerIdleAfterHandshake(self) -> None:
+        port, _ = self.sslSink(idleTimeout=1.0)
+        await self.silentAfterHandshake(self.factory, port, startTLS=False)
+        self.assertIn("did not finish closing", self.logText())

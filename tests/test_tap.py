@@ -147,6 +147,37 @@ class SettingsTests(TestCase):
             e = self.assertRaises(ConfigError, ServerSettings.fromEnvironment, env)
             self.assertEqual(str(e), message)
 
+    def test_hostnameMustBeADomainOrLiteral(self) -> None:
+        # Issue 9 item 7: the name goes into the greeting and the EHLO reply;
+        # a CR LF in it was sent as lines of their own, "a..b" a traceback.
+        for bad in [
+            "evil.test\r\n250-AUTH PLAIN",
+            "a..b",
+            "bad name",
+            "-a.test",
+            "a_b",
+        ]:
+            e = self.assertRaises(
+                ConfigError,
+                ServerSettings.fromEnvironment,
+                {"SMTPTUT_HOSTNAME": bad},
+            )
+            self.assertEqual(
+                str(e),
+                f"SMTPTUT_HOSTNAME: {bad!r} is not a domain name or an address literal",
+            )
+        e = self.assertRaises(
+            ConfigError,
+            ServerSettings.fromEnvironment,
+            {"SMTPTUT_HOSTNAME": "[300.1.1.1]"},
+        )
+        self.assertEqual(
+            str(e), "SMTPTUT_HOSTNAME: '[300.1.1.1]' is not a valid address literal"
+        )
+        for good in ["mx.example.test", "localhost", "[127.0.0.1]", "[IPv6:::1]"]:
+            settings = ServerSettings.fromEnvironment({"SMTPTUT_HOSTNAME": good})
+            self.assertEqual(settings.hostname, good)
+
     def test_loopbackListen(self) -> None:
         for listen, loopback in [
             ("tcp:2525:interface=127.0.0.1", True),
@@ -235,6 +266,27 @@ class ProcessTests(TestCase):
         self.assertEqual(len(result.err.strip().splitlines()), 1, result.err)
         self.assertIn(
             f"emailserver.tac: SMTPTUT_TLS_CERT: cannot load {path}", result.err
+        )
+        self.assertNotIn("Traceback", result.out + result.err)
+
+    async def test_badHostnameIsOneLine(self) -> None:
+        for name in ["a..b", "evil.test\r\n250 injected"]:
+            result = await runProcess(
+                reactor, twistdArgv("emailserver.tac"), {"SMTPTUT_HOSTNAME": name}
+            )
+            self.assertEqual(result.code, 64, result.out + result.err)
+            self.assertEqual(
+                result.err.strip(),
+                f"emailserver.tac: SMTPTUT_HOSTNAME: {name!r}"
+                " is not a domain name or an address literal",
+            )
+            self.assertNotIn("Traceback", result.out + result.err)
+        # The plugin says it as a usage error (twistd's exit status for one).
+        result = await runProcess(reactor, pluginArgv("--hostname", "a..b"))
+        self.assertNotEqual(result.code, 0)
+        self.assertIn(
+            "--hostname: 'a..b' is not a domain name or an address literal",
+            result.out + result.err,
         )
         self.assertNotIn("Traceback", result.out + result.err)
 
