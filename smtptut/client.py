@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IAddress, IConsumer, IReactorTime, ITCPT
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
-from smtptut.config import checkEhloName, isLoopbackAddress
+from smtptut.config import checkHostName, isLoopbackAddress
 from smtptut.message import MessageProducer, MessageSource
 from smtptut.tls import REQUIRED
 
@@ -722,7 +722,7 @@ class SMTPClientFactory(protocol.ClientFactory):
         self.envelopes = list(envelopes)
         if identity is not None:
             # Whatever built the settings, nothing but a name reaches the wire.
-            checkEhloName(identity, "identity")
+            checkHostName(identity, "identity")
         self.identity = identity
         self.secret = secret
         self.contextFactory = contextFactory

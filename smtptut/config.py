@@ -110,7 +110,7 @@ def isHostName(name: str) -> bool:
     return all(_LABEL.match(label) for label in name.split("."))
 
 
-def checkEhloName(text: str, setting: str) -> str:
+def checkHostName(text: str, setting: str) -> str:
     """
     The name to send with EHLO: a domain name (an internationalized one in
     its A-label form) or an address literal, C{[192.0.2.1]} or
@@ -345,7 +345,7 @@ class ClientSettings:
         timeout = parseTimeout(timeoutText, "SMTPTUT_TIMEOUT") if timeoutText else None
         # Not stripped: a space or CR around the name is refused, not hidden.
         heloText = env.get("SMTPTUT_HELO", "")
-        helo = checkEhloName(heloText, "SMTPTUT_HELO") if heloText else localFQDN()
+        helo = checkHostName(heloText, "SMTPTUT_HELO") if heloText else localFQDN()
         return cls(
             sender=sender,
             recipients=recipients,
@@ -624,43 +624,6 @@ def checkListen(listen: str, setting: str) -> None:
         )
 
 
-#: RFC 1035 §2.3.1 / RFC 1123 §2.1: a label is letters, digits and inner
-#: hyphens, 1 to 63 of them.
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
-def checkHostname(text: str, setting: str) -> str:
-    """
-    C{text} if it is a domain name (IDNA allowed) or an address literal
-    (C{[192.0.2.1]}, C{[IPv6:::1]}), as RFC 5321 §4.1.3 wants of a name sent
-    in a greeting or EHLO reply; else L{ConfigError}.  A CR or LF here would
-    be sent as a line of its own.
-    """
-    literal = literalAddress(text)
-    if literal is not None:
-        try:
-            ipaddress.ip_address(literal)
-        except ValueError:
-            raise ConfigError(
-                f"{setting}: {text!r} is not a valid address literal"
-            ) from None
-        return text
-    try:
-        ascii = text.encode("idna").decode("ascii")
-    except UnicodeError:
-        ascii = ""
-    labels = ascii.split(".")
-    if (
-        not ascii
-        or len(ascii) > 253
-        or not all(_LABEL.fullmatch(label) for label in labels)
-    ):
-        raise ConfigError(
-            f"{setting}: {text!r} is not a domain name or an address literal"
-        )
-    return text
-
-
 def isLoopbackListen(listen: str) -> bool:
     """
     Whether the endpoint string C{listen} listens on loopback only (a UNIX
@@ -728,7 +691,7 @@ class ServerSettings:
         listen = env.get("SMTPTUT_LISTEN", DEFAULT_LISTEN).strip() or DEFAULT_LISTEN
         checkListen(listen, "SMTPTUT_LISTEN")
         accept = AcceptPolicy.parse(env.get("SMTPTUT_ACCEPT", DEFAULT_ACCEPT))
-        hostname = checkHostname(
+        hostname = checkHostName(
             env.get("SMTPTUT_HOSTNAME", "").strip() or "localhost", "SMTPTUT_HOSTNAME"
         )
         maildir = env.get("SMTPTUT_MAILDIR", "").strip() or None

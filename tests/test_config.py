@@ -11,7 +11,7 @@ from smtptut.config import (
     ClientSettings,
     ConfigError,
     ServerSettings,
-    checkEhloName,
+    checkHostName,
     isLoopbackAddress,
     localFQDN,
     parseAddress,
@@ -176,7 +176,7 @@ class EhloNameTests(SynchronousTestCase):
             ("[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
             ("b\u00fccher.test", "xn--bcher-kva.test"),
         ]:
-            self.assertEqual(checkEhloName(text, "SMTPTUT_HELO"), sent)
+            self.assertEqual(checkHostName(text, "SMTPTUT_HELO"), sent)
             settings = ClientSettings.fromEnvironment({"SMTPTUT_HELO": text})
             self.assertEqual(settings.helo, sent)
 

@@ -258,15 +258,18 @@ class WheelTests(TestCase):
         self.addCleanup(server.stop)
         match = await server.waitFor(r"starting on (\d+)", timeout=60)
         port = match.group(1)
+        message = os.path.join(i.home, "message.eml")
+        with open(message, "wb") as f:
+            f.write(b"Subject: From the wheel\n\nInstalled and working.\n")
         sent = await _run(
             [i.bin("smtptut"), "send", "--to", "x@[127.0.0.1]", "--port", port]
-            + ["--nameserver", dns.nameserver],
+            + ["--nameserver", dns.nameserver, "--data", message],
             i.home,
         )
         self.assertIn("x@[127.0.0.1]: delivered", sent.out)
         [name] = os.listdir(os.path.join(maildir, "new"))
         with open(os.path.join(maildir, "new", name), "rb") as f:
-            self.assertIn(b"Subject: Tutorate!", f.read())
+            self.assertIn(b"Subject: From the wheel", f.read())
         ended = await server.stop()
         # A clean shutdown: twistd ends by re-raising the SIGTERM it handled
         # (not a SIGKILL from Process.stop's grace timer).

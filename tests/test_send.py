@@ -734,9 +734,12 @@ class InterruptTests(TestCase):
     timeout = 120
 
     async def test_signalMidTransaction(self) -> None:
+        message = os.path.abspath(self.mktemp())
+        with open(message, "wb") as f:
+            f.write(TUTORIAL_MESSAGE)
         for sig in (signal.SIGTERM, signal.SIGINT):
             result, servers = await interruptedMidTransaction(
-                self, [SMTPTUT, "send", "-v"], {}, sig
+                self, [SMTPTUT, "send", "-v", "--data", message], {}, sig
             )
             everything = result.out + result.err
             self.assertEqual(result.code, 75, everything)

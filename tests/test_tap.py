@@ -164,7 +164,8 @@ class SettingsTests(TestCase):
             )
             self.assertEqual(
                 str(e),
-                f"SMTPTUT_HOSTNAME: {bad!r} is not a domain name or an address literal",
+                f"SMTPTUT_HOSTNAME: {bad!r} is not a host name (letters, digits,"
+                " hyphens and dots) or an address literal",
             )
         e = self.assertRaises(
             ConfigError,
@@ -172,7 +173,9 @@ class SettingsTests(TestCase):
             {"SMTPTUT_HOSTNAME": "[300.1.1.1]"},
         )
         self.assertEqual(
-            str(e), "SMTPTUT_HOSTNAME: '[300.1.1.1]' is not a valid address literal"
+            str(e),
+            "SMTPTUT_HOSTNAME: '[300.1.1.1]' is not an address literal such as"
+            " [192.0.2.1] or [IPv6:2001:db8::1]",
         )
         for good in ["mx.example.test", "localhost", "[127.0.0.1]", "[IPv6:::1]"]:
             settings = ServerSettings.fromEnvironment({"SMTPTUT_HOSTNAME": good})
@@ -278,14 +281,16 @@ class ProcessTests(TestCase):
             self.assertEqual(
                 result.err.strip(),
                 f"emailserver.tac: SMTPTUT_HOSTNAME: {name!r}"
-                " is not a domain name or an address literal",
+                " is not a host name (letters, digits, hyphens and dots) or an"
+                " address literal",
             )
             self.assertNotIn("Traceback", result.out + result.err)
         # The plugin says it as a usage error (twistd's exit status for one).
         result = await runProcess(reactor, pluginArgv("--hostname", "a..b"))
         self.assertNotEqual(result.code, 0)
         self.assertIn(
-            "--hostname: 'a..b' is not a domain name or an address literal",
+            "--hostname: 'a..b' is not a host name (letters, digits, hyphens and"
+            " dots) or an address literal",
             result.out + result.err,
         )
         self.assertNotIn("Traceback", result.out + result.err)
