@@ -22,7 +22,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 
 from smtptut.client import DEFERRED, DELIVERED, Envelope, RecipientOutcome
-from smtptut.config import TLS_MODES, ClientSettings, ConfigError
+from smtptut.config import TLS_MODES, ClientSettings
 from smtptut.delivery import deliverAll, stopReactor
 from smtptut.errors import (
     EX_OK,
@@ -41,6 +41,7 @@ from smtptut.sending import (
     loadMessage,
     messageIdDomain,
 )
+from smtptut.settings import ConfigError
 
 log = Logger()
 
@@ -227,7 +228,7 @@ def settingsFrom(
         env[variable] = ",".join(value) if isinstance(value, list) else value
         given[variable] = option
     if "SMTPTUT_TO" not in env:
-        raise ConfigError("--to: no recipient given")
+        raise ConfigError("--to", "no recipient given")
     if env.get("SMTPTUT_DATA") == "-":
         del env["SMTPTUT_DATA"]
     with namedAsGiven(given):
@@ -263,13 +264,12 @@ class namedAsGiven:
         return None
 
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
-        if isinstance(value, ConfigError):
-            variable, _, rest = str(value).partition(":")
-            if variable in self.given:
-                # "SMTPTUT_TLS=verify" in the text reads "--tls verify" too.
-                for name, option in self.given.items():
-                    rest = rest.replace(f"{name}=", f"{option} ")
-                raise ConfigError(f"{self.given[variable]}:{rest}") from None
+        if isinstance(value, ConfigError) and value.setting in self.given:
+            reason = value.reason
+            # "SMTPTUT_TLS=verify" in the reason reads "--tls verify" too.
+            for name, option in self.given.items():
+                reason = reason.replace(f"{name}=", f"{option} ")
+            raise ConfigError(self.given[value.setting], reason) from None
 
 
 def askPassword(
@@ -283,18 +283,19 @@ def askPassword(
     """
     if not settings.user:
         if settings.password:
-            raise ConfigError("--user: SMTPTUT_PASSWORD is set, but no user name")
+            raise ConfigError("--user", "SMTPTUT_PASSWORD is set, but no user name")
         return settings
     if settings.password:
         return settings
     if not _isTerminal(stdin):
         raise ConfigError(
-            "--user: no password: set SMTPTUT_PASSWORD (standard input is not"
-            " a terminal, so smtptut cannot ask for it)"
+            "--user",
+            "no password: set SMTPTUT_PASSWORD (standard input is not"
+            " a terminal, so smtptut cannot ask for it)",
         )
     password = prompt(f"Password for {settings.user}: ")
     if not password:
-        raise ConfigError("--user: empty password")
+        raise ConfigError("--user", "empty password")
     return replace(settings, password=password)
 
 
@@ -351,12 +352,13 @@ def sendMain(
                 # Piped input would otherwise be ignored, and the tutorial's
                 # message sent in its place to real recipients.
                 raise ConfigError(
-                    "--data: not given, and standard input is not a terminal:"
-                    " give --data - to send standard input, or --data FILE"
+                    "--data",
+                    "not given, and standard input is not a terminal:"
+                    " give --data - to send standard input, or --data FILE",
                 )
             if dataSetting == "-":
                 if getattr(stdin, "buffer", None) is None:
-                    raise ConfigError("--data: standard input is closed")
+                    raise ConfigError("--data", "standard input is closed")
                 stdinBytes = cast(BinaryIO, stdin.buffer)
                 idDomain = messageIdDomain(settings)
                 with spooledMessage("standard input", stdinBytes, idDomain) as message:

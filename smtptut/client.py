@@ -14,8 +14,9 @@ from twisted.internet.interfaces import IAddress, IConsumer, IReactorTime, ITCPT
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
-from smtptut.config import checkHostName, isLoopbackAddress
+from smtptut.addresses import checkHostName, isLoopbackAddress
 from smtptut.message import MessageProducer, MessageSource
+from smtptut.settings import parseAs
 from smtptut.tls import REQUIRED
 
 DELIVERED = "delivered"
@@ -722,7 +723,7 @@ class SMTPClientFactory(protocol.ClientFactory):
         self.envelopes = list(envelopes)
         if identity is not None:
             # Whatever built the settings, nothing but a name reaches the wire.
-            checkHostName(identity, "identity")
+            parseAs("identity", checkHostName, identity)
         self.identity = identity
         self.secret = secret
         self.contextFactory = contextFactory

@@ -5,13 +5,32 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
-import re
-import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-import idna
-from twisted.internet.endpoints import serverFromString
+from smtptut.addresses import (
+    AddressError,
+    MailAddress,
+    checkHostName,
+    localFQDN,
+    normalLiteral,
+    parseAddress,
+)
+from smtptut.settings import (
+    ConfigError,
+    parseAs,
+    parseEndpoint,
+    parseFlag,
+    parseHostPort,
+    parseNameserver,
+    parsePort,
+    parsePositiveInt,
+    parseReadableFile,
+    parseSeconds,
+)
+
+T = TypeVar("T")
 
 TUTORIAL_SENDER = "tutorial_sender@example.com"
 TUTORIAL_RECIPIENT = "tutorial_recipient@example.net"
@@ -22,253 +41,6 @@ DEFAULT_ACCEPT = "console"
 DEFAULT_CONCURRENCY = 8
 
 TLS_MODES = ("may", "encrypt", "verify", "off")
-
-
-class ConfigError(ValueError):
-    """
-    A setting is wrong; the message is one line naming the setting and the problem.
-    """
-
-
-@dataclass(frozen=True)
-class MailAddress:
-    """
-    An RFC 5321 mailbox split into local part and domain.
-    """
-
-    local: str
-    domain: str
-
-    def __str__(self) -> str:
-        return f"{self.local}@{self.domain}"
-
-    @property
-    def isLiteral(self) -> bool:
-        """
-        Whether the domain is an address literal such as C{[127.0.0.1]}.
-        """
-        return self.domain.startswith("[")
-
-
-def parseAddress(text: str, setting: str = "address") -> MailAddress:
-    """
-    Parse C{local@domain} (optionally in angle brackets) or raise L{ConfigError}.
-    """
-    candidate = text.strip()
-    if candidate.startswith("<") and candidate.endswith(">"):
-        candidate = candidate[1:-1].strip()
-    local, at, domain = candidate.rpartition("@")
-    if not at or not local or not domain:
-        raise ConfigError(
-            f"{setting}: {text!r} is not an address of the form user@domain"
-        )
-    if any(c.isspace() or c in "<>" for c in candidate):
-        raise ConfigError(f"{setting}: {text!r} contains spaces or angle brackets")
-    quoted = len(local) >= 2 and local.startswith('"') and local.endswith('"')
-    if "@" in local and not quoted:
-        # rpartition would take "a@b@c" as the mailbox "a@b" at "c".
-        raise ConfigError(f"{setting}: {text!r} has more than one @")
-    if domain.startswith("["):
-        literal = literalAddress(domain) or ""
-        try:
-            ipaddress.ip_address(literal)
-        except ValueError:
-            raise ConfigError(
-                f"{setting}: {text!r} has a malformed address literal"
-            ) from None
-    elif domain.startswith(".") or domain.endswith(".") or ".." in domain:
-        raise ConfigError(f"{setting}: {text!r} has a malformed domain")
-    return MailAddress(local, domain)
-
-
-def literalAddress(domain: str) -> str | None:
-    """
-    The IP address inside an address literal (C{[127.0.0.1]}, C{[IPv6:::1]}), or
-    L{None} when C{domain} is a name.
-    """
-    if not (domain.startswith("[") and domain.endswith("]")):
-        return None
-    literal = domain[1:-1]
-    if literal.lower().startswith("ipv6:"):
-        literal = literal[5:]
-    return literal
-
-
-#: One label of a host name: letters, digits and inner hyphens (RFC 5321
-#: §4.1.2's C{sub-domain}, RFC 1123 §2.1).
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
-
-
-def isHostName(name: str) -> bool:
-    """
-    Whether C{name} is a domain name as SMTP carries it: ASCII labels of
-    letters, digits and hyphens, 63 octets at most each, 253 in all, no
-    trailing dot (so no space, CR, LF or other control character either).
-    """
-    if not name or len(name) > 253 or not name.isascii():
-        return False
-    return all(_LABEL.match(label) for label in name.split("."))
-
-
-def checkHostName(text: str, setting: str) -> str:
-    """
-    The name to send with EHLO: a domain name (an internationalized one in
-    its A-label form) or an address literal, C{[192.0.2.1]} or
-    C{[IPv6:2001:db8::1]} (RFC 5321 §4.1.1.1).  Anything else, and above all
-    whitespace or a CR or LF that would start another command on the wire,
-    raises L{ConfigError}.
-    """
-    if text.startswith("["):
-        literal = literalAddress(text)
-        try:
-            address = ipaddress.ip_address(literal or "")
-        except ValueError:
-            address = None
-        isV6 = text[1:6].lower() == "ipv6:"
-        # ipaddress takes anything after a "%" as an IPv6 zone, CR LF
-        # included; a zone means nothing to the server anyway.
-        plain = "%" not in text and text.isascii() and text.isprintable()
-        if address is not None and (address.version == 6) == isV6 and plain:
-            return text
-        raise ConfigError(
-            f"{setting}: {text!r} is not an address literal such as [192.0.2.1]"
-            " or [IPv6:2001:db8::1]"
-        )
-    name = text
-    if not name.isascii() and name.isprintable() and not any(c.isspace() for c in name):
-        try:
-            name = idna.encode(name, uts46=True).decode("ascii")
-        except idna.IDNAError:
-            pass
-    if not isHostName(name):
-        raise ConfigError(
-            f"{setting}: {text!r} is not a host name (letters, digits, hyphens"
-            " and dots) or an address literal"
-        )
-    return name
-
-
-#: Where the machine's own names are looked up (see L{localFQDN}).
-HOSTS_FILE = "/etc/hosts"
-
-
-def _canonicalFromHosts(name: str) -> str | None:
-    """
-    The canonical (first) name of the L{HOSTS_FILE} line that lists C{name}, as
-    the resolver's C{files} source would give it, or L{None}.
-    """
-    try:
-        with open(HOSTS_FILE, encoding="utf-8", errors="replace") as hosts:
-            for line in hosts:
-                names = line.partition("#")[0].split()[1:]
-                if name.lower() in (n.lower() for n in names):
-                    return names[0]
-    except OSError:
-        pass
-    return None
-
-
-@functools.cache
-def localFQDN() -> str | None:
-    """
-    This machine's fully qualified domain name, as msmtp finds it (the host
-    name, or its canonical name when it has no dot), or L{None} when there is
-    none: no dot, not a valid name, or a C{localhost} one.  (Postfix's
-    C{myhostname} wants a fully qualified name too.)
-
-    The canonical name comes from L{HOSTS_FILE} only, not from
-    C{socket.getfqdn}: that may ask the system's DNS servers, and reading
-    settings must send nothing off the machine.
-    """
-    name = socket.gethostname()
-    if "." not in name:
-        name = _canonicalFromHosts(name) or name
-    name = name.rstrip(".").lower()
-    if "." not in name or not isHostName(name):
-        return None
-    if name.split(".")[0] == "localhost" or name.endswith(".localhost"):
-        return None
-    return name
-
-
-def isLoopbackAddress(host: str) -> bool:
-    """
-    Whether C{host}, an IP address as text (an IPv6 one may carry a
-    C{%zone}), is a loopback address; a name or anything else is not.
-    """
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def parseNameserver(text: str, setting: str) -> tuple[str, int]:
-    """
-    Parse C{IP}, C{IP:PORT}, C{[IPV6]} or C{[IPV6]:PORT}: a DNS server is
-    given by address (as in resolv.conf), since finding it by name would need
-    DNS already.
-    """
-    host, port = parseHostPort(text, 53, setting)
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(
-            f"{setting}: {host!r} is not an IP address (give the DNS server's"
-            " address, not its name)"
-        ) from None
-    return str(address), port
-
-
-def parseHostPort(text: str, defaultPort: int, setting: str) -> tuple[str, int]:
-    """
-    Parse C{HOST}, C{HOST:PORT}, C{[V6]} or C{[V6]:PORT}.
-    """
-    text = text.strip()
-    if not text:
-        raise ConfigError(f"{setting}: empty host")
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        portText = rest[1:] if rest.startswith(":") else ""
-        if rest and not rest.startswith(":"):
-            raise ConfigError(f"{setting}: {text!r} is not HOST[:PORT]")
-    elif text.count(":") == 1:
-        host, _, portText = text.partition(":")
-    else:
-        # A bare IPv6 address has several colons and no port.
-        host, portText = text, ""
-    port = parsePort(portText, setting) if portText else defaultPort
-    if not host:
-        raise ConfigError(f"{setting}: {text!r} has no host")
-    return host, port
-
-
-def parsePort(text: str, setting: str) -> int:
-    """
-    Parse a TCP port number, 1 to 65535.
-    """
-    try:
-        port = int(text)
-    except ValueError:
-        raise ConfigError(f"{setting}: {text!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"{setting}: port {port} is out of range 1-65535")
-    return port
-
-
-def parseTimeout(text: str, setting: str, maximum: float | None = None) -> float:
-    """
-    Parse a positive number of seconds, at most C{maximum} when given.
-    """
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise ConfigError(f"{setting}: {text!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise ConfigError(f"{setting}: the timeout must be more than 0 seconds")
-    if maximum is not None and not seconds <= maximum:
-        # inf included: a timer that never fires holds a slot forever.
-        raise ConfigError(f"{setting}: {text!r} is more than {maximum:g} seconds")
-    return seconds
 
 
 def _split(text: str) -> list[str]:
@@ -316,36 +88,42 @@ class ClientSettings:
         env = os.environ if environ is None else environ
         sender = env.get("SMTPTUT_FROM", TUTORIAL_SENDER).strip()
         if sender and sender != "<>":
-            _asciiLocalPart(parseAddress(sender, "SMTPTUT_FROM"), "SMTPTUT_FROM")
+            _asciiLocalPart(
+                parseAs("SMTPTUT_FROM", parseAddress, sender), "SMTPTUT_FROM"
+            )
         elif sender == "<>":
             sender = ""
         recipientTexts = _split(env.get("SMTPTUT_TO", TUTORIAL_RECIPIENT))
         if not recipientTexts:
-            raise ConfigError("SMTPTUT_TO: no recipient given")
+            raise ConfigError("SMTPTUT_TO", "no recipient given")
         recipients = tuple(
-            _asciiLocalPart(parseAddress(r, "SMTPTUT_TO"), "SMTPTUT_TO")
+            _asciiLocalPart(parseAs("SMTPTUT_TO", parseAddress, r), "SMTPTUT_TO")
             for r in recipientTexts
         )
-        port = parsePort(env.get("SMTPTUT_PORT", "25"), "SMTPTUT_PORT")
+        port = parseAs("SMTPTUT_PORT", parsePort, env.get("SMTPTUT_PORT", "25"))
         nameservers = tuple(
-            parseNameserver(ns, "SMTPTUT_NAMESERVER")
+            parseAs("SMTPTUT_NAMESERVER", parseNameserver, ns)
             for ns in _split(env.get("SMTPTUT_NAMESERVER", ""))
         )
-        relayText = env.get("SMTPTUT_RELAY", "").strip()
-        relay = parseHostPort(relayText, 25, "SMTPTUT_RELAY") if relayText else None
+        relay = _read(
+            env, "SMTPTUT_RELAY", functools.partial(parseHostPort, defaultPort=25), None
+        )
         tls = env.get("SMTPTUT_TLS", "may").strip().lower()
         if tls not in TLS_MODES:
             raise ConfigError(
-                f"SMTPTUT_TLS: {tls!r} is not one of {', '.join(TLS_MODES)}"
+                "SMTPTUT_TLS", f"{tls!r} is not one of {', '.join(TLS_MODES)}"
             )
         ca = env.get("SMTPTUT_CA") or None
         if ca is not None and not os.path.isfile(ca):
-            raise ConfigError(f"SMTPTUT_CA: {ca}: no such file")
-        timeoutText = env.get("SMTPTUT_TIMEOUT", "").strip()
-        timeout = parseTimeout(timeoutText, "SMTPTUT_TIMEOUT") if timeoutText else None
+            raise ConfigError("SMTPTUT_CA", f"{ca}: no such file")
+        timeout = _read(env, "SMTPTUT_TIMEOUT", parseSeconds, None)
         # Not stripped: a space or CR around the name is refused, not hidden.
         heloText = env.get("SMTPTUT_HELO", "")
-        helo = checkHostName(heloText, "SMTPTUT_HELO") if heloText else localFQDN()
+        helo = (
+            parseAs("SMTPTUT_HELO", checkHostName, heloText)
+            if heloText
+            else localFQDN()
+        )
         return cls(
             sender=sender,
             recipients=recipients,
@@ -358,7 +136,7 @@ class ClientSettings:
             ca=ca,
             user=env.get("SMTPTUT_USER") or None,
             password=env.get("SMTPTUT_PASSWORD") or None,
-            insecureAuth=_flag(env, "SMTPTUT_INSECURE_AUTH", False),
+            insecureAuth=_read(env, "SMTPTUT_INSECURE_AUTH", parseFlag, False),
             timeout=timeout,
         )
 
@@ -385,21 +163,9 @@ def _asciiLocalPart(address: MailAddress, setting: str) -> MailAddress:
     """
     if not address.local.isascii():
         raise ConfigError(
-            f"{setting}: {address} has a non-ASCII local part (SMTPUTF8 is not supported)"
+            setting, f"{address} has a non-ASCII local part (SMTPUTF8 is not supported)"
         )
     return address
-
-
-def _normalLiteral(domain: str) -> str:
-    """
-    A valid address literal in the form the server compares (lower case):
-    C{[ipv6:0::1]} becomes C{[ipv6:::1]}.
-    """
-    literal = literalAddress(domain) or ""
-    ip = ipaddress.ip_address(literal)
-    if ip.version == 6:
-        return f"[ipv6:{ip.compressed}]"
-    return f"[{ip}]"
 
 
 @dataclass(frozen=True)
@@ -418,25 +184,27 @@ class AcceptPolicy:
         """
         patterns = tuple(p.lower() for p in _split(text))
         if not patterns:
-            raise ConfigError(f"{setting}: no recipient pattern given")
+            raise ConfigError(setting, "no recipient pattern given")
         normal = []
         for pattern in patterns:
+            local, domain = "", ""
             if pattern == "*" or pattern.startswith("@"):
                 if pattern != "*" and len(pattern) == 1:
-                    raise ConfigError(f"{setting}: {pattern!r} names no domain")
-                if pattern.startswith("@["):
-                    try:
-                        pattern = "@" + _normalLiteral(pattern[1:])
-                    except ValueError:
-                        raise ConfigError(
-                            f"{setting}: {pattern!r} has a malformed address literal"
-                        ) from None
+                    raise ConfigError(setting, f"{pattern!r} names no domain")
+                domain = pattern[1:]
             elif "@" in pattern:
-                address = parseAddress(pattern, setting)
-                if address.isLiteral:
-                    pattern = f"{address.local}@{_normalLiteral(address.domain)}"
+                address = parseAs(setting, parseAddress, pattern)
+                local, domain = address.local, address.domain
             elif any(c.isspace() for c in pattern):
-                raise ConfigError(f"{setting}: {pattern!r} contains spaces")
+                raise ConfigError(setting, f"{pattern!r} contains spaces")
+            if domain.startswith("["):
+                # Compared lower-cased with a RCPT's literal in the same form.
+                try:
+                    pattern = f"{local}@{normalLiteral(domain).lower()}"
+                except AddressError:
+                    raise ConfigError(
+                        setting, f"{pattern!r} has a malformed address literal"
+                    ) from None
             normal.append(pattern)
         return cls(tuple(normal))
 
@@ -557,71 +325,20 @@ SERVER_SETTINGS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _positiveInt(
-    env: Mapping[str, str], name: str, default: int, maximum: int | None = None
-) -> int:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not a whole number") from None
-    if value < 1:
-        raise ConfigError(f"{name}: {value} is not at least 1")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{name}: {text} is more than {maximum}")
-    return value
+#: A server timeout: positive seconds, at most L{MAX_TIMEOUT}.
+_serverSeconds = functools.partial(parseSeconds, maximum=MAX_TIMEOUT)
+#: SMTPTUT_MAX_SIZE: a positive number of octets, at most L{MAX_MAX_SIZE}.
+_maxSize = functools.partial(parsePositiveInt, maximum=MAX_MAX_SIZE)
 
 
-def _timeout(env: Mapping[str, str], name: str, default: float) -> float:
-    text = env.get(name, "").strip()
-    return parseTimeout(text, name, MAX_TIMEOUT) if text else default
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    text = env.get(name, "").strip().lower()
-    if not text:
-        return default
-    if text in ("1", "yes", "true", "on"):
-        return True
-    if text in ("0", "no", "false", "off"):
-        return False
-    raise ConfigError(f"{name}: {text!r} is not 1 or 0")
-
-
-def _readableFile(env: Mapping[str, str], name: str) -> str | None:
-    path = env.get(name, "").strip()
-    if not path:
-        return None
-    if not os.path.isfile(path):
-        raise ConfigError(f"{name}: {path}: no such file")
-    if not os.access(path, os.R_OK):
-        raise ConfigError(f"{name}: {path}: not readable")
-    return path
-
-
-def checkListen(listen: str, setting: str) -> None:
+def _read(
+    env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T
+) -> T:
     """
-    Raise L{ConfigError} unless C{listen} is a server endpoint string that
-    Twisted can parse (its port number, files and so on included).
+    The setting C{name} from C{env}, stripped, parsed; C{default} if empty.
     """
-    try:
-        # Parsing builds the endpoint without listening: no reactor needed yet.
-        endpoint = serverFromString(None, listen)
-    except Exception as e:
-        reason = " ".join(str(e).split()) or e.__class__.__name__
-        raise ConfigError(
-            f"{setting}: {listen!r} is not a server endpoint ({reason})"
-        ) from None
-    # Twisted takes any integer as a TCP port and fails only when listening
-    # (an OSError, exit 71): a port out of range is the user's mistake.
-    port = getattr(endpoint, "_port", None)
-    if isinstance(port, int) and not 0 <= port <= 65535:
-        raise ConfigError(
-            f"{setting}: {listen!r} is not a server endpoint"
-            f" (port {port} is out of range 0-65535)"
-        )
+    text = env.get(name, "").strip()
+    return parseAs(name, parse, text) if text else default
 
 
 def isLoopbackListen(listen: str) -> bool:
@@ -688,51 +405,56 @@ class ServerSettings:
         Read the C{SMTPTUT_*} server settings; raise L{ConfigError} on a bad one.
         """
         env = os.environ if environ is None else environ
-        listen = env.get("SMTPTUT_LISTEN", DEFAULT_LISTEN).strip() or DEFAULT_LISTEN
-        checkListen(listen, "SMTPTUT_LISTEN")
+        listen = _read(env, "SMTPTUT_LISTEN", parseEndpoint, DEFAULT_LISTEN)
         accept = AcceptPolicy.parse(env.get("SMTPTUT_ACCEPT", DEFAULT_ACCEPT))
-        hostname = checkHostName(
-            env.get("SMTPTUT_HOSTNAME", "").strip() or "localhost", "SMTPTUT_HOSTNAME"
-        )
+        hostname = _read(env, "SMTPTUT_HOSTNAME", checkHostName, "localhost")
         maildir = env.get("SMTPTUT_MAILDIR", "").strip() or None
         if maildir is not None and os.path.exists(maildir):
             if not os.path.isdir(maildir):
-                raise ConfigError(f"SMTPTUT_MAILDIR: {maildir}: not a directory")
-        printMessages = _flag(env, "SMTPTUT_PRINT", True)
-        tlsCert = _readableFile(env, "SMTPTUT_TLS_CERT")
-        tlsKey = _readableFile(env, "SMTPTUT_TLS_KEY")
+                raise ConfigError("SMTPTUT_MAILDIR", f"{maildir}: not a directory")
+        printMessages = _read(env, "SMTPTUT_PRINT", parseFlag, True)
+        tlsCert = _read(env, "SMTPTUT_TLS_CERT", parseReadableFile, None)
+        tlsKey = _read(env, "SMTPTUT_TLS_KEY", parseReadableFile, None)
         if tlsKey is not None and tlsCert is None:
-            raise ConfigError("SMTPTUT_TLS_KEY: given without SMTPTUT_TLS_CERT")
+            raise ConfigError("SMTPTUT_TLS_KEY", "given without SMTPTUT_TLS_CERT")
         return cls(
             listen=listen,
             accept=accept,
             hostname=hostname,
             maildir=maildir,
             printMessages=printMessages,
-            maxSize=_positiveInt(
-                env, "SMTPTUT_MAX_SIZE", DEFAULT_MAX_SIZE, MAX_MAX_SIZE
+            maxSize=_read(env, "SMTPTUT_MAX_SIZE", _maxSize, DEFAULT_MAX_SIZE),
+            maxRecipients=_read(
+                env, "SMTPTUT_MAX_RECIPIENTS", parsePositiveInt, DEFAULT_MAX_RECIPIENTS
             ),
-            maxRecipients=_positiveInt(
-                env, "SMTPTUT_MAX_RECIPIENTS", DEFAULT_MAX_RECIPIENTS
+            maxErrors=_read(
+                env, "SMTPTUT_MAX_ERRORS", parsePositiveInt, DEFAULT_MAX_ERRORS
             ),
-            maxErrors=_positiveInt(env, "SMTPTUT_MAX_ERRORS", DEFAULT_MAX_ERRORS),
-            maxConnections=_positiveInt(
-                env, "SMTPTUT_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS
+            maxConnections=_read(
+                env,
+                "SMTPTUT_MAX_CONNECTIONS",
+                parsePositiveInt,
+                DEFAULT_MAX_CONNECTIONS,
             ),
-            idleTimeout=_timeout(env, "SMTPTUT_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT),
-            commandTimeout=_timeout(
-                env, "SMTPTUT_COMMAND_TIMEOUT", DEFAULT_COMMAND_TIMEOUT
+            idleTimeout=_read(
+                env, "SMTPTUT_IDLE_TIMEOUT", _serverSeconds, DEFAULT_IDLE_TIMEOUT
             ),
-            sessionTimeout=_timeout(
-                env, "SMTPTUT_SESSION_TIMEOUT", DEFAULT_SESSION_TIMEOUT
+            commandTimeout=_read(
+                env, "SMTPTUT_COMMAND_TIMEOUT", _serverSeconds, DEFAULT_COMMAND_TIMEOUT
             ),
-            maxPeerConnections=_positiveInt(
-                env, "SMTPTUT_MAX_PEER_CONNECTIONS", DEFAULT_MAX_PEER_CONNECTIONS
+            sessionTimeout=_read(
+                env, "SMTPTUT_SESSION_TIMEOUT", _serverSeconds, DEFAULT_SESSION_TIMEOUT
+            ),
+            maxPeerConnections=_read(
+                env,
+                "SMTPTUT_MAX_PEER_CONNECTIONS",
+                parsePositiveInt,
+                DEFAULT_MAX_PEER_CONNECTIONS,
             ),
             tlsCert=tlsCert,
             tlsKey=tlsKey or tlsCert,
-            users=_readableFile(env, "SMTPTUT_USERS"),
-            shutdownGrace=_timeout(
-                env, "SMTPTUT_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE
+            users=_read(env, "SMTPTUT_USERS", parseReadableFile, None),
+            shutdownGrace=_read(
+                env, "SMTPTUT_SHUTDOWN_GRACE", _serverSeconds, DEFAULT_SHUTDOWN_GRACE
             ),
         )

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtptut.certificates import loadTrustRoot
 from smtptut.client import (
     BOUNCED,
     DEFERRED,
@@ -31,7 +32,7 @@ from smtptut.client import (
 )
 from smtptut.config import ClientSettings
 from smtptut.exchange import ExchangeLookupError, MailExchange, getMailExchange
-from smtptut.tls import clientContext, loadTrustRoot
+from smtptut.tls import clientContext
 
 log = Logger()
 

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from smtptut.config import ConfigError
 from smtptut.message import MessageError
+from smtptut.settings import ConfigError
 
-EX_OK = 0
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_NOINPUT = 66
-EX_NOUSER = 67
-EX_UNAVAILABLE = 69
-EX_SOFTWARE = 70
-EX_OSERR = 71
-EX_CANTCREAT = 73
-EX_TEMPFAIL = 75
+# The names the project uses, as the os module gives them (POSIX only,
+# as Twisted's process handling is here).
+EX_OK = os.EX_OK
+EX_USAGE = os.EX_USAGE
+EX_DATAERR = os.EX_DATAERR
+EX_NOINPUT = os.EX_NOINPUT
+EX_NOUSER = os.EX_NOUSER
+EX_UNAVAILABLE = os.EX_UNAVAILABLE
+EX_SOFTWARE = os.EX_SOFTWARE
+EX_OSERR = os.EX_OSERR
+EX_CANTCREAT = os.EX_CANTCREAT
+EX_TEMPFAIL = os.EX_TEMPFAIL
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 
-from smtptut.config import literalAddress
+from smtptut.addresses import AddressError, literalAddress, toALabel
 
 #: How long one whole lookup (all retries, all servers) may take, in seconds.
 DEFAULT_LIFETIME = 10.0
@@ -66,7 +66,7 @@ def makeResolver(
 ) -> dns.resolver.Resolver:
     """
     A dnspython resolver that asks C{nameservers} (C{(IP address, port)}
-    pairs, see L{smtptut.config.parseNameserver}: nothing is looked up here),
+    pairs, see L{smtptut.settings.parseNameserver}: nothing is looked up here),
     or the system's configured servers when none are given.
 
     @raise ValueError: a nameserver is not an IP address.
@@ -90,14 +90,14 @@ def makeResolver(
     return resolver
 
 
-def toALabel(domain: str) -> str:
+def _aLabel(domain: str) -> str:
     """
-    The ASCII (A-label) form of a domain, without the trailing dot.
+    The A-label form of C{domain}; a name that has none is a permanent failure.
     """
     try:
-        return dns.name.from_text(domain).to_text(omit_final_dot=True)
-    except (dns.exception.DNSException, UnicodeError) as e:
-        raise ExchangeLookupError(domain, f"not a valid domain name ({e})", True) from e
+        return toALabel(domain)
+    except AddressError as e:
+        raise ExchangeLookupError(domain, str(e), True) from e
 
 
 def lookupExchanges(
@@ -118,7 +118,7 @@ def lookupExchanges(
     if domain.rstrip(".").lower() == "localhost":
         return [MailExchange(0, "localhost", ("127.0.0.1", "::1"), implicit=True)]
 
-    name = toALabel(domain)
+    name = _aLabel(domain)
     if not resolver.nameservers:
         raise ExchangeLookupError(
             domain,
@@ -285,7 +285,7 @@ def relayExchange(
             " give one with SMTPTUT_NAMESERVER or --nameserver",
             False,
         )
-    name = toALabel(host)
+    name = _aLabel(host)
     try:
         addresses = _addresses(name, resolver)
     except ExchangeLookupError as e:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from smtptut.addresses import isLoopbackAddress, parseAddress, wireAddress
+from smtptut.certificates import loadTrustRoot
 from smtptut.client import Envelope
-from smtptut.config import (
-    ClientSettings,
-    ConfigError,
-    MailAddress,
-    isLoopbackAddress,
-    parseAddress,
-)
-from smtptut.exchange import ExchangeLookupError, toALabel
+from smtptut.config import ClientSettings
 from smtptut.message import MessageSource, messageFromPath, tutorialMessage
-from smtptut.tls import loadTrustRoot
+from smtptut.settings import ConfigError, parseAs
 
 
 def messageIdDomain(settings: ClientSettings) -> str:
@@ -34,19 +29,6 @@ def loadMessage(settings: ClientSettings) -> MessageSource:
     return messageFromPath(settings.dataPath, idDomain=messageIdDomain(settings))
 
 
-def wireAddress(address: MailAddress, setting: str = "SMTPTUT_TO") -> str:
-    """
-    The address as it goes on the wire: an internationalized domain in its
-    ASCII form (A-labels, RFC 5890), so no SMTPUTF8 is needed.
-    """
-    if address.isLiteral or address.domain.isascii():
-        return str(address)
-    try:
-        return f"{address.local}@{toALabel(address.domain)}"
-    except ExchangeLookupError as e:
-        raise ConfigError(f"{setting}: {address}: {e.reason}") from None
-
-
 def envelopesByDomain(
     settings: ClientSettings, message: MessageSource
 ) -> dict[str, Envelope]:
@@ -56,14 +38,16 @@ def envelopesByDomain(
     """
     sender = settings.sender
     if sender:
-        sender = wireAddress(parseAddress(sender, "SMTPTUT_FROM"), "SMTPTUT_FROM")
+        sender = parseAs("SMTPTUT_FROM", _wireText, sender)
     if settings.relay is not None:
         host, port = settings.relay
-        everyone = _unique(wireAddress(r) for r in settings.recipients)
+        everyone = _unique(
+            parseAs("SMTPTUT_TO", wireAddress, r) for r in settings.recipients
+        )
         return {f"{host}:{port}": Envelope(sender, everyone, message)}
     envelopes: dict[str, Envelope] = {}
     for recipients in settings.domains().values():
-        addresses = _unique(wireAddress(r) for r in recipients)
+        addresses = _unique(parseAs("SMTPTUT_TO", wireAddress, r) for r in recipients)
         key = addresses[0].rpartition("@")[2].lower()
         if key in envelopes:
             # "bücher.test" and "xn--bcher-kva.test" are one domain.
@@ -71,6 +55,10 @@ def envelopesByDomain(
             addresses = _unique(old.recipients + addresses)
         envelopes[key] = Envelope(sender, addresses, message)
     return envelopes
+
+
+def _wireText(text: str) -> str:
+    return wireAddress(parseAddress(text))
 
 
 def _unique(addresses: Iterable[str]) -> tuple[str, ...]:
@@ -110,24 +98,27 @@ def checkAuthRoute(settings: ClientSettings) -> None:
     """
     if settings.insecureAuth and settings.tls != "encrypt":
         raise ConfigError(
-            "SMTPTUT_INSECURE_AUTH: only with SMTPTUT_TLS=encrypt (verify needs"
-            " no exception; may and off could send the password in plaintext)"
+            "SMTPTUT_INSECURE_AUTH",
+            "only with SMTPTUT_TLS=encrypt (verify needs"
+            " no exception; may and off could send the password in plaintext)",
         )
     if not settings.user:
         return
     if settings.relay is None:
         raise ConfigError(
-            "SMTPTUT_USER: a login is only for a relay: set SMTPTUT_RELAY to the"
-            " submission server (the password never goes to a recipient's MX)"
+            "SMTPTUT_USER",
+            "a login is only for a relay: set SMTPTUT_RELAY to the"
+            " submission server (the password never goes to a recipient's MX)",
         )
     if isLoopbackRelay(settings) or settings.tls == "verify":
         return
     if settings.tls == "encrypt" and settings.insecureAuth:
         return
     raise ConfigError(
-        f"SMTPTUT_USER: a login needs SMTPTUT_TLS=verify, not {settings.tls}"
+        "SMTPTUT_USER",
+        f"a login needs SMTPTUT_TLS=verify, not {settings.tls}"
         " (or SMTPTUT_TLS=encrypt with SMTPTUT_INSECURE_AUTH=1 to send the"
-        " password to any certificate)"
+        " password to any certificate)",
     )
 
 
@@ -137,9 +128,9 @@ def checkCredentials(settings: ClientSettings) -> None:
     relay it can safely go to (see L{checkAuthRoute}).
     """
     if settings.user and not settings.password:
-        raise ConfigError("SMTPTUT_PASSWORD: not set, but SMTPTUT_USER is")
+        raise ConfigError("SMTPTUT_PASSWORD", "not set, but SMTPTUT_USER is")
     if settings.password and not settings.user:
-        raise ConfigError("SMTPTUT_USER: not set, but SMTPTUT_PASSWORD is")
+        raise ConfigError("SMTPTUT_USER", "not set, but SMTPTUT_PASSWORD is")
     checkAuthRoute(settings)
 
 
@@ -153,7 +144,7 @@ def checkTrust(settings: ClientSettings) -> None:
         loadTrustRoot(settings.ca)
     except Exception as e:
         reason = " ".join(str(e).split()) or e.__class__.__name__
-        raise ConfigError(f"SMTPTUT_CA: {settings.ca}: {reason}") from None
+        raise ConfigError("SMTPTUT_CA", f"{settings.ca}: {reason}") from None
 
 
 def loadClientJob() -> tuple[ClientSettings, dict[str, Envelope]]:

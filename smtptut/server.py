@@ -37,15 +37,13 @@ from twisted.mail import smtp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from smtptut.config import (
-    AcceptPolicy,
-    ConfigError,
-    ServerSettings,
-    isLoopbackAddress,
-)
+from smtptut.addresses import AddressError, isLoopbackAddress, normalLiteral, toALabel
+from smtptut.certificates import loadCertificateChain
+from smtptut.config import AcceptPolicy, ServerSettings
 from smtptut.consoleview import showMessage
 from smtptut.errors import EX_OSERR
 from smtptut.maildir import Maildir, MaildirMessage
+from smtptut.settings import ConfigError
 
 if TYPE_CHECKING:
     from OpenSSL.SSL import Connection
@@ -139,15 +137,9 @@ def _literalDomain(domain: bytes) -> bytes:
     An RFC 5321 §4.1.3 address literal (C{[127.0.0.1]}, C{[IPv6:::1]}) in its
     usual form, or L{smtp.AddressError} when it holds no IP address.
     """
-    inner = domain[1:-1]
     try:
-        if inner[:5].lower() == b"ipv6:":
-            v6 = inner[5:].decode("ascii")
-            if "%" in v6:
-                raise ValueError(v6)
-            return b"[IPv6:%s]" % ipaddress.IPv6Address(v6).compressed.encode()
-        return b"[%s]" % str(ipaddress.IPv4Address(inner.decode("ascii"))).encode()
-    except (ValueError, UnicodeDecodeError):
+        return normalLiteral(domain.decode("ascii")).encode("ascii")
+    except (AddressError, UnicodeDecodeError):
         raise smtp.AddressError("bad address literal") from None
 
 
@@ -1655,7 +1647,7 @@ class ConsoleSMTPFactory(smtp.SMTPFactory):
             reactor = _reactor
         smtp.SMTPFactory.__init__(self, portal)
         self.delivery = delivery or ConsoleMessageDelivery()
-        self.domain = self.delivery.hostname.encode("idna")
+        self.domain = toALabel(self.delivery.hostname).encode("ascii")
         self.settings = settings or ServerSettings()
         self.ctx = ctx
         self.reactor = reactor
@@ -1779,10 +1771,6 @@ INTERMEDIATE_CIPHERS = (
     ":ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
 
-_PEM_CERTIFICATE = re.compile(
-    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
-)
-
 
 def _ignoreALPN(connection: Any, offered: list[bytes]) -> Any:
     from OpenSSL.SSL import NO_OVERLAPPING_PROTOCOLS
@@ -1849,16 +1837,7 @@ def loadTLS(certPath: str, keyPath: str) -> ServerTLS:
     C{certPath} is the server's, the others (a C{fullchain.pem}'s
     intermediates) are sent after it.
     """
-    from twisted.internet import ssl
-
-    with open(certPath, "rb") as c, open(keyPath, "rb") as k:
-        cert, key = c.read(), k.read()
-    blocks = _PEM_CERTIFICATE.findall(cert)
-    if not blocks:
-        raise ValueError("no PEM certificate in it")
-    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + key)
-    chain = [ssl.Certificate.loadPEM(block).original for block in blocks[1:]]
-    return serverTLS(leaf.privateKey.original, leaf.original, chain)
+    return serverTLS(*loadCertificateChain(certPath, keyPath))
 
 
 def _sinkTLSEndpoint(endpoint: Any) -> Any:
@@ -1904,7 +1883,7 @@ def makeFactory(
             maildir.checkWritable()
     except OSError as e:
         raise ConfigError(
-            f"SMTPTUT_MAILDIR: {settings.maildir}: {e.strerror}"
+            "SMTPTUT_MAILDIR", f"{settings.maildir}: {e.strerror}"
         ) from None
 
     # Deliveries hold no per-session state: one serves every client,
@@ -1937,8 +1916,8 @@ def makeFactory(
             ctx = loadTLS(settings.tlsCert, settings.tlsKey or settings.tlsCert)
         except Exception as e:
             raise ConfigError(
-                f"SMTPTUT_TLS_CERT: cannot load {settings.tlsCert}"
-                f" with {settings.tlsKey}: {e}"
+                "SMTPTUT_TLS_CERT",
+                f"cannot load {settings.tlsCert} with {settings.tlsKey}: {e}",
             ) from None
     return ConsoleSMTPFactory(
         portal,

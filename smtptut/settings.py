@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from twisted.internet.endpoints import serverFromString
+
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 class ConfigError(ValueError):
@@ -97,13 +102,21 @@ def readSettings(
         if not text:
             values[setting.name] = setting.default
             continue
-        try:
-            values[setting.name] = setting.parse(text)
-        except ConfigError as e:
-            raise e.renamed(label) from None
-        except ValueError as e:
-            raise ConfigError(label, str(e)) from None
+        values[setting.name] = parseAs(label, setting.parse, text)
     return values
+
+
+def parseAs(setting: str, parse: Callable[[S], T], text: S) -> T:
+    """
+    C{parse(text)}, its L{ValueError} (a L{ConfigError} included) raised as
+    a L{ConfigError} naming C{setting}.
+    """
+    try:
+        return parse(text)
+    except ConfigError as e:
+        raise e.renamed(setting) from None
+    except ValueError as e:
+        raise ConfigError(setting, str(e)) from None
 
 
 def labels(
@@ -167,3 +180,138 @@ def optParameters(table: Iterable[Setting[Any]]) -> list[list[Any]]:
         for setting in table
         if setting.optionName
     ]
+
+
+# The value parsers: each takes the text of a setting and returns its value,
+# or raises ValueError whose text is the reason (the setting is named by
+# readSettings or parseAs).
+
+
+def parsePort(text: str) -> int:
+    """
+    A TCP port number, 1 to 65535.
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return port
+
+
+def parseHostPort(text: str, defaultPort: int) -> tuple[str, int]:
+    """
+    C{HOST}, C{HOST:PORT}, C{[V6]} or C{[V6]:PORT}, with C{defaultPort} when
+    none is given (C{functools.partial(parseHostPort, defaultPort=25)} for a
+    table).
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("empty host")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        portText = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r} is not HOST[:PORT]")
+    elif text.count(":") == 1:
+        host, _, portText = text.partition(":")
+    else:
+        # A bare IPv6 address has several colons and no port.
+        host, portText = text, ""
+    port = parsePort(portText) if portText else defaultPort
+    if not host:
+        raise ValueError(f"{text!r} has no host")
+    return host, port
+
+
+def parseNameserver(text: str) -> tuple[str, int]:
+    """
+    C{IP}, C{IP:PORT}, C{[IPV6]} or C{[IPV6]:PORT}: a DNS server is given by
+    address (as in resolv.conf), since finding it by name would need DNS
+    already.
+    """
+    host, port = parseHostPort(text, 53)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{host!r} is not an IP address (give the DNS server's address,"
+            " not its name)"
+        ) from None
+    return str(address), port
+
+
+def parseSeconds(text: str, maximum: float | None = None) -> float:
+    """
+    A positive number of seconds, at most C{maximum} when given.
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ValueError("the timeout must be more than 0 seconds")
+    if maximum is not None and not seconds <= maximum:
+        # inf included: a timer that never fires holds a slot forever.
+        raise ValueError(f"{text!r} is more than {maximum:g} seconds")
+    return seconds
+
+
+def parsePositiveInt(text: str, maximum: int | None = None) -> int:
+    """
+    A whole number, at least 1 and at most C{maximum} when given.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"{value} is not at least 1")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{text} is more than {maximum}")
+    return value
+
+
+def parseFlag(text: str) -> bool:
+    """
+    C{1}, C{yes}, C{true}, C{on} or C{0}, C{no}, C{false}, C{off}.
+    """
+    text = text.strip().lower()
+    if text in ("1", "yes", "true", "on"):
+        return True
+    if text in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(f"{text!r} is not 1 or 0")
+
+
+def parseReadableFile(text: str) -> str:
+    """
+    The path of a file this process can read.
+    """
+    if not os.path.isfile(text):
+        raise ValueError(f"{text}: no such file")
+    if not os.access(text, os.R_OK):
+        raise ValueError(f"{text}: not readable")
+    return text
+
+
+def parseEndpoint(text: str) -> str:
+    """
+    A Twisted server endpoint string that Twisted can parse (its port
+    number, files and so on included), as given.
+    """
+    try:
+        # Parsing builds the endpoint without listening: no reactor needed yet.
+        endpoint = serverFromString(None, text)
+    except Exception as e:
+        reason = " ".join(str(e).split()) or e.__class__.__name__
+        raise ValueError(f"{text!r} is not a server endpoint ({reason})") from None
+    # Twisted takes any integer as a TCP port and fails only when listening
+    # (an OSError, exit 71): a port out of range is the user's mistake.
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise ValueError(
+            f"{text!r} is not a server endpoint (port {port} is out of range 0-65535)"
+        )
+    return text

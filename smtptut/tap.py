@@ -8,8 +8,9 @@ from typing import Any
 from twisted.application import service
 from twisted.python import usage
 
-from smtptut.config import SERVER_SETTINGS, ConfigError, ServerSettings
+from smtptut.config import SERVER_SETTINGS, ServerSettings
 from smtptut.server import makeServerService
+from smtptut.settings import ConfigError
 
 
 def _option(variable: str) -> str:
@@ -47,17 +48,17 @@ class Options(usage.Options):
         try:
             self["settings"] = ServerSettings.fromEnvironment(environ)
         except ConfigError as e:
-            raise usage.UsageError(self._nameTheOption(str(e))) from None
+            raise usage.UsageError(str(self._nameTheOption(e))) from None
 
-    def _nameTheOption(self, message: str) -> str:
+    def _nameTheOption(self, error: ConfigError) -> ConfigError:
         """
         Errors name the variable; name the option instead when one was given.
         """
         for variable, _, _ in SERVER_SETTINGS:
             option = _option(variable)
-            if self[option] is not None and message.startswith(variable + ":"):
-                return "--" + option + message[len(variable) :]
-        return message
+            if self[option] is not None and error.setting == variable:
+                return error.renamed("--" + option)
+        return error
 
 
 def makeService(options: Any) -> service.IService:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +22,8 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from smtptut.addresses import toALabel
 
 #: Modes in which the connection must be encrypted before the transaction.
 REQUIRED = ("encrypt", "verify")
@@ -45,25 +46,6 @@ class HostnameMismatch(Exception):
         return f"the certificate is not valid for {self.hostname}: {self.reason}"
 
 
-@functools.cache
-def loadTrustRoot(path: str | None) -> Any:
-    """
-    The CA certificates in the PEM bundle at C{path}, or the system's when
-    C{path} is L{None}.
-    """
-    if path is None:
-        return ssl.platformTrust()
-    with open(path, "rb") as f:
-        pem = f.read()
-    marker = b"-----END CERTIFICATE-----"
-    blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN" in block]
-    if not blocks:
-        raise ValueError("no PEM certificate in it")
-    return ssl.trustRootFromCertificates(
-        [ssl.Certificate.loadPEM(block) for block in blocks]
-    )
-
-
 def serviceID(hostname: str) -> ServiceID:
     """
     What the certificate must name: an IP address, or a DNS name (A-labels).
@@ -72,7 +54,7 @@ def serviceID(hostname: str) -> ServiceID:
         return IPAddress_ID(str(ipaddress.ip_address(hostname.split("%")[0])))
     except ValueError:
         pass
-    return DNS_ID(hostname.rstrip(".").encode("idna").decode("ascii"))
+    return DNS_ID(toALabel(hostname))
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -164,7 +146,7 @@ def clientContext(mode: str, hostname: str, trustRoot: Any = None) -> Any:
       - C{may} and C{encrypt}: TLS without checking the certificate (an MX's
         certificate rarely matches, RFC 7435 opportunistic security);
       - C{verify}: the certificate must chain to C{trustRoot} (see
-        L{loadTrustRoot}) and name C{hostname} in its subjectAltName (see
+        L{smtptut.certificates.loadTrustRoot}) and name C{hostname} in its subjectAltName (see
         L{StrictClientTLSOptions}).
     """
     if mode == "off":

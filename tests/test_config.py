@@ -1,70 +1,13 @@
 """Tests for smtptut.config: settings from the environment and their errors."""
 
-import socket
-
 from twisted.trial.unittest import SynchronousTestCase
 
-from smtptut import config
-from smtptut.client import SMTPClientFactory
-from smtptut.config import (
-    AcceptPolicy,
-    ClientSettings,
-    ConfigError,
-    ServerSettings,
-    checkHostName,
-    isLoopbackAddress,
-    localFQDN,
-    parseAddress,
-    parseHostPort,
-    parseNameserver,
-)
+from smtptut.config import AcceptPolicy, ClientSettings, ServerSettings
 from smtptut.sending import checkCredentials
-
-
-class AddressTests(SynchronousTestCase):
-    def test_plain(self) -> None:
-        address = parseAddress("console@example.test")
-        self.assertEqual((address.local, address.domain), ("console", "example.test"))
-
-    def test_angleBrackets(self) -> None:
-        self.assertEqual(str(parseAddress("<a@b.test>")), "a@b.test")
-
-    def test_literal(self) -> None:
-        address = parseAddress("console@[127.0.0.1]")
-        self.assertTrue(address.isLiteral)
-
-    def test_noAt(self) -> None:
-        e = self.assertRaises(ConfigError, parseAddress, "console", "SMTPTUT_TO")
-        self.assertIn("SMTPTUT_TO", str(e))
-        self.assertIn("'console'", str(e))
-
-    def test_badLiteral(self) -> None:
-        self.assertRaises(ConfigError, parseAddress, "a@[not.an.ip]")
-
-    def test_badDomain(self) -> None:
-        self.assertRaises(ConfigError, parseAddress, "a@example..test")
-
-    def test_twoAts(self) -> None:
-        """
-        An unquoted local part holds no C{@}: C{a@b@c} is refused, not taken
-        as the mailbox C{a@b} at C{c}.
-        """
-        for text in ["a@b@c.test", "<a@b@c.test>", "@a@c.test"]:
-            e = self.assertRaises(ConfigError, parseAddress, text, "SMTPTUT_TO")
-            self.assertEqual(str(e), f"SMTPTUT_TO: {text!r} has more than one @")
-
-    def test_quotedAt(self) -> None:
-        address = parseAddress('"a@b"@c.test')
-        self.assertEqual((address.local, address.domain), ('"a@b"', "c.test"))
+from smtptut.settings import ConfigError
 
 
 class NameserverTests(SynchronousTestCase):
-    def test_addresses(self) -> None:
-        self.assertEqual(parseNameserver("127.0.0.1", "X"), ("127.0.0.1", 53))
-        self.assertEqual(parseNameserver("127.0.0.1:5353", "X"), ("127.0.0.1", 5353))
-        self.assertEqual(parseNameserver("[::1]:5353", "X"), ("::1", 5353))
-        self.assertEqual(parseNameserver("::1", "X"), ("::1", 53))
-
     def test_nameRefused(self) -> None:
         """
         A DNS server is given by address: a name is a one-line setting error,
@@ -85,28 +28,6 @@ class NameserverTests(SynchronousTestCase):
                 f"SMTPTUT_NAMESERVER: {host!r} is not an IP address (give the DNS"
                 " server's address, not its name)",
             )
-
-
-class LoopbackTests(SynchronousTestCase):
-    def test_isLoopbackAddress(self) -> None:
-        for host in ["127.0.0.1", "127.9.9.9", "::1", "::1%lo"]:
-            self.assertTrue(isLoopbackAddress(host), host)
-        for host in ["192.0.2.25", "::", "2001:db8::1", "localhost", "", "x"]:
-            self.assertFalse(isLoopbackAddress(host), host)
-
-
-class HostPortTests(SynchronousTestCase):
-    def test_forms(self) -> None:
-        self.assertEqual(parseHostPort("127.0.0.1", 53, "X"), ("127.0.0.1", 53))
-        self.assertEqual(parseHostPort("127.0.0.1:5353", 53, "X"), ("127.0.0.1", 5353))
-        self.assertEqual(parseHostPort("[::1]:5353", 53, "X"), ("::1", 5353))
-        self.assertEqual(parseHostPort("::1", 53, "X"), ("::1", 53))
-
-    def test_badPort(self) -> None:
-        e = self.assertRaises(
-            ConfigError, parseHostPort, "h:99999", 53, "SMTPTUT_RELAY"
-        )
-        self.assertIn("SMTPTUT_RELAY", str(e))
 
 
 class ClientSettingsTests(SynchronousTestCase):
@@ -159,100 +80,6 @@ class ClientSettingsTests(SynchronousTestCase):
     def test_passwordNotInRepr(self) -> None:
         settings = ClientSettings.fromEnvironment({"SMTPTUT_PASSWORD": "s3cret"})
         self.assertNotIn("s3cret", repr(settings))
-
-
-class EhloNameTests(SynchronousTestCase):
-    """
-    The EHLO name reaches the wire as it is: only a host name or an address
-    literal is taken (issue 9: a CR LF in it injected commands).
-    """
-
-    def test_good(self) -> None:
-        for text, sent in [
-            ("mail.example.org", "mail.example.org"),
-            ("localhost", "localhost"),
-            ("a-b.c1.test", "a-b.c1.test"),
-            ("[192.0.2.1]", "[192.0.2.1]"),
-            ("[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
-            ("b\u00fccher.test", "xn--bcher-kva.test"),
-        ]:
-            self.assertEqual(checkHostName(text, "SMTPTUT_HELO"), sent)
-            settings = ClientSettings.fromEnvironment({"SMTPTUT_HELO": text})
-            self.assertEqual(settings.helo, sent)
-
-    def test_bad(self) -> None:
-        for text in [
-            "evil.test\r\nMAIL FROM:<x@y.test>",
-            "evil.test\n",
-            " evil.test",
-            "bad name",
-            "tab\there",
-            "a..b",
-            "-a.test",
-            "a-.test",
-            "a.test.",
-            "under_score.test",
-            "x" * 64 + ".test",
-            "[192.0.2]",
-            "[IPv6:192.0.2.1]",
-            "[::1]",
-            "[192.0.2.1",
-            "nul\0.test",
-            "[IPv6:fe80::1%eth0]",
-            "[IPv6:fe80::1%x\r\nMAIL FROM:<a@b.test>]",
-        ]:
-            e = self.assertRaises(
-                ConfigError, ClientSettings.fromEnvironment, {"SMTPTUT_HELO": text}
-            )
-            self.assertTrue(str(e).startswith("SMTPTUT_HELO: "), str(e))
-            self.assertNotIn("\n", str(e).replace("\\n", ""))
-
-    def test_identityCheckedByTheClientToo(self) -> None:
-        self.assertRaises(ConfigError, SMTPClientFactory, [], identity="x.test\r\nRSET")
-
-    def test_localFQDN(self) -> None:
-        """
-        The host name if it has a dot, else its canonical name in the hosts
-        file (never a DNS query), else none.
-        """
-        hosts = self.mktemp()
-        with open(hosts, "w") as f:
-            f.write(
-                "127.0.0.1 localhost\n"
-                "# 10.0.0.9 box.commented.example box\n"
-                "10.0.0.1 Box.Example.org box  # the canonical name first\n"
-                "10.0.0.2 loop.localhost loop\n"
-                "10.0.0.3 plain\n"
-            )
-        self.patch(config, "HOSTS_FILE", hosts)
-        self.patch(socket, "getfqdn", lambda *a: self.fail("getfqdn may ask DNS"))
-        self.addCleanup(localFQDN.cache_clear)
-        for hostname, expected in [
-            ("mail.example.org", "mail.example.org"),
-            ("box", "box.example.org"),
-            ("plain", None),
-            ("unknown", None),
-            ("loop", None),
-            ("localhost", None),
-            ("bad_name.example.org", None),
-        ]:
-            localFQDN.cache_clear()
-            self.patch(socket, "gethostname", lambda h=hostname: h)
-            self.assertEqual(localFQDN(), expected, hostname)
-        localFQDN.cache_clear()
-        self.patch(socket, "gethostname", lambda: "mail.example.org")
-        self.assertEqual(ClientSettings.fromEnvironment({}).helo, "mail.example.org")
-        localFQDN.cache_clear()
-        self.patch(socket, "gethostname", lambda: "plain")
-        # No name: the client uses the literal of each connection's local end.
-        self.assertIsNone(ClientSettings.fromEnvironment({}).helo)
-
-    def test_noHostsFile(self) -> None:
-        self.patch(config, "HOSTS_FILE", self.mktemp())
-        self.patch(socket, "gethostname", lambda: "box")
-        self.addCleanup(localFQDN.cache_clear)
-        localFQDN.cache_clear()
-        self.assertIsNone(localFQDN())
 
 
 class AuthRouteTests(SynchronousTestCase):

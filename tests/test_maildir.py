@@ -13,9 +13,10 @@ from twisted.internet import task, threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from smtptut.config import ConfigError, ServerSettings
+from smtptut.config import ServerSettings
 from smtptut.maildir import Maildir
 from smtptut.server import makeFactory
+from smtptut.settings import ConfigError
 
 from .helpers import (
     Sink,

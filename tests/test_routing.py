@@ -7,8 +7,9 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
+from smtptut.addresses import parseAddress
 from smtptut.client import BOUNCED, DEFERRED, DELIVERED, Envelope, RecipientOutcome
-from smtptut.config import ClientSettings, parseAddress
+from smtptut.config import ClientSettings
 from smtptut.delivery import deliverAll, deliverToExchanges
 from smtptut.exchange import MailExchange, getMailExchange, makeResolver
 from smtptut.message import tutorialMessage

@@ -15,9 +15,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut import cli
+from smtptut.addresses import localFQDN
 from smtptut.client import BOUNCED, DEFERRED, DELIVERED, RecipientOutcome
-from smtptut.config import ClientSettings, ConfigError, localFQDN
+from smtptut.config import ClientSettings
 from smtptut.message import TUTORIAL_MESSAGE
+from smtptut.settings import ConfigError
 
 from .helpers import (
     SMTPTUT,

@@ -2,7 +2,9 @@
 
 import argparse
 import contextlib
+import functools
 import io
+import os
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,6 +17,15 @@ from smtptut.settings import (
     givenOptions,
     labels,
     optParameters,
+    parseAs,
+    parseEndpoint,
+    parseFlag,
+    parseHostPort,
+    parseNameserver,
+    parsePort,
+    parsePositiveInt,
+    parseReadableFile,
+    parseSeconds,
     readSettings,
 )
 
@@ -113,3 +124,97 @@ class GeneratedOptionsTests(SynchronousTestCase):
         options.parseOptions(["--server-port", "2525"])
         self.assertEqual((options["server-port"], options["count"]), ("2525", None))
         self.assertRaises(usage.UsageError, options.parseOptions, ["--secret", "x"])
+
+
+class ParserTests(SynchronousTestCase):
+    """
+    The value parsers: text in, value out, or a ValueError whose text is the
+    reason without a setting's name.
+    """
+
+    def assertReason(self, reason: str, parse: object, text: str) -> None:
+        e = self.assertRaises(ValueError, parse, text)
+        self.assertNotIsInstance(e, ConfigError)
+        self.assertEqual(str(e), reason)
+
+    def test_nameserver(self) -> None:
+        self.assertEqual(parseNameserver("127.0.0.1"), ("127.0.0.1", 53))
+        self.assertEqual(parseNameserver("127.0.0.1:5353"), ("127.0.0.1", 5353))
+        self.assertEqual(parseNameserver("[::1]:5353"), ("::1", 5353))
+        self.assertEqual(parseNameserver("::1"), ("::1", 53))
+        self.assertReason(
+            "'localhost' is not an IP address (give the DNS server's address,"
+            " not its name)",
+            parseNameserver,
+            "localhost:53",
+        )
+
+    def test_hostPort(self) -> None:
+        self.assertEqual(parseHostPort("127.0.0.1", 53), ("127.0.0.1", 53))
+        self.assertEqual(parseHostPort("127.0.0.1:5353", 53), ("127.0.0.1", 5353))
+        self.assertEqual(parseHostPort("[::1]:5353", 53), ("::1", 5353))
+        self.assertEqual(parseHostPort("::1", 53), ("::1", 53))
+        self.assertReason(
+            "':25' has no host", functools.partial(parseHostPort, defaultPort=25), ":25"
+        )
+        self.assertReason(
+            "'[::1]x' is not HOST[:PORT]",
+            functools.partial(parseHostPort, defaultPort=25),
+            "[::1]x",
+        )
+
+    def test_badPort(self) -> None:
+        relay = functools.partial(parseHostPort, defaultPort=53)
+        e = self.assertRaises(ConfigError, parseAs, "SMTPTUT_RELAY", relay, "h:99999")
+        self.assertEqual(str(e), "SMTPTUT_RELAY: port 99999 is out of range 1-65535")
+        self.assertEqual(parsePort("2525"), 2525)
+        self.assertReason("'smtp' is not a port number", parsePort, "smtp")
+        self.assertReason("port 0 is out of range 1-65535", parsePort, "0")
+
+    def test_seconds(self) -> None:
+        self.assertEqual(parseSeconds("2.5"), 2.5)
+        self.assertEqual(parseSeconds("86400", 86400), 86400.0)
+        self.assertReason("'soon' is not a number of seconds", parseSeconds, "soon")
+        self.assertReason("the timeout must be more than 0 seconds", parseSeconds, "0")
+        self.assertReason(
+            "the timeout must be more than 0 seconds", parseSeconds, "nan"
+        )
+        day = functools.partial(parseSeconds, maximum=86400.0)
+        self.assertReason("'inf' is more than 86400 seconds", day, "inf")
+
+    def test_positiveInt(self) -> None:
+        self.assertEqual(parsePositiveInt("7"), 7)
+        self.assertReason("'many' is not a whole number", parsePositiveInt, "many")
+        self.assertReason("0 is not at least 1", parsePositiveInt, "0")
+        ten = functools.partial(parsePositiveInt, maximum=10)
+        self.assertReason("11 is more than 10", ten, "11")
+
+    def test_flag(self) -> None:
+        for text in ["1", "yes", "TRUE", "on"]:
+            self.assertIs(parseFlag(text), True)
+        for text in ["0", "no", "False", "off"]:
+            self.assertIs(parseFlag(text), False)
+        self.assertReason("'maybe' is not 1 or 0", parseFlag, "Maybe")
+
+    def test_readableFile(self) -> None:
+        path = self.mktemp()
+        self.assertReason(f"{path}: no such file", parseReadableFile, path)
+        with open(path, "w") as f:
+            f.write("x")
+        self.assertEqual(parseReadableFile(path), path)
+        if os.getuid() != 0:
+            os.chmod(path, 0)
+            self.assertReason(f"{path}: not readable", parseReadableFile, path)
+
+    def test_endpoint(self) -> None:
+        self.assertEqual(
+            parseEndpoint("tcp:2525:interface=127.0.0.1"),
+            "tcp:2525:interface=127.0.0.1",
+        )
+        self.assertReason(
+            "'tcp:70000' is not a server endpoint (port 70000 is out of range 0-65535)",
+            parseEndpoint,
+            "tcp:70000",
+        )
+        e = self.assertRaises(ValueError, parseEndpoint, "nonsense:1")
+        self.assertTrue(str(e).startswith("'nonsense:1' is not a server endpoint ("))

@@ -12,8 +12,9 @@ from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
 from smtptut import tap
-from smtptut.config import SERVER_SETTINGS, ConfigError, ServerSettings
+from smtptut.config import SERVER_SETTINGS, ServerSettings
 from smtptut.maildir import Maildir
+from smtptut.settings import ConfigError
 
 from .helpers import (
     TWISTD,
