@@ -1,0 +1,1 @@
+"""The sending side: settings, lookup, delivery and the report."""
