@@ -146,8 +146,9 @@ def runSmtptut(job: Job) -> int:
     """
     from twisted.internet import defer, reactor
 
-    from smtptut.client import DELIVERED, Envelope, SMTPClientFactory
-    from smtptut.message import checkMessage, messageFromPath
+    from smtptut.client.message import checkMessage, messageFromPath
+    from smtptut.client.model import Envelope, Status
+    from smtptut.client.protocol import SMTPClientFactory
 
     if job.path:
         source = messageFromPath(job.path, "bench.test")
@@ -162,12 +163,14 @@ def runSmtptut(job: Job) -> int:
     def finished(results: list[object]) -> None:
         for result in results:
             outcomes = getattr(result, "outcomes", [])
-            sent[0] += sum(1 for o in outcomes if o.status == DELIVERED)
+            sent[0] += sum(1 for o in outcomes if o.status is Status.DELIVERED)
 
     def start() -> None:
         waits = []
         for count in job.shares():
-            factory = SMTPClientFactory([envelope] * count, "bench.test", timeout=30)
+            factory = SMTPClientFactory(
+                [envelope] * count, "bench.test", timeout=30, clock=reactor
+            )
             reactor.connectTCP(HOST, job.port, factory, timeout=10)  # type: ignore[attr-defined]
             waits.append(factory.finished)
         done = defer.gatherResults(waits, consumeErrors=True)
@@ -195,7 +198,7 @@ def _preload(impl: str) -> None:
     if impl == "smtptut":
         from twisted.internet import reactor  # noqa: F401
 
-        import smtptut.client  # noqa: F401
+        import smtptut.client.protocol  # noqa: F401
     elif impl == "aiosmtplib":
         import aiosmtplib  # noqa: F401
     else:

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from smtptut.message import MessageError
 from smtptut.settings import ConfigError
 
 # The names the project uses, as the os module gives them (POSIX only,
@@ -24,6 +23,18 @@ EX_CANTCREAT = os.EX_CANTCREAT
 EX_TEMPFAIL = os.EX_TEMPFAIL
 
 T = TypeVar("T")
+
+
+class MessageError(Exception):
+    """
+    The message cannot be sent as it is; the text is one line saying why.
+
+    @ivar missing: C{True} when the message file could not be opened at all.
+    """
+
+    def __init__(self, text: str, missing: bool = False) -> None:
+        super().__init__(text)
+        self.missing = missing
 
 
 def exitStatusFor(error: Exception) -> int:

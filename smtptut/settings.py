@@ -50,6 +50,10 @@ class Setting(Generic[T]):
         unless named here; L{None} in L{NO_OPTION} for a secret.
     @ivar multiple: the option may be repeated; its values are joined with
         commas, as the variable holds them.
+    @ivar flag: the option takes no value: given, it stands for C{1}.
+    @ivar strip: the text is stripped before it is parsed; C{False} where
+        spaces are part of the value (a password) or must be refused (an
+        EHLO name), not hidden.
     """
 
     name: str
@@ -61,6 +65,8 @@ class Setting(Generic[T]):
     metavar: str = "VALUE"
     option: str = ""
     multiple: bool = False
+    flag: bool = False
+    strip: bool = True
 
     @property
     def optionName(self) -> str:
@@ -98,7 +104,8 @@ def readSettings(
             text, label = options[setting.variable], "--" + setting.optionName
         else:
             text, label = environ.get(setting.variable, ""), setting.variable
-        text = text.strip()
+        if setting.strip:
+            text = text.strip()
         if not text:
             values[setting.name] = setting.default
             continue
@@ -140,6 +147,15 @@ def addArguments(
     """
     for setting in table:
         if not setting.optionName:
+            continue
+        if setting.flag:
+            parser.add_argument(
+                "--" + setting.optionName,
+                dest=setting.variable,
+                action="store_const",
+                const="1",
+                help=f"{setting.help} [{setting.variable}=1]",
+            )
             continue
         parser.add_argument(
             "--" + setting.optionName,

@@ -2,6 +2,7 @@
 
 import socket
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from smtptut import addresses
@@ -16,8 +17,8 @@ from smtptut.addresses import (
     toALabel,
     wireAddress,
 )
-from smtptut.client import SMTPClientFactory
-from smtptut.config import ClientSettings
+from smtptut.client.protocol import SMTPClientFactory
+from smtptut.client.settings import ClientSettings
 from smtptut.settings import ConfigError, parseAs
 
 
@@ -119,7 +120,13 @@ class EhloNameTests(SynchronousTestCase):
             self.assertNotIn("\n", str(e).replace("\\n", ""))
 
     def test_identityCheckedByTheClientToo(self) -> None:
-        self.assertRaises(ConfigError, SMTPClientFactory, [], identity="x.test\r\nRSET")
+        self.assertRaises(
+            ConfigError,
+            SMTPClientFactory,
+            [],
+            identity="x.test\r\nRSET",
+            clock=Clock(),
+        )
 
     def test_localFQDN(self) -> None:
         """

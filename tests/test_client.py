@@ -16,25 +16,17 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from smtptut.client import (
-    BOUNCED,
-    DEFERRED,
-    DELIVERED,
-    MAX_REPLY_LINES,
-    AttemptResult,
-    Envelope,
-    SMTPClientFactory,
-    Timeouts,
-)
-from smtptut.config import ClientSettings
-from smtptut.delivery import deliverToExchanges
-from smtptut.exchange import MailExchange, getMailExchange, makeResolver
-from smtptut.message import (
+from smtptut.client.exchange import MailExchange, getMailExchange, makeResolver
+from smtptut.client.message import (
     TUTORIAL_MESSAGE,
     MessageSource,
     checkMessage,
     tutorialMessage,
 )
+from smtptut.client.model import AttemptResult, Envelope, Status, Timeouts
+from smtptut.client.protocol import MAX_REPLY_LINES, SMTPClientFactory
+from smtptut.client.routing import deliverToExchanges
+from smtptut.client.settings import ClientSettings
 
 from .helpers import (
     Behaviour,
@@ -68,7 +60,7 @@ class DeliveryTests(TestCase):
         [outcome] = await deliverToExchanges(
             reactor, exchanges, self.envelope("console@localhost"), self.settings
         )
-        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertEqual(outcome.code, 250)
         [message] = self.server.messages()
         # The trace header and the Message-ID come first, then the message as sent.
@@ -88,7 +80,10 @@ class DeliveryTests(TestCase):
         )
         self.assertEqual(
             [(o.recipient, o.status, o.code) for o in outcomes],
-            [("console@localhost", DELIVERED, 250), ("nobody@localhost", BOUNCED, 550)],
+            [
+                ("console@localhost", Status.DELIVERED, 250),
+                ("nobody@localhost", Status.BOUNCED, 550),
+            ],
         )
         self.assertIn("not accepted", outcomes[1].reply)
         self.assertEqual(len(self.server.messages()), 1)
@@ -102,14 +97,16 @@ class DeliveryTests(TestCase):
         [outcome] = await deliverToExchanges(
             reactor, exchanges, self.envelope("console@x.test"), self.settings
         )
-        self.assertEqual((outcome.status, outcome.exchange), (DELIVERED, "up.test"))
+        self.assertEqual(
+            (outcome.status, outcome.exchange), (Status.DELIVERED, "up.test")
+        )
 
     async def test_nobodyListening(self) -> None:
         exchanges = [MailExchange(10, "down.test", ("127.0.0.2",))]
         [outcome] = await deliverToExchanges(
             reactor, exchanges, self.envelope("console@x.test"), self.settings
         )
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertIn("cannot connect", outcome.reply)
 
     async def test_throughMX(self) -> None:
@@ -121,7 +118,7 @@ class DeliveryTests(TestCase):
             reactor, exchanges, self.envelope("console@example.test"), self.settings
         )
         self.assertEqual(
-            (outcome.status, outcome.exchange), (DELIVERED, "mx.example.test")
+            (outcome.status, outcome.exchange), (Status.DELIVERED, "mx.example.test")
         )
         self.assertEqual(len(self.server.messages()), 1)
 
@@ -146,7 +143,7 @@ class DeliveryTests(TestCase):
         )
         self.assertEqual(
             (outcome.status, outcome.exchange, outcome.address),
-            (DELIVERED, "mx6.example.test", "::1"),
+            (Status.DELIVERED, "mx6.example.test", "::1"),
         )
         [message] = server6.messages()
         self.assertTrue(
@@ -182,7 +179,9 @@ class ConnectionTests(TestCase):
     async def sendOver(
         self, envelopes: list[Envelope], **options: Any
     ) -> AttemptResult:
-        factory = SMTPClientFactory(envelopes, "client.test", timeout=10, **options)
+        factory = SMTPClientFactory(
+            envelopes, "client.test", timeout=10, clock=reactor, **options
+        )
         endpoint = HostnameEndpoint(reactor, "127.0.0.2", self.port)
         client: Any = await endpoint.connect(factory)
         handle = client.transport.getHandle()
@@ -197,7 +196,7 @@ class ConnectionTests(TestCase):
             for i in range(3)
         ]
         result = await self.sendOver(envelopes)
-        self.assertEqual([o.status for o in result.outcomes], [DELIVERED] * 6)
+        self.assertEqual([o.status for o in result.outcomes], [Status.DELIVERED] * 6)
         self.assertEqual((server.connections, len(server.messages)), (1, 3))
         self.assertNotIn(b"RSET", server.commands)
         # MAIL, both RCPTs and DATA went out together (RFC 2920).
@@ -218,7 +217,7 @@ class ConnectionTests(TestCase):
             Envelope("s@client.test", ("a@x.test", "b@x.test"), tutorialMessage())
         ] * 2
         result = await self.sendOver(envelopes)
-        self.assertEqual([o.status for o in result.outcomes], [DELIVERED] * 4)
+        self.assertEqual([o.status for o in result.outcomes], [Status.DELIVERED] * 4)
         self.assertEqual(len(server.messages), 2)
         self.assertFalse(any(c.count(b"\r\n") > 1 for c in server.chunks))
 
@@ -233,7 +232,10 @@ class ConnectionTests(TestCase):
             result = await self.sendOver(envelopes)
             self.assertEqual(
                 [(o.recipient, o.status, o.code) for o in result.outcomes],
-                [("bad@x.test", BOUNCED, 550), ("good@x.test", DELIVERED, 250)],
+                [
+                    ("bad@x.test", Status.BOUNCED, 550),
+                    ("good@x.test", Status.DELIVERED, 250),
+                ],
             )
             # The open transaction is reset before the next MAIL, and only then.
             self.assertEqual(server.commands.count(b"RSET"), 1)
@@ -277,7 +279,9 @@ class ConnectionTests(TestCase):
             "a@x.test: bounced: the message has 8-bit data and the server does"
             " not offer 8BITMIME (RFC 6152): not sent",
         )
-        self.assertEqual((seven.recipient, seven.status), ("b@x.test", DELIVERED))
+        self.assertEqual(
+            (seven.recipient, seven.status), ("b@x.test", Status.DELIVERED)
+        )
         [message] = server.messages
         self.assertEqual(message.recipients, [b"b@x.test"])
         self.assertEqual(
@@ -291,7 +295,7 @@ class ConnectionTests(TestCase):
         result = await self.sendOver(
             [Envelope("s@client.test", ("a@x.test", "b@x.test"), source(data))]
         )
-        self.assertEqual([o.status for o in result.outcomes], [DELIVERED] * 2)
+        self.assertEqual([o.status for o in result.outcomes], [Status.DELIVERED] * 2)
         [message] = server.messages
         self.assertNotIn(b"Bcc", message.data)
         self.assertNotIn(b"c@x.test", message.data)
@@ -314,7 +318,7 @@ class ConnectionTests(TestCase):
             for body in bodies
         ]
         result = await self.sendOver(envelopes)
-        self.assertEqual({o.status for o in result.outcomes}, {DELIVERED})
+        self.assertEqual({o.status for o in result.outcomes}, {Status.DELIVERED})
         self.assertEqual(len(server.messages), len(bodies))
         for body, received in zip(bodies, server.messages, strict=True):
             expected = headers + body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -413,7 +417,7 @@ class SessionTests(SynchronousTestCase):
         self.reply(b"220 hi")
         self.assertEqual(self.reply(b"250 hi"), b"QUIT\r\n")
         self.assertEqual(len(self.client.outcomes), 3000)
-        self.assertEqual({o.status for o in self.client.outcomes}, {BOUNCED})
+        self.assertEqual({o.status for o in self.client.outcomes}, {Status.BOUNCED})
 
     def test_421MidSessionLeavesTheEnvelopeUnsettled(self) -> None:
         envelope = Envelope("s@client.test", ("a@x.test",), tutorialMessage())
@@ -447,7 +451,7 @@ class SessionTests(SynchronousTestCase):
         self.client.dataReceived(b"250 2.0.0 queued\r\n")
         self.assertEqual(
             [(o.recipient, o.status, o.code) for o in self.client.outcomes],
-            [("a@x.test", DEFERRED, 452), ("b@x.test", DELIVERED, 250)],
+            [("a@x.test", Status.DEFERRED, 452), ("b@x.test", Status.DELIVERED, 250)],
         )
 
     def pipelinedTransaction(self, *replies: bytes) -> bytes:
@@ -483,7 +487,7 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(sent, b"QUIT\r\n")
         self.assertEqual(
             [(o.recipient, o.status) for o in self.client.outcomes],
-            [("a@x.test", DELIVERED), ("b@x.test", DELIVERED)],
+            [("a@x.test", Status.DELIVERED), ("b@x.test", Status.DELIVERED)],
         )
 
     def test_recipientLimitWithNothingTaken(self) -> None:
@@ -497,7 +501,7 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(sent, b"RSET\r\n")
         self.assertEqual(self.reply(b"250 reset"), b"QUIT\r\n")
         self.assertEqual(
-            [(o.status, o.code) for o in self.client.outcomes], [(DEFERRED, 452)]
+            [(o.status, o.code) for o in self.client.outcomes], [(Status.DEFERRED, 452)]
         )
 
     def test_replyBeforeTheFinalDot(self) -> None:
@@ -529,7 +533,7 @@ class SessionTests(SynchronousTestCase):
         self.assertNotIn(b"QUIT", self.transport.value())
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(
-            [(o.status, o.code) for o in self.client.outcomes], [(BOUNCED, 552)]
+            [(o.status, o.code) for o in self.client.outcomes], [(Status.BOUNCED, 552)]
         )
 
     def test_closeAfterRefusedRecipient(self) -> None:
@@ -545,7 +549,7 @@ class SessionTests(SynchronousTestCase):
         result = self.successResultOf(self.factory.finished)
         self.assertEqual(
             [(o.recipient, o.status, o.code) for o in result.outcomes],
-            [("a@x.test", BOUNCED, 550)],
+            [("a@x.test", Status.BOUNCED, 550)],
         )
         self.assertEqual([e.recipients for e in result.unsettled], [("b@x.test",)])
 
@@ -604,7 +608,7 @@ class RecipientLimitTests(TestCase):
         )
         self.assertEqual(
             sorted((o.recipient, o.status) for o in outcomes),
-            sorted((r, DELIVERED) for r in envelope.recipients),
+            sorted((r, Status.DELIVERED) for r in envelope.recipients),
         )
         self.assertEqual([len(e.rcpt_tos) for e in received], [10, 10, 5])
         self.assertEqual(
@@ -624,7 +628,7 @@ class RecipientLimitTests(TestCase):
             self.envelope(8),
             ClientSettings(port=sink.port, timeout=10),
         )
-        self.assertEqual([o.status for o in outcomes], [DELIVERED] * 8)
+        self.assertEqual([o.status for o in outcomes], [Status.DELIVERED] * 8)
         self.assertEqual(len(sink.messages()), 2)
 
 
@@ -761,7 +765,7 @@ class HostileServerTests(TestCase):
         outcomes = await self.send("a@x.test", "b@x.test")
         self.assertEqual(
             [(o.status, o.code, o.reply) for o in outcomes],
-            [(BOUNCED, 550, "Administrative prohibition")] * 2,
+            [(Status.BOUNCED, 550, "Administrative prohibition")] * 2,
         )
 
     async def test_replyBeforeTheCloseAtRcpt(self) -> None:
@@ -769,7 +773,7 @@ class HostileServerTests(TestCase):
         [outcome] = await self.send("a@x.test")
         self.assertEqual(
             (outcome.status, outcome.code, outcome.reply),
-            (BOUNCED, 550, "Administrative prohibition"),
+            (Status.BOUNCED, 550, "Administrative prohibition"),
         )
 
     async def test_replyBeforeTheFinalDot(self) -> None:
@@ -779,7 +783,7 @@ class HostileServerTests(TestCase):
         [outcome] = await self.send("a@x.test", message=big)
         # Not delivered (the message was not taken whole), and no QUIT was
         # written into the message.
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertIn("replied before the end of the message", outcome.reply)
         self.assertNotIn(b"QUIT", server.lines)
 
@@ -787,7 +791,7 @@ class HostileServerTests(TestCase):
         server = self.serve("endless")
         started = reactor.seconds()
         [outcome] = await self.send("a@x.test")
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertEqual(
             outcome.reply,
             f"the server's reply is longer than {MAX_REPLY_LINES} lines",
@@ -803,7 +807,7 @@ class HostileServerTests(TestCase):
         server = self.serve("trickle")
         started = reactor.seconds()
         [outcome] = await self.send("a@x.test", timeout=1)
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertEqual(outcome.reply, "no reply from the server in 1 s")
         self.assertLess(reactor.seconds() - started, 5)
         await server.gone

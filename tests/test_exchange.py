@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from smtptut.exchange import (
+from smtptut.client.exchange import (
     ExchangeLookupError,
     MailExchange,
     getMailExchange,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from smtptut.message import (
+from smtptut.client.message import (
     MAX_LINE,
     MAX_SPOOL,
     MessageError,

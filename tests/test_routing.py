@@ -8,12 +8,12 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 
 from smtptut.addresses import parseAddress
-from smtptut.client import BOUNCED, DEFERRED, DELIVERED, Envelope, RecipientOutcome
-from smtptut.config import ClientSettings
-from smtptut.delivery import deliverAll, deliverToExchanges
-from smtptut.exchange import MailExchange, getMailExchange, makeResolver
-from smtptut.message import tutorialMessage
-from smtptut.sending import envelopesByDomain
+from smtptut.client.delivery import deliverAll, envelopesByDomain
+from smtptut.client.exchange import MailExchange, getMailExchange, makeResolver
+from smtptut.client.message import tutorialMessage
+from smtptut.client.model import Envelope, RecipientOutcome, Status, TLSPolicy
+from smtptut.client.routing import deliverToExchanges
+from smtptut.client.settings import ClientSettings
 
 from .helpers import (
     Behaviour,
@@ -68,7 +68,7 @@ class RoutingTests(TestCase):
     async def send(
         self, port: int, *recipients: str, **settings: Any
     ) -> list[RecipientOutcome]:
-        options: dict[str, Any] = {"tls": "off", "timeout": 5}
+        options: dict[str, Any] = {"tlsPolicy": TLSPolicy.OFF, "timeout": 5}
         options.update(settings)
         clientSettings = ClientSettings(
             sender="sender@client.test",
@@ -89,7 +89,7 @@ class RoutingTests(TestCase):
         [outcome] = await self.send(servers.port, "user@example.test")
         self.assertEqual(
             (outcome.status, outcome.exchange, outcome.address),
-            (DELIVERED, "first.example.test", "127.0.0.2"),
+            (Status.DELIVERED, "first.example.test", "127.0.0.2"),
         )
         self.assertEqual(len(servers.factories["127.0.0.2"].messages), 1)
         self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
@@ -107,7 +107,8 @@ class RoutingTests(TestCase):
         servers = self.serve({"127.0.0.2": None, "127.0.0.3": Behaviour()})
         [outcome] = await self.send(servers.port, "user@example.test")
         self.assertEqual(
-            (outcome.status, outcome.exchange), (DELIVERED, "second.example.test")
+            (outcome.status, outcome.exchange),
+            (Status.DELIVERED, "second.example.test"),
         )
 
     async def test_everyAddressBeforeTheNextExchange(self) -> None:
@@ -117,7 +118,7 @@ class RoutingTests(TestCase):
         [outcome] = await self.send(servers.port, "user@two.example.test")
         self.assertEqual(
             (outcome.status, outcome.exchange, outcome.address),
-            (DELIVERED, "multi.example.test", "127.0.0.3"),
+            (Status.DELIVERED, "multi.example.test", "127.0.0.3"),
         )
         self.assertEqual(servers.factories["127.0.0.4"].connections, 0)
 
@@ -141,7 +142,8 @@ class RoutingTests(TestCase):
         servers = self.serve({"127.0.0.2": busy, "127.0.0.3": Behaviour()})
         [outcome] = await self.send(servers.port, "user@example.test")
         self.assertEqual(
-            (outcome.status, outcome.exchange), (DELIVERED, "second.example.test")
+            (outcome.status, outcome.exchange),
+            (Status.DELIVERED, "second.example.test"),
         )
         self.assertEqual(servers.factories["127.0.0.2"].connections, 1)
 
@@ -149,7 +151,7 @@ class RoutingTests(TestCase):
         busy = Behaviour(greeting=b"421 4.3.2 too busy, try later")
         servers = self.serve({"127.0.0.2": busy, "127.0.0.3": busy})
         [outcome] = await self.send(servers.port, "user@example.test")
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertEqual(outcome.code, 421)
         self.assertIn("too busy", str(outcome))
         self.assertIn("second.example.test [127.0.0.3]", str(outcome))
@@ -160,7 +162,8 @@ class RoutingTests(TestCase):
         )
         [outcome] = await self.send(servers.port, "user@example.test")
         self.assertEqual(
-            (outcome.status, outcome.exchange), (DELIVERED, "second.example.test")
+            (outcome.status, outcome.exchange),
+            (Status.DELIVERED, "second.example.test"),
         )
         self.assertEqual(servers.factories["127.0.0.2"].messages, [])
         self.assertEqual(len(servers.factories["127.0.0.3"].messages), 1)
@@ -168,7 +171,7 @@ class RoutingTests(TestCase):
     async def test_droppedInDataIsDeferred(self) -> None:
         servers = self.serve({"127.0.0.4": Behaviour(dropInData=True)})
         [outcome] = await self.send(servers.port, "user@other.example.test")
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertIn("closed", outcome.reply)
 
     async def test_silentServerTimesOutAndFallsBack(self) -> None:
@@ -177,13 +180,14 @@ class RoutingTests(TestCase):
         )
         [outcome] = await self.send(servers.port, "user@example.test", timeout=1)
         self.assertEqual(
-            (outcome.status, outcome.exchange), (DELIVERED, "second.example.test")
+            (outcome.status, outcome.exchange),
+            (Status.DELIVERED, "second.example.test"),
         )
 
     async def test_silentServerIsDeferred(self) -> None:
         servers = self.serve({"127.0.0.4": Behaviour(silent=True)})
         [outcome] = await self.send(servers.port, "user@other.example.test", timeout=1)
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertEqual(outcome.reply, "no reply from the server in 1 s")
 
     async def test_permanentRefusalIsNotRetriedElsewhere(self) -> None:
@@ -193,7 +197,10 @@ class RoutingTests(TestCase):
         )
         self.assertEqual(
             [(o.recipient, o.status, o.code) for o in outcomes],
-            [("bad@example.test", BOUNCED, 550), ("good@example.test", DELIVERED, 250)],
+            [
+                ("bad@example.test", Status.BOUNCED, 550),
+                ("good@example.test", Status.DELIVERED, 250),
+            ],
         )
         self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
 
@@ -202,19 +209,19 @@ class RoutingTests(TestCase):
         [outcome] = await self.send(servers.port, "user@implicit.example.test")
         self.assertEqual(
             (outcome.status, outcome.exchange),
-            (DELIVERED, "implicit.example.test"),
+            (Status.DELIVERED, "implicit.example.test"),
         )
 
     async def test_cname(self) -> None:
         servers = self.serve({"127.0.0.2": Behaviour()})
         [outcome] = await self.send(servers.port, "user@alias.example.test")
         self.assertEqual(
-            (outcome.status, outcome.exchange), (DELIVERED, "first.example.test")
+            (outcome.status, outcome.exchange), (Status.DELIVERED, "first.example.test")
         )
 
     async def test_nullMX(self) -> None:
         [outcome] = await self.send(1, "user@null.example.test")
-        self.assertEqual(outcome.status, BOUNCED)
+        self.assertEqual(outcome.status, Status.BOUNCED)
         self.assertEqual(
             str(outcome),
             "user@null.example.test: bounced: null.example.test: the domain accepts"
@@ -223,18 +230,18 @@ class RoutingTests(TestCase):
 
     async def test_nxdomain(self) -> None:
         [outcome] = await self.send(1, "user@missing.example.test")
-        self.assertEqual(outcome.status, BOUNCED)
+        self.assertEqual(outcome.status, Status.BOUNCED)
         self.assertIn("does not exist (NXDOMAIN)", outcome.reply)
 
     async def test_servfail(self) -> None:
         [outcome] = await self.send(1, "user@broken.example.test")
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertIn("SERVFAIL", outcome.reply)
 
     async def test_internationalizedDomain(self) -> None:
         servers = self.serve({"127.0.0.3": Behaviour()})
         [outcome] = await self.send(servers.port, "user@b\u00fccher.example.test")
-        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(outcome.status, Status.DELIVERED)
         [message] = servers.factories["127.0.0.3"].messages
         self.assertEqual(message.recipients, [b"user@xn--bcher-kva.example.test"])
 
@@ -250,10 +257,10 @@ class RoutingTests(TestCase):
         self.assertEqual(
             sorted((o.recipient, o.status) for o in outcomes),
             [
-                ("a@example.test", DELIVERED),
-                ("b@other.example.test", DELIVERED),
-                ("c@EXAMPLE.test", DELIVERED),
-                ("d@null.example.test", BOUNCED),
+                ("a@example.test", Status.DELIVERED),
+                ("b@other.example.test", Status.DELIVERED),
+                ("c@EXAMPLE.test", Status.DELIVERED),
+                ("d@null.example.test", Status.BOUNCED),
             ],
         )
         # One transaction per domain: a and c together.
@@ -272,7 +279,7 @@ class RoutingTests(TestCase):
         self.addCleanup(dns.stop)
         self.resolver = makeResolver([("127.0.0.1", dns.port)], lifetime=5)
         outcomes = await self.send(servers.port, *recipients, concurrency=1)
-        self.assertEqual({o.status for o in outcomes}, {DELIVERED})
+        self.assertEqual({o.status for o in outcomes}, {Status.DELIVERED})
         self.assertEqual(servers.factories["127.0.0.3"].connections, 4)
         self.assertEqual(servers.factories["127.0.0.3"].mostOpen, 1)
 
@@ -284,7 +291,7 @@ class RoutingTests(TestCase):
             "b@null.example.test",
             relay=("127.0.0.3", servers.port),
         )
-        self.assertEqual({o.status for o in outcomes}, {DELIVERED})
+        self.assertEqual({o.status for o in outcomes}, {Status.DELIVERED})
         # No MX lookup, one transaction for everyone.
         [message] = servers.factories["127.0.0.3"].messages
         self.assertEqual(
@@ -301,7 +308,7 @@ class RoutingTests(TestCase):
         )
         self.assertEqual(
             [(o.status, o.exchange, o.address) for o in outcomes],
-            [(DELIVERED, "relay.example.test", "127.0.0.3")],
+            [(Status.DELIVERED, "relay.example.test", "127.0.0.3")],
         )
         self.assertEqual(len(servers.factories["127.0.0.3"].messages), 1)
 
@@ -313,7 +320,9 @@ class RoutingTests(TestCase):
             {f"127.0.0.{i}": busy if i >= 6 else None for i in range(2, 9)}
         )
         [outcome] = await self.send(servers.port, "user@many.example.test")
-        self.assertEqual((outcome.status, outcome.address), (DEFERRED, "127.0.0.6"))
+        self.assertEqual(
+            (outcome.status, outcome.address), (Status.DEFERRED, "127.0.0.6")
+        )
         self.assertEqual(
             [servers.factories[f"127.0.0.{i}"].connections for i in (6, 7, 8)],
             [1, 0, 0],
@@ -325,7 +334,7 @@ class RoutingTests(TestCase):
         busy = Behaviour(greeting=b"421 4.3.2 busy")
         servers = self.serve({f"127.0.0.{i}": busy for i in range(2, 9)})
         [outcome] = await self.send(servers.port, "user@many.example.test")
-        self.assertEqual((outcome.status, outcome.code), (DEFERRED, 421))
+        self.assertEqual((outcome.status, outcome.code), (Status.DEFERRED, 421))
         self.assertEqual(
             [servers.factories[f"127.0.0.{i}"].connections for i in range(2, 9)],
             [1, 1, 0, 0, 0, 0, 0],
@@ -341,7 +350,9 @@ class DeferredCauseTests(TestCase):
     timeout = 60
 
     async def deliver(
-        self, behaviours: Mapping[str, Behaviour | None], tls: str = "off"
+        self,
+        behaviours: Mapping[str, Behaviour | None],
+        tls: TLSPolicy = TLSPolicy.OFF,
     ) -> tuple[RecipientOutcome, Exchanges]:
         servers = listenOnLoopbacks(reactor, behaviours)
         self.addCleanup(servers.stop)
@@ -350,7 +361,7 @@ class DeferredCauseTests(TestCase):
             MailExchange(20, "second.example.test", ("127.0.0.4",)),
         ]
         envelope = Envelope("s@client.test", ("user@example.test",), tutorialMessage())
-        settings = ClientSettings(port=servers.port, timeout=5, tls=tls)
+        settings = ClientSettings(port=servers.port, timeout=5, tlsPolicy=tls)
         [outcome] = await deliverToExchanges(reactor, exchanges, envelope, settings)
         return outcome, servers
 
@@ -361,11 +372,11 @@ class DeferredCauseTests(TestCase):
         """
         outcome, servers = await self.deliver(
             {"127.0.0.2": Behaviour(), "127.0.0.3": None, "127.0.0.4": None},
-            tls="encrypt",
+            tls=TLSPolicy.ENCRYPT,
         )
         self.assertEqual(
             (outcome.status, outcome.code, outcome.exchange, outcome.address),
-            (DEFERRED, 0, "first.example.test", "127.0.0.2"),
+            (Status.DEFERRED, 0, "first.example.test", "127.0.0.2"),
         )
         self.assertIn("offers no STARTTLS", outcome.reply)
         self.assertEqual(servers.factories["127.0.0.2"].messages, [])
@@ -389,7 +400,7 @@ class DeferredCauseTests(TestCase):
         )
         self.assertEqual(
             (outcome.status, outcome.code, outcome.exchange, outcome.address),
-            (DEFERRED, 452, "second.example.test", "127.0.0.4"),
+            (Status.DEFERRED, 452, "second.example.test", "127.0.0.4"),
         )
 
     async def test_onlyRefusals(self) -> None:
@@ -398,6 +409,6 @@ class DeferredCauseTests(TestCase):
         )
         self.assertEqual(
             (outcome.status, outcome.exchange, outcome.address),
-            (DEFERRED, "second.example.test", "127.0.0.4"),
+            (Status.DEFERRED, "second.example.test", "127.0.0.4"),
         )
         self.assertIn("cannot connect", outcome.reply)

@@ -16,9 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut import cli
 from smtptut.addresses import localFQDN
-from smtptut.client import BOUNCED, DEFERRED, DELIVERED, RecipientOutcome
-from smtptut.config import ClientSettings
-from smtptut.message import TUTORIAL_MESSAGE
+from smtptut.client import send
+from smtptut.client.message import TUTORIAL_MESSAGE
+from smtptut.client.model import RecipientOutcome, Status
+from smtptut.client.settings import ClientSettings
 from smtptut.settings import ConfigError
 
 from .helpers import (
@@ -250,9 +251,10 @@ class SendCommandTests(TestCase):
         script = (
             "import sys\n"
             "from smtptut import cli\n"
+            "from smtptut.client import send\n"
             "def broken(*args, **kwargs):\n"
             "    raise RuntimeError('resolver exploded')\n"
-            "cli.makeResolver = broken\n"
+            "send.makeResolver = broken\n"
             "sys.exit(cli.main(sys.argv[1:]))\n"
         )
         result = await runProcess(
@@ -759,14 +761,22 @@ class InterruptTests(TestCase):
 
 
 class StatusTests(SynchronousTestCase):
-    def outcomes(self, *statuses: str) -> list[RecipientOutcome]:
+    def outcomes(self, *statuses: Status) -> list[RecipientOutcome]:
         return [RecipientOutcome(f"r{i}@x", s, 0, "") for i, s in enumerate(statuses)]
 
     def test_statuses(self) -> None:
-        self.assertEqual(cli.outcomeStatus(self.outcomes(DELIVERED, DELIVERED)), 0)
-        self.assertEqual(cli.outcomeStatus(self.outcomes(DELIVERED, DEFERRED)), 75)
-        self.assertEqual(cli.outcomeStatus(self.outcomes(BOUNCED, DEFERRED)), 75)
-        self.assertEqual(cli.outcomeStatus(self.outcomes(DELIVERED, BOUNCED)), 69)
+        self.assertEqual(
+            send.outcomeStatus(self.outcomes(Status.DELIVERED, Status.DELIVERED)), 0
+        )
+        self.assertEqual(
+            send.outcomeStatus(self.outcomes(Status.DELIVERED, Status.DEFERRED)), 75
+        )
+        self.assertEqual(
+            send.outcomeStatus(self.outcomes(Status.BOUNCED, Status.DEFERRED)), 75
+        )
+        self.assertEqual(
+            send.outcomeStatus(self.outcomes(Status.DELIVERED, Status.BOUNCED)), 69
+        )
 
 
 class FakeTerminal(io.StringIO):
@@ -782,17 +792,17 @@ class PasswordTests(SynchronousTestCase):
             prompts.append(text)
             return "typed"
 
-        settings = cli.askPassword(ClientSettings(user="me"), FakeTerminal(), prompt)
+        settings = send.askPassword(ClientSettings(user="me"), FakeTerminal(), prompt)
         self.assertEqual(settings.password, "typed")
         self.assertEqual(prompts, ["Password for me: "])
 
     def test_fromEnvironmentNoPrompt(self) -> None:
         settings = ClientSettings(user="me", password="env")
-        self.assertIs(cli.askPassword(settings, io.StringIO(), input), settings)
+        self.assertIs(send.askPassword(settings, io.StringIO(), input), settings)
 
     def test_noTerminal(self) -> None:
         self.assertRaises(
-            ConfigError, cli.askPassword, ClientSettings(user="me"), io.StringIO()
+            ConfigError, send.askPassword, ClientSettings(user="me"), io.StringIO()
         )
 
 

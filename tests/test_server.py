@@ -23,8 +23,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from smtptut import server
+from smtptut.client.message import TUTORIAL_MESSAGE
 from smtptut.config import ServerSettings
-from smtptut.message import TUTORIAL_MESSAGE
 from smtptut.server import AuthThrottle, _printable, makeFactory
 
 from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink

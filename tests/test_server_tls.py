@@ -17,8 +17,8 @@ from twisted.internet import task, threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from smtptut.client.message import TUTORIAL_MESSAGE
 from smtptut.config import AcceptPolicy, ServerSettings
-from smtptut.message import TUTORIAL_MESSAGE
 from smtptut.passwords import passwdMain
 from smtptut.server import SinkService, makeFactory
 

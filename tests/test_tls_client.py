@@ -12,19 +12,18 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from smtptut.client import (
-    BOUNCED,
-    DEFERRED,
-    DELIVERED,
+from smtptut.client.exchange import MailExchange
+from smtptut.client.message import checkMessage, tutorialMessage
+from smtptut.client.model import (
     AttemptResult,
     Envelope,
     RecipientOutcome,
-    SMTPClientFactory,
+    Status,
+    TLSPolicy,
 )
-from smtptut.config import ClientSettings
-from smtptut.delivery import deliverToExchanges
-from smtptut.exchange import MailExchange
-from smtptut.message import checkMessage, tutorialMessage
+from smtptut.client.protocol import SMTPClientFactory
+from smtptut.client.routing import deliverToExchanges
+from smtptut.client.settings import ClientSettings
 
 from .helpers import (
     Behaviour,
@@ -69,19 +68,23 @@ class TLSModeTests(TestCase):
         return outcome
 
     async def test_mayUsesTLS(self) -> None:
-        outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="may")
-        self.assertEqual(outcome.status, DELIVERED)
+        outcome = await self.send(
+            self.serve(Behaviour(tls=self.tls)), tlsPolicy=TLSPolicy.MAY
+        )
+        self.assertEqual(outcome.status, Status.DELIVERED)
         [message] = self.server.messages
         self.assertTrue(message.tls)
 
     async def test_mayWithoutSTARTTLS(self) -> None:
-        outcome = await self.send(self.serve(Behaviour()), tls="may")
-        self.assertEqual(outcome.status, DELIVERED)
+        outcome = await self.send(self.serve(Behaviour()), tlsPolicy=TLSPolicy.MAY)
+        self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertFalse(self.server.messages[0].tls)
 
     async def test_mayRetriesInPlaintext(self) -> None:
-        outcome = await self.send(self.serve(Behaviour(brokenTLS=True)), tls="may")
-        self.assertEqual(outcome.status, DELIVERED)
+        outcome = await self.send(
+            self.serve(Behaviour(brokenTLS=True)), tlsPolicy=TLSPolicy.MAY
+        )
+        self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertEqual(self.server.connections, 2)
         self.assertFalse(self.server.messages[0].tls)
 
@@ -89,7 +92,9 @@ class TLSModeTests(TestCase):
         """
         The outcome line says the message went unencrypted, and why.
         """
-        outcome = await self.send(self.serve(Behaviour(brokenTLS=True)), tls="may")
+        outcome = await self.send(
+            self.serve(Behaviour(brokenTLS=True)), tlsPolicy=TLSPolicy.MAY
+        )
         self.assertTrue(
             str(outcome).startswith(
                 "user@example.test: delivered (unencrypted: TLS handshake failed: "
@@ -99,20 +104,24 @@ class TLSModeTests(TestCase):
         self.assertTrue(str(outcome).endswith(": 250 2.0.0 queued"), str(outcome))
 
     async def test_encryptNeedsSTARTTLS(self) -> None:
-        outcome = await self.send(self.serve(Behaviour()), tls="encrypt")
-        self.assertEqual(outcome.status, DEFERRED)
+        outcome = await self.send(self.serve(Behaviour()), tlsPolicy=TLSPolicy.ENCRYPT)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertIn("offers no STARTTLS", outcome.reply)
         self.assertEqual(self.server.messages, [])
         self.assertNotIn(b"MAIL", b" ".join(self.server.commands))
 
     async def test_encryptTakesAnyCertificate(self) -> None:
-        outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="encrypt")
-        self.assertEqual(outcome.status, DELIVERED)
+        outcome = await self.send(
+            self.serve(Behaviour(tls=self.tls)), tlsPolicy=TLSPolicy.ENCRYPT
+        )
+        self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertTrue(self.server.messages[0].tls)
 
     async def test_encryptHandshakeFailureIsTemporary(self) -> None:
-        outcome = await self.send(self.serve(Behaviour(brokenTLS=True)), tls="encrypt")
-        self.assertEqual(outcome.status, DEFERRED)
+        outcome = await self.send(
+            self.serve(Behaviour(brokenTLS=True)), tlsPolicy=TLSPolicy.ENCRYPT
+        )
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertIn("TLS handshake failed", outcome.reply)
         self.assertEqual(self.server.connections, 1)
         self.assertEqual(self.server.messages, [])
@@ -120,16 +129,18 @@ class TLSModeTests(TestCase):
     async def test_verifyWithCA(self) -> None:
         outcome = await self.send(
             self.serve(Behaviour(tls=self.tls)),
-            tls="verify",
+            tlsPolicy=TLSPolicy.VERIFY,
             ca=self.certificates.caCert,
         )
-        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertTrue(self.server.messages[0].tls)
 
     async def test_verifyUntrusted(self) -> None:
         # The system's CAs do not know this test's CA.
-        outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="verify")
-        self.assertEqual(outcome.status, DEFERRED)
+        outcome = await self.send(
+            self.serve(Behaviour(tls=self.tls)), tlsPolicy=TLSPolicy.VERIFY
+        )
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertIn("TLS handshake failed", outcome.reply)
         self.assertEqual(self.server.messages, [])
 
@@ -137,10 +148,10 @@ class TLSModeTests(TestCase):
         outcome = await self.send(
             self.serve(Behaviour(tls=self.tls)),
             host="other.example.test",
-            tls="verify",
+            tlsPolicy=TLSPolicy.VERIFY,
             ca=self.certificates.caCert,
         )
-        self.assertEqual(outcome.status, DEFERRED)
+        self.assertEqual(outcome.status, Status.DEFERRED)
         self.assertEqual(self.server.messages, [])
         # In words, not service_identity's VerificationError(errors=[...]) repr.
         self.assertIn(
@@ -167,13 +178,13 @@ class TLSModeTests(TestCase):
             servers = self.serve(behaviour)
             outcome = await self.send(
                 servers,
-                tls="verify",
+                tlsPolicy=TLSPolicy.VERIFY,
                 ca=certificate.caCert,
                 user="me",
                 password=PASSWORD,
                 relay=("mx.example.test", servers.port),
             )
-            self.assertEqual(outcome.status, DEFERRED, commonName)
+            self.assertEqual(outcome.status, Status.DEFERRED, commonName)
             self.assertIn("TLS handshake failed", outcome.reply)
             self.assertIn("not valid for mx.example.test", outcome.reply)
             self.assertIn("subjectAltName", outcome.reply)
@@ -184,8 +195,10 @@ class TLSModeTests(TestCase):
             self.assertNotIn(b"MAIL", commands)
 
     async def test_off(self) -> None:
-        outcome = await self.send(self.serve(Behaviour(tls=self.tls)), tls="off")
-        self.assertEqual(outcome.status, DELIVERED)
+        outcome = await self.send(
+            self.serve(Behaviour(tls=self.tls)), tlsPolicy=TLSPolicy.OFF
+        )
+        self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertNotIn(b"STARTTLS", self.server.commands)
         self.assertFalse(self.server.messages[0].tls)
 
@@ -214,7 +227,7 @@ class AuthTests(TestCase):
         settings = ClientSettings(
             port=servers.port,
             timeout=10,
-            tls="may",
+            tlsPolicy=TLSPolicy.MAY,
             user="me",
             password=password,
             relay=("mx.example.test", servers.port),
@@ -229,19 +242,19 @@ class AuthTests(TestCase):
 
     async def test_plainOverTLS(self) -> None:
         outcome = await self.send((b"PLAIN",), tls=self.tls)
-        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(outcome.status, Status.DELIVERED)
         [message] = self.server.messages
         self.assertEqual((message.user, message.tls), (b"me", True))
 
     async def test_loginOverTLS(self) -> None:
         outcome = await self.send((b"LOGIN",), tls=self.tls)
-        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertEqual(self.server.messages[0].user, b"me")
 
     async def test_cramMD5OnLoopbackPlaintext(self) -> None:
         # Loopback is the one place a password may go without TLS.
         outcome = await self.send((b"CRAM-MD5",))
-        self.assertEqual(outcome.status, DELIVERED)
+        self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertEqual(
             (self.server.messages[0].user, self.server.messages[0].tls), (b"me", False)
         )
@@ -272,7 +285,7 @@ class AuthTests(TestCase):
                 envelope(),
                 settings,
             )
-            self.assertEqual(outcome.status, DELIVERED)
+            self.assertEqual(outcome.status, Status.DELIVERED)
         self.assertEqual(server.authLines, [])
         self.assertEqual([m.user for m in server.messages], [None, None])
         self.assertNotIn(b"AUTH", b" ".join(server.commands))
@@ -280,7 +293,7 @@ class AuthTests(TestCase):
     async def test_wrongPasswordNeverShown(self) -> None:
         wrong = "Wr0ng-passw0rd"
         outcome = await self.send((b"PLAIN", b"LOGIN"), password=wrong, tls=self.tls)
-        self.assertEqual(outcome.status, BOUNCED)
+        self.assertEqual(outcome.status, Status.BOUNCED)
         self.assertEqual(outcome.code, 535)
         self.assertEqual(self.server.messages, [])
         shown = str(outcome) + repr(outcome) + repr(self.events)
@@ -309,7 +322,7 @@ class PlaintextAuthTests(SynchronousTestCase):
             [envelope()],
             secret=PASSWORD.encode(),
             username=b"me",
-            tlsMode="may",
+            tlsPolicy=TLSPolicy.MAY,
             timeout=30,
             clock=Clock(),
             contextFactory=None,
@@ -378,7 +391,7 @@ class AiosmtpdTests(TestCase):
         settings = ClientSettings(
             port=self.port,
             timeout=10,
-            tls="verify",
+            tlsPolicy=TLSPolicy.VERIFY,
             ca=self.certificates.caCert,
             user="me",
             password=PASSWORD,
@@ -390,7 +403,7 @@ class AiosmtpdTests(TestCase):
             Envelope("sender@client.test", ("rcpt@example.test",), message),
             settings,
         )
-        self.assertEqual(outcome.status, DELIVERED, str(outcome))
+        self.assertEqual(outcome.status, Status.DELIVERED, str(outcome))
         self.assertIn("aiosmtpd", outcome.reply)
         [received] = self.received
         self.assertTrue(received.tls)

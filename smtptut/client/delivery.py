@@ -1,278 +1,117 @@
-"""Deliver one message to its recipients, domain by domain, exchange by exchange."""
+"""One run of the client: envelopes from the settings, a client service per domain, the report."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import dns.resolver
 from twisted.application import service
-from twisted.internet.defer import (
-    Deferred,
-    DeferredSemaphore,
-    inlineCallbacks,
-)
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IReactorCore, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorTCP,
+    IReactorThreads,
+    IReactorTime,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from smtptut.certificates import loadTrustRoot
-from smtptut.client import (
-    BOUNCED,
-    DEFERRED,
-    DELIVERED,
-    NO_REPLY,
-    AttemptResult,
-    Envelope,
-    RecipientOutcome,
-    SMTPClientFactory,
+from smtptut.addresses import parseAddress, wireAddress
+from smtptut.client.exchange import (
+    ExchangeLookupError,
+    MailExchange,
+    getMailExchange,
 )
-from smtptut.config import ClientSettings
-from smtptut.exchange import ExchangeLookupError, MailExchange, getMailExchange
-from smtptut.tls import clientContext
+from smtptut.client.message import MessageSource, messageFromPath, tutorialMessage
+from smtptut.client.model import NO_REPLY, Envelope, RecipientOutcome, Status
+from smtptut.client.protocol import SMTPClientFactory
+from smtptut.client.routing import clientFactory, deliverWith, interruptedOutcomes
+from smtptut.client.settings import (
+    DEFAULT_CONCURRENCY,
+    ClientSettings,
+    checkCredentials,
+    checkTrust,
+)
+from smtptut.settings import parseAs
 
 log = Logger()
 
-#: At most this many addresses (of all the exchanges together) are tried
-#: for one delivery, as Postfix's C{smtp_mx_address_limit} (5) does: fifty
-#: silent exchanges would otherwise take hours.
-MX_ADDRESS_LIMIT = 5
 
-#: At most this many addresses that answered (an SMTP session was had) are
-#: tried for one delivery, as Postfix's C{smtp_mx_session_limit} (2).
-MX_SESSION_LIMIT = 2
-
-#: What an outcome says when smtptut was stopped (SIGTERM, Ctrl-C) before
-#: the recipient was settled.
-INTERRUPTED = "interrupted"
-
-
-def notInterrupted() -> bool:
-    return False
-
-
-@dataclass(frozen=True)
-class Cause:
+def messageIdDomain(settings: ClientSettings) -> str:
     """
-    Why a connection to one address of one exchange did not settle everything.
-
-    @ivar code: the server's SMTP reply code, or L{NO_REPLY}.
-    @ivar connected: C{False} when no connection was made at all.
+    The domain of a C{Message-ID:} made for a message that lacks one: the
+    sender's, or the EHLO name for the null sender.
     """
-
-    reason: str
-    code: int = NO_REPLY
-    exchange: str | None = None
-    address: str | None = None
-    connected: bool = True
-
-    @property
-    def weight(self) -> int:
-        """
-        How much this cause says about the delivery: a session with a server
-        (its reply, a TLS or protocol failure, a timeout, a dropped
-        connection) says more than a connection that could not be made,
-        which says more than nothing tried at all.
-        """
-        if self.exchange is None:
-            return 0
-        return 2 if self.connected else 1
-
-    def outranks(self, other: Cause) -> bool:
-        """
-        Whether this (later) cause is the one to report instead of C{other}:
-        it weighs at least as much, so that of equals the latest is kept.
-        """
-        return self.weight >= other.weight
-
-    @property
-    def permanent(self) -> bool:
-        """
-        Whether the server refused for good (a 5xx reply).
-        """
-        return 500 <= self.code < 600
+    return settings.sender.rpartition("@")[2] or settings.helo or "localhost"
 
 
-NOTHING_TRIED = Cause("no mail exchange to try")
-
-
-@inlineCallbacks
-def deliverToExchanges(
-    reactor: IReactorTCP,
-    exchanges: Sequence[MailExchange],
-    envelope: Envelope,
-    settings: ClientSettings,
-    port: int | None = None,
-    interrupted: Callable[[], bool] = notInterrupted,
-) -> Generator[Deferred[Any], Any, list[RecipientOutcome]]:
+def loadMessage(settings: ClientSettings) -> MessageSource:
     """
-    Offer C{envelope} to each address of each exchange in turn until every
-    recipient has a final reply (RFC 5321 §5.1), trying at most
-    L{MX_ADDRESS_LIMIT} addresses and L{MX_SESSION_LIMIT} that answered.
-
-    The next address is tried when a connection cannot be made, the server
-    greets with an error, times out or drops the connection before the
-    transaction completes; recipients still unsettled at the end are deferred
-    (or bounced, if the server refused for good) with the most telling cause
-    (see L{Cause.outranks}): an exchange that answered, or whose TLS handshake
-    failed, is named rather than a later address that refused the
-    connection.  With
-    C{SMTPTUT_TLS=may}, an address whose TLS handshake fails is tried again
-    in plaintext, as Postfix does.
-
-    Once C{interrupted()} is true (the reactor is shutting down) no new
-    connection is made; what is not settled is deferred as L{INTERRUPTED}.
-
-    @return: a L{Deferred} firing with a list of L{RecipientOutcome}.
+    The message file named by the settings, checked, or the tutorial's message.
     """
-    pending = [envelope]
-    outcomes: list[RecipientOutcome] = []
-    cause = NOTHING_TRIED
-    trustRoot = loadTrustRoot(settings.ca) if settings.tls == "verify" else None
-    targets = [(e, address) for e in exchanges for address in e.addresses]
-    sessions = 0
-    for exchange, address in targets[:MX_ADDRESS_LIMIT]:
-        if not pending or interrupted() or sessions >= MX_SESSION_LIMIT:
-            break
-        exchangePort = port or exchange.port or settings.port
-        tlsMode = settings.tls
-        answered = False
-        notes: tuple[str, ...] = ()
-        while pending and not interrupted():
-            factory = _factory(settings, exchange, address, tlsMode, trustRoot)
-            factory.envelopes = pending
-            result = yield _attempt(reactor, factory, address, exchangePort)
-            outcomes.extend(
-                replace(o, notes=notes + o.notes) if notes else o
-                for o in result.outcomes
-            )
-            pending = result.unsettled
-            answered = answered or result.connected
-            if result.error is not None:
-                latest = Cause(
-                    result.error,
-                    result.errorCode,
-                    exchange.host,
-                    address,
-                    result.connected,
-                )
-                if latest.outranks(cause):
-                    cause = latest
-                log.info(
-                    "{exchange} [{address}]:{port}: {error}",
-                    exchange=exchange.host,
-                    address=address,
-                    port=exchangePort,
-                    error=result.error,
-                )
-            if result.tlsFailed and tlsMode == "may":
-                tlsMode = "off"
-                # What follows is in plaintext: the outcome line says so.
-                notes = (f"unencrypted: {result.error}",)
-                continue
-            break
-        if answered:
-            sessions += 1
-    if pending and interrupted():
-        return outcomes + interruptedOutcomes(
-            [r for left in pending for r in left.recipients]
-        )
-    status = BOUNCED if cause.permanent else DEFERRED
-    for left in pending:
-        for recipient in left.recipients:
-            outcomes.append(
-                RecipientOutcome(
-                    recipient,
-                    status,
-                    cause.code,
-                    cause.reason,
-                    cause.exchange,
-                    cause.address,
-                )
-            )
-    return outcomes
+    if settings.dataPath is None:
+        return tutorialMessage()
+    return messageFromPath(settings.dataPath, idDomain=messageIdDomain(settings))
 
 
-def interruptedOutcomes(recipients: Iterable[str]) -> list[RecipientOutcome]:
+def envelopesByDomain(
+    settings: ClientSettings, message: MessageSource
+) -> dict[str, Envelope]:
     """
-    C{deferred (interrupted)} for recipients not settled when smtptut was
-    stopped: the message may be sent to them again, never lost.
+    One envelope per recipient domain: one lookup and one transaction each.
+    Through a relay (C{SMTPTUT_RELAY}) there is one envelope for everyone.
     """
-    return [
-        RecipientOutcome(
-            r,
-            DEFERRED,
-            NO_REPLY,
-            "smtptut was stopped before the transaction completed",
-            notes=(INTERRUPTED,),
-        )
-        for r in recipients
-    ]
+    sender = settings.sender
+    if sender:
+        sender = parseAs(settings.label("SMTPTUT_FROM"), _wireText, sender)
+    to = settings.label("SMTPTUT_TO")
+    if settings.relay is not None:
+        host, port = settings.relay
+        everyone = _unique(parseAs(to, wireAddress, r) for r in settings.recipients)
+        return {f"{host}:{port}": Envelope(sender, everyone, message)}
+    envelopes: dict[str, Envelope] = {}
+    for recipients in settings.domains().values():
+        addresses = _unique(parseAs(to, wireAddress, r) for r in recipients)
+        key = addresses[0].rpartition("@")[2].lower()
+        if key in envelopes:
+            # "bücher.test" and "xn--bcher-kva.test" are one domain.
+            old = envelopes[key]
+            addresses = _unique(old.recipients + addresses)
+        envelopes[key] = Envelope(sender, addresses, message)
+    return envelopes
 
 
-def _factory(
-    settings: ClientSettings,
-    exchange: MailExchange,
-    address: str,
-    tlsMode: str,
-    trustRoot: Any,
-) -> SMTPClientFactory:
-    password = settings.password.encode("utf-8") if settings.password else None
-    # The credentials are the submission server's: never offered to anything
-    # but the relay, whatever the settings let through (issue 9).
-    toRelay = settings.relay is not None and (
-        exchange.host.lower() == settings.relay[0].lower()
-    )
-    login = bool(settings.user) and toRelay
-    return SMTPClientFactory(
-        [],
-        identity=settings.helo,
-        secret=password if login else None,
-        contextFactory=clientContext(tlsMode, exchange.host, trustRoot),
-        timeout=settings.timeout,
-        exchange=exchange.host,
-        address=address,
-        username=settings.user.encode("utf-8") if login and settings.user else None,
-        tlsMode=tlsMode,
-    )
+def _wireText(text: str) -> str:
+    return wireAddress(parseAddress(text))
 
 
-@inlineCallbacks
-def _attempt(
-    reactor: IReactorTCP, factory: SMTPClientFactory, address: str, port: int
-) -> Generator[Deferred[Any], Any, AttemptResult]:
+def _unique(addresses: Iterable[str]) -> tuple[str, ...]:
     """
-    One connection to C{address}: what it settled, or why it could not start.
+    Each address once, in first-seen order: a domain is compared without
+    regard to case, a local part as it is (RFC 5321 §2.4).
     """
-    log.info(
-        "Connecting to {exchange} [{address}]:{port}",
-        exchange=factory.exchange,
-        address=address,
-        port=port,
-    )
-    endpoint = HostnameEndpoint(
-        reactor, address, port, timeout=factory.timeouts.connect
-    )
-    try:
-        yield endpoint.connect(factory)
-    except Exception as e:
-        return AttemptResult(
-            [],
-            factory.envelopes,
-            f"cannot connect to port {port}: {_reason(e)}",
-            connected=False,
-        )
-    result: AttemptResult = yield factory.finished
-    return result
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for address in addresses:
+        local, _, domain = address.rpartition("@")
+        key = (local, domain.lower())
+        if key not in seen:
+            seen.add(key)
+            result.append(address)
+    return tuple(result)
 
 
-def _reason(e: BaseException) -> str:
-    text = str(e).strip() or e.__class__.__name__
-    # Twisted's connection errors read "An error occurred while connecting: 111: ..."
-    return " ".join(text.split())
+def loadClientJob(
+    environ: Mapping[str, str],
+) -> tuple[ClientSettings, dict[str, Envelope]]:
+    """
+    Settings from C{environ}, checked, and the envelopes they ask for.
+    """
+    settings = ClientSettings.fromEnvironment(environ)
+    checkCredentials(settings)
+    checkTrust(settings)
+    return settings, envelopesByDomain(settings, loadMessage(settings))
 
 
 def lookupFailed(failure: Failure, envelope: Envelope) -> list[RecipientOutcome]:
@@ -281,11 +120,11 @@ def lookupFailed(failure: Failure, envelope: Envelope) -> list[RecipientOutcome]
     """
     error = failure.value
     if isinstance(error, ExchangeLookupError):
-        status = BOUNCED if error.permanent else DEFERRED
+        status = Status.BOUNCED if error.permanent else Status.DEFERRED
         reason = str(error)
     else:
         log.failure("Unexpected error looking up a mail exchange", failure)
-        status, reason = DEFERRED, f"lookup failed: {error}"
+        status, reason = Status.DEFERRED, f"lookup failed: {error}"
     return [RecipientOutcome(r, status, NO_REPLY, reason) for r in envelope.recipients]
 
 
@@ -294,6 +133,9 @@ class Report:
     Collects the outcomes of every domain, prints a line per recipient as
     they come, and when all domains are done prints the tutorial's
     C{Sent N messages} and calls C{whenDone} with everything.
+
+    Its C{limit} is shared by the client services of all domains: at most
+    C{concurrency} deliver at the same time.
     """
 
     def __init__(
@@ -301,6 +143,7 @@ class Report:
         domains: int,
         whenDone: Callable[[list[RecipientOutcome]], object],
         write: Callable[[str], object] = print,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self._waiting = domains
         self._whenDone = whenDone
@@ -308,6 +151,8 @@ class Report:
         self._finished = False
         self._envelopes: list[Envelope] = []
         self.interrupted = False
+        #: Bounds how many domains are delivered to at the same time.
+        self.limit = DeferredSemaphore(concurrency)
         self.outcomes: list[RecipientOutcome] = []
         if domains == 0:
             self._finish()
@@ -354,104 +199,122 @@ class Report:
 
     def _finish(self) -> None:
         self._finished = True
-        sent = sum(1 for o in self.outcomes if o.status == DELIVERED)
+        sent = sum(1 for o in self.outcomes if o.status is Status.DELIVERED)
         self._write(f"Sent {sent} messages")
         self._whenDone(self.outcomes)
 
 
-class DeliveryService(service.Service):
+class SMTPClientService(service.Service):
     """
-    The client service of the tutorial's C{cbMailExchange}: once started, it
-    delivers the envelope to the looked-up exchanges and tells the report.
+    The client service of the tutorial's C{cbMailExchange}, where it has
+    C{internet.TCPClient(exchange, port, smtpClientFactory)}.
 
-    @param limit: shared by the services of all domains, it bounds how many
-        deliver at the same time (a limit of its own would bound nothing).
+    C{TCPClient} makes one connection to one host, with no timeout, and
+    leaves the factory to cope when it fails.  Mail must be offered to every
+    address of every exchange in turn until each recipient has a final
+    reply (RFC 5321 §5.1), each connection with its own timeouts and TLS
+    policy: so this sibling of C{TCPClient}, once started, runs
+    L{deliverWith} with factories made from C{smtpClientFactory} (at most
+    C{report.limit} domains at a time) and tells the report how it went.
     """
 
     def __init__(
         self,
         reactor: IReactorTCP,
         exchanges: Sequence[MailExchange],
-        envelope: Envelope,
+        smtpClientFactory: SMTPClientFactory,
         settings: ClientSettings,
         report: Report,
-        limit: DeferredSemaphore,
     ) -> None:
         self.reactor = reactor
         self.exchanges = exchanges
-        self.envelope = envelope
+        self.factory = smtpClientFactory
         self.settings = settings
         self.report = report
-        self.limit = limit
         self.delivered: Deferred[list[RecipientOutcome]] | None = None
 
     def startService(self) -> None:
         super().startService()
-        self.delivered = self.limit.run(
-            deliverToExchanges,
+        envelopes = self.factory.envelopes
+        self.delivered = self.report.limit.run(
+            deliverWith,
             self.reactor,
             self.exchanges,
-            self.envelope,
+            self.factory,
             self.settings,
             interrupted=lambda: self.report.interrupted,
         )
-        self.delivered.addErrback(internalError, self.envelope)
+        self.delivered.addErrback(internalError, *envelopes)
         self.delivered.addCallback(self.report.domainDone)
 
 
 def deliverAll(
-    reactor: Any,
+    reactor: IReactorCore,
     settings: ClientSettings,
     envelopes: Mapping[str, Envelope],
     resolver: dns.resolver.Resolver,
     write: Callable[[str], object] = print,
 ) -> Deferred[list[RecipientOutcome]]:
     """
-    What C{smtpclient.tac} does, without the Application: look up each
-    domain's exchanges and deliver to them, at most C{settings.concurrency}
-    domains at a time, writing the outcome lines as they come.
+    What C{smtpclient.tac} does, with a service collection of its own for
+    the Application: look up each domain's exchanges, then start an
+    L{SMTPClientService} for it; at most C{settings.concurrency} domains
+    deliver at the same time.  The outcome lines are written as they come.
 
+    @param reactor: it connects (L{IReactorTCP}), times the waits
+        (L{IReactorTime}) and runs the lookups in its thread pool
+        (L{IReactorThreads}).
     @return: a L{Deferred} firing with every recipient's outcome.
     """
     done: Deferred[list[RecipientOutcome]] = Deferred()
-    report = Report(len(envelopes), done.callback, write)
+    report = Report(len(envelopes), done.callback, write, settings.concurrency)
     report.watchShutdown(reactor, envelopes.values())
-    limit = DeferredSemaphore(settings.concurrency)
+    services = service.MultiService()
+    services.startService()
 
-    @inlineCallbacks
-    def oneDomain(
-        domain: str, envelope: Envelope
-    ) -> Generator[Deferred[Any], Any, list[RecipientOutcome]]:
-        try:
-            exchanges = yield getMailExchange(
-                reactor, domain, resolver, relay=settings.relay
-            )
-        except Exception:
-            return lookupFailed(Failure(), envelope)
-        outcomes: list[RecipientOutcome] = yield deliverToExchanges(
-            reactor,
-            exchanges,
-            envelope,
-            settings,
-            interrupted=lambda: report.interrupted,
+    def cbMailExchange(exchanges: list[MailExchange], envelope: Envelope) -> None:
+        smtpClientFactory = clientFactory(settings, [envelope], IReactorTime(reactor))
+        smtpClientService = SMTPClientService(
+            IReactorTCP(reactor), exchanges, smtpClientFactory, settings, report
         )
-        return outcomes
+        smtpClientService.setServiceParent(services)
+
+    def ebMailExchange(failure: Failure, envelope: Envelope) -> None:
+        report.domainDone(lookupFailed(failure, envelope))
 
     for domain, envelope in envelopes.items():
-        d = limit.run(oneDomain, domain, envelope)
-        d.addErrback(internalError, envelope)
-        d.addCallback(report.domainDone)
-    return done
+        lookup = getMailExchange(
+            IReactorThreads(reactor), domain, resolver, settings.relay
+        )
+        lookup.addCallbacks(
+            cbMailExchange,
+            ebMailExchange,
+            callbackArgs=(envelope,),
+            errbackArgs=(envelope,),
+        )
+        lookup.addErrback(_reportBug, report, envelope)
+
+    def stopServices(outcomes: list[RecipientOutcome]) -> list[RecipientOutcome]:
+        services.stopService()
+        return outcomes
+
+    return done.addCallback(stopServices)
 
 
-def internalError(failure: Failure, envelope: Envelope) -> list[RecipientOutcome]:
+def _reportBug(failure: Failure, report: Report, envelope: Envelope) -> None:
+    report.domainDone(internalError(failure, envelope))
+
+
+def internalError(failure: Failure, *envelopes: Envelope) -> list[RecipientOutcome]:
     """
-    Log a bug and defer the envelope's recipients, so the run still ends.
+    Log a bug and defer the envelopes' recipients, so the run still ends.
     """
     log.failure("Delivery failed unexpectedly", failure)
     reason = f"internal error: {failure.getErrorMessage()}"
     return [
-        RecipientOutcome(r, DEFERRED, NO_REPLY, reason) for r in envelope.recipients
+        RecipientOutcome(r, Status.DEFERRED, NO_REPLY, reason)
+        for envelope in envelopes
+        for r in envelope.recipients
     ]
 
 

@@ -16,6 +16,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPullProducer
 from zope.interface import implementer
 
+from smtptut.errors import MessageError
+
 #: The tutorial's own message (step 7 onwards), with the newlines SMTP wants.
 TUTORIAL_MESSAGE = b"""\
 Date: Fri, 6 Feb 2004 10:14:39 -0800
@@ -39,18 +41,6 @@ MAX_SPOOL = 100 * 2**20
 
 #: Header fields left out of the message sent (lower case).
 BLIND_FIELDS = frozenset({b"bcc", b"resent-bcc"})
-
-
-class MessageError(Exception):
-    """
-    The message cannot be sent as it is; the text is one line saying why.
-
-    @ivar missing: C{True} when the message file could not be opened at all.
-    """
-
-    def __init__(self, text: str, missing: bool = False) -> None:
-        super().__init__(text)
-        self.missing = missing
 
 
 @dataclass(frozen=True)

@@ -1,39 +1,50 @@
-"""The tutorial's SMTP client: one connection, one or more transactions, an outcome per recipient."""
+"""The tutorial's SMTPTutorialClient and SMTPClientFactory: one connection, a planner's transactions over it."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from itertools import chain
-from typing import Any, cast
+from collections.abc import Callable, Iterable
+from typing import cast
 
 from twisted.internet import protocol
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IConsumer, IReactorTime, ITCPTransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.ssl import CertificateOptions
+from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
 from smtptut.addresses import checkHostName, isLoopbackAddress
-from smtptut.message import MessageProducer, MessageSource
-from smtptut.settings import parseAs
-from smtptut.tls import REQUIRED
-
-DELIVERED = "delivered"
-DEFERRED = "deferred"
-BOUNCED = "bounced"
-
-Reply = tuple[int, bytes]
-
-#: Why a message with 8-bit data bounces at a server without 8BITMIME.
-EIGHT_BIT_REFUSED = (
-    "the message has 8-bit data and the server does not offer 8BITMIME"
-    " (RFC 6152): not sent"
+from smtptut.client.message import MessageProducer, MessageSource
+from smtptut.client.model import (
+    NO_REPLY,
+    AttemptResult,
+    Envelope,
+    RecipientOutcome,
+    Status,
+    Timeouts,
+    TLSPolicy,
 )
-
-#: The code of an outcome or a failure that came with no SMTP reply at all
-#: (a refused connection, a timeout, a failed handshake, a DNS error).
-NO_REPLY = 0
+from smtptut.client.planner import (
+    Abort,
+    Close,
+    Hangup,
+    Quit,
+    Refuse,
+    Send,
+    Settle,
+    Step,
+    TransactionPlanner,
+    Transfer,
+    replyText,
+)
+from smtptut.settings import parseAs
 
 #: The longest reply line taken, CRLF included (RFC 5321 §4.5.3.1.5).
 MAX_REPLY_LINE = 512
@@ -41,114 +52,11 @@ MAX_REPLY_LINE = 512
 #: The most lines one reply may have: an EHLO reply has a dozen or two.
 MAX_REPLY_LINES = 100
 
+#: The note on the outcome when a login was asked for but not offered.
+NOT_AUTHENTICATED = "not authenticated: the server offers no AUTH"
 
-def tooManyRecipients(code: int, resp: bytes) -> bool:
-    """
-    Whether a RCPT reply says the transaction has reached the server's
-    recipient limit (RFC 5321 §4.5.3.1.10: 452, or 552 from old servers;
-    Postfix and Exim say C{452 4.5.3 ... too many recipients}): the
-    recipient is to be sent again in another transaction.
-    """
-    if code not in (452, 552):
-        return False
-    text = resp.lower()
-    return text[1:6] == b".5.3 " or b"too many recipients" in text
-
-
-def pathOf(address: str) -> bytes:
-    """
-    The RFC 5321 path for an address the settings already checked.
-
-    Twisted's C{quoteaddr} parses every address again with
-    C{email.utils.parseaddr}, a sixth of the client's time per message.
-    """
-    return b"<" + address.encode("utf-8") + b">"
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """
-    One transaction: the sender, the recipients and the message.
-    """
-
-    sender: str
-    recipients: tuple[str, ...]
-    message: MessageSource
-
-
-@dataclass(frozen=True)
-class RecipientOutcome:
-    """
-    What happened to one recipient: C{delivered}, C{deferred} or C{bounced}.
-    """
-
-    recipient: str
-    status: str
-    code: int
-    reply: str
-    exchange: str | None = None
-    address: str | None = None
-    #: What the user should know about how it went, shown in parentheses
-    #: after the status: C{interrupted}, C{unencrypted: TLS handshake
-    #: failed: ...} or C{not authenticated: ...}.
-    notes: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        via = ""
-        if self.exchange:
-            via = f" via {self.exchange}"
-            if self.address and self.address != self.exchange:
-                via += f" [{self.address}]"
-        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
-        reply = f"{self.code} {self.reply}" if self.code != NO_REPLY else self.reply
-        return f"{self.recipient}: {self.status}{notes}{via}: {reply}"
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """
-    How long to wait, in seconds: for the connection, then for each reply.
-
-    The defaults are RFC 5321 §4.5.3.2's: 5 minutes for the greeting and for
-    EHLO, MAIL and RCPT, 2 for DATA, 3 for each block of the message to be
-    taken, and 10 for the reply after the message.
-    """
-
-    connect: float = 30.0
-    greeting: float = 300.0
-    command: float = 300.0
-    dataCommand: float = 120.0
-    block: float = 180.0
-    final: float = 600.0
-
-    @classmethod
-    def uniform(cls, seconds: float) -> Timeouts:
-        """
-        The same limit for every wait (C{SMTPTUT_TIMEOUT}).
-        """
-        return cls(seconds, seconds, seconds, seconds, seconds, seconds)
-
-    @classmethod
-    def of(cls, timeout: float | Timeouts | None) -> Timeouts:
-        """
-        L{Timeouts} from a number of seconds for every wait, or the defaults.
-        """
-        if timeout is None:
-            return cls()
-        if isinstance(timeout, Timeouts):
-            return timeout
-        return cls.uniform(timeout)
-
-
-def statusForCode(code: int) -> str:
-    """
-    C{delivered} for 2xx, C{bounced} for 5xx, C{deferred} for anything else.
-    """
-    if 200 <= code < 300:
-        return DELIVERED
-    if 500 <= code < 600:
-        return BOUNCED
-    return DEFERRED
+#: What C{ESMTPClient} takes as its context factory: none for no STARTTLS.
+ClientTLS = IOpenSSLClientConnectionCreator | CertificateOptions | None
 
 
 def addressLiteral(address: IAddress) -> str:
@@ -162,50 +70,17 @@ def addressLiteral(address: IAddress) -> str:
     return f"[{host}]"
 
 
-#: The note on the outcome when a login was asked for but not offered.
-NOT_AUTHENTICATED = "not authenticated: the server offers no AUTH"
-
-
-def _text(resp: bytes | str | None) -> str:
-    if resp is None:
-        return ""
-    if isinstance(resp, bytes):
-        resp = resp.decode("utf-8", "replace")
-    return " ".join(resp.split())
-
-
-@dataclass
-class AttemptResult:
-    """
-    The end of one connection: the outcomes it settled, and why it stopped
-    early if it did.
-
-    @ivar unsettled: envelopes (or what is left of them) that this connection
-        did not bring to a final reply; another exchange may still take them.
-    @ivar error: the reason the session failed, when it did.
-    @ivar errorCode: the SMTP code that came with it, or L{NO_REPLY}.
-    @ivar tlsFailed: whether the session ended in the TLS handshake.
-    @ivar connected: C{False} when no connection could be made at all.
-    """
-
-    outcomes: list[RecipientOutcome]
-    unsettled: list[Envelope]
-    error: str | None = None
-    errorCode: int = NO_REPLY
-    tlsFailed: bool = False
-    connected: bool = True
-
-
 class SMTPTutorialClient(smtp.ESMTPClient):
     """
     The tutorial's C{SMTPTutorialClient}, sending each envelope it is given
     over one connection and noting each recipient's fate.
 
     Twisted's C{ESMTPClient} does the greeting, EHLO, STARTTLS and AUTH; the
-    transactions are run here, because its own send an RSET after every
-    message, drop the connection when every recipient is refused, know
-    nothing of PIPELINING (RFC 2920) and miss dots in the message (see
-    L{MessageProducer}).
+    transactions are planned by a L{TransactionPlanner}, because Twisted's
+    own send an RSET after every message, drop the connection when every
+    recipient is refused, know nothing of PIPELINING (RFC 2920) and miss
+    dots in the message (see L{MessageProducer}).  This class only carries
+    the planner's L{Step}s to the wire, with the timeouts.
     """
 
     factory: SMTPClientFactory
@@ -215,14 +90,19 @@ class SMTPTutorialClient(smtp.ESMTPClient):
     debug = False
 
     def __init__(
-        self, secret: bytes | None, contextFactory: Any = None, *args: Any, **kw: Any
+        self,
+        secret: bytes | None,
+        contextFactory: ClientTLS = None,
+        identity: str | None = None,
+        envelopes: Iterable[Envelope] = (),
+        username: bytes | None = None,
+        tlsPolicy: TLSPolicy | None = None,
     ) -> None:
-        envelopes: Iterable[Envelope] = kw.pop("envelopes", ())
-        username: bytes | None = kw.pop("username", None)
-        tlsPolicy: str = kw.pop("tlsPolicy", "may" if contextFactory else "off")
-        super().__init__(secret, contextFactory, *args, **kw)
+        super().__init__(secret, contextFactory, identity)
+        if tlsPolicy is None:
+            tlsPolicy = TLSPolicy.MAY if contextFactory else TLSPolicy.OFF
         self.tlsPolicy = tlsPolicy
-        self.requireTransportSecurity = tlsPolicy in REQUIRED
+        self.requireTransportSecurity = tlsPolicy.required
         if username is not None and secret is not None:
             for authenticator in (
                 smtp.PLAINAuthenticator(username),
@@ -230,16 +110,8 @@ class SMTPTutorialClient(smtp.ESMTPClient):
                 smtp.CramMD5ClientAuthenticator(username),
             ):
                 self.registerAuthenticator(authenticator)
-        self._envelopes: Iterator[Envelope] = iter(envelopes)
-        self._current: Envelope | None = None
+        self.planner = TransactionPlanner(envelopes)
         self._extensions: dict[bytes, bytes | None] = {}
-        self._pipelining = False
-        self._unsent: deque[tuple[bytes, Callable[[int, bytes], None]]] = deque()
-        self._waiting: deque[Callable[[int, bytes], None]] = deque()
-        self._mailReply: Reply | None = None
-        self._rcptReplies: list[Reply] = []
-        self._dataReply: Reply | None = None
-        self._messageSent = False
         self._tlsStarted = False
         self._tlsDone = False
         self.timeouts = Timeouts()
@@ -247,19 +119,19 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self.failure: tuple[str, int] | None = None
         self.notes: tuple[str, ...] = ()
 
-    # The tutorial's hooks.
+    # The tutorial's hooks: the planner picks the envelope, these show it.
 
     def getMailFrom(self) -> str | None:
-        self._current = next(self._envelopes, None)
-        return None if self._current is None else self._current.sender
+        current = self.planner.current
+        return None if current is None else current.sender
 
     def getMailTo(self) -> list[str]:
-        assert self._current is not None
-        return list(self._current.recipients)
+        current = self.planner.current
+        return [] if current is None else list(current.recipients)
 
-    def getMailData(self) -> MessageSource:
-        assert self._current is not None
-        return self._current.message
+    def getMailData(self) -> MessageSource | None:
+        current = self.planner.current
+        return None if current is None else current.message
 
     def sentMail(
         self,
@@ -267,7 +139,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         resp: bytes | str,
         numOk: int,
         addresses: list[tuple[bytes | str, int, bytes | str]],
-        log: Any,
+        log: Logger,
     ) -> None:
         """
         Note the final reply for each recipient of the transaction just ended.
@@ -275,7 +147,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         for address, rcptCode, rcptResp in addresses:
             if isinstance(address, bytes):
                 address = address.decode("utf-8", "replace")
-            self._record(str(address), rcptCode, _text(rcptResp))
+            self._record(str(address), rcptCode, replyText(rcptResp))
 
     # Session set-up, with ESMTPClient.
 
@@ -296,7 +168,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
     # Longer lines are refused (lineLengthExceeded), not kept.
     MAX_LENGTH = MAX_REPLY_LINE - 2
 
-    def lineReceived(self, line: bytes) -> Any:
+    def lineReceived(self, line: bytes) -> None:
         # Twisted's SMTPClient.lineReceived keeps every continuation line of
         # a reply and restarts the timer on each (no Twisted ticket found):
         # a server sending "250-..." forever, or one line every few seconds,
@@ -311,7 +183,8 @@ class SMTPTutorialClient(smtp.ESMTPClient):
                 return None
             self.resp.append(line[4:])
             return None
-        return super().lineReceived(line)
+        super().lineReceived(line)
+        return None
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._giveUp(
@@ -328,7 +201,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self.clearLineBuffer()
         cast(ITCPTransport, self.transport).abortConnection()
 
-    def callLater(self, period: float, func: Callable[[], object]) -> Any:
+    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
         # TimeoutMixin would use the global reactor; use the factory's clock.
         return self.factory.clock.callLater(period, func)
 
@@ -361,13 +234,15 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         # as plaintext replies once TLS is on: a man in the middle could
         # inject replies that way (as in CVE-2011-0411).  Refuse instead.
         if self.clearLineBuffer():
-            self._setFailure("TLS handshake failed: plaintext after STARTTLS's 220", 0)
+            self._setFailure(
+                "TLS handshake failed: plaintext after STARTTLS's 220", NO_REPLY
+            )
             cast(ITCPTransport, self.transport).abortConnection()
             return
         super().esmtpState_starttls(code, resp)
 
     def esmtpTLSFailed(self, code: int = -1, resp: bytes | None = None) -> None:
-        if self.tlsPolicy == "may" and not self._tlsStarted:
+        if self.tlsPolicy is TLSPolicy.MAY and not self._tlsStarted:
             # STARTTLS refused: "may" carries on in plaintext, as Postfix does.
             self.authenticate(code, resp or b"", self._extensions)
             return
@@ -388,203 +263,65 @@ class SMTPTutorialClient(smtp.ESMTPClient):
                     " (the server offers no STARTTLS)",
                     0,
                 )
-                self._quit()
+                self._perform(self.planner.quit())
                 return
         super().authenticate(code, resp, items)
 
     def smtpState_from(self, code: int, resp: bytes) -> None:
         # The session is ready (after EHLO or HELO, STARTTLS and AUTH): from
-        # here on every reply goes to the handler of the command it answers.
+        # here on every reply goes to the planner.
+        self._routeRepliesToPlanner()
+        self._perform(self.planner.begin(self._extensions))
+
+    def _routeRepliesToPlanner(self) -> None:
         self._expected = range(0, 1000)  # type: ignore[assignment]
-        self._okresponse = self._dispatch
-        self._failresponse = self._dispatch
-        self._pipelining = b"PIPELINING" in self._extensions
-        self._nextTransaction()
+        self._okresponse = self._failresponse = self._replied
 
-    # Transactions (RFC 5321 §3.3), pipelined when the server allows.
+    def _replied(self, code: int, resp: bytes) -> None:
+        self._perform(self.planner.replied(code, resp))
 
-    def _nextTransaction(self) -> None:
-        sender = self.getMailFrom()
-        while (
-            self._current is not None
-            and self._current.message.eightBit
-            and b"8BITMIME" not in self._extensions
-        ):
-            # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
-            # Converting it would change the message: it bounces instead.
-            for recipient in self._current.recipients:
-                self._record(recipient, NO_REPLY, EIGHT_BIT_REFUSED, BOUNCED)
-            sender = self.getMailFrom()
-        if sender is None or self._current is None:
-            self._quit()
-            return
-        self._mailReply, self._rcptReplies, self._dataReply = None, [], None
-        self._messageSent = False
-        self._unsent.clear()
-        self._unsent.append((self._mailLine(sender), self._mailReplied))
-        for recipient in self.getMailTo():
-            line = b"RCPT TO:" + pathOf(recipient)
-            self._unsent.append((line, self._rcptReplied))
-        self._unsent.append((b"DATA", self._dataReplied))
-        if self._pipelining:
-            while self._unsent:
-                self._sendCommand()
-        else:
-            self._sendCommand()
+    def _perform(self, steps: list[Step]) -> None:
+        """
+        Carry out what the planner asks, in order.
+        """
+        for step in steps:
+            if isinstance(step, Send):
+                self.sendLine(step.line)
+            elif isinstance(step, Transfer):
+                self._transfer(step.message)
+            elif isinstance(step, Settle):
+                okCount = sum(1 for _, code, _ in step.results if 200 <= code < 300)
+                results = list(step.results)
+                self.sentMail(step.code, step.resp, okCount, results, self.log)  # type: ignore[arg-type]
+            elif isinstance(step, Refuse):
+                for recipient in step.recipients:
+                    self._record(recipient, NO_REPLY, step.reason, Status.BOUNCED)
+            elif isinstance(step, Close):
+                self._setFailure(step.reason, step.code)
+                self.transport.loseConnection()  # type: ignore[union-attr]
+            elif isinstance(step, Abort):
+                self._giveUp(step.reason)
+            elif isinstance(step, Quit):
+                self._routeRepliesToPlanner()
+                self.sendLine(b"QUIT")
+                # Everything is settled: do not wait long for a goodbye.
+                self.setTimeout(min(self.timeouts.command, 10.0))
+            elif isinstance(step, Hangup):
+                self.transport.loseConnection()  # type: ignore[union-attr]
 
-    def _mailLine(self, sender: str) -> bytes:
-        line = b"MAIL FROM:" + pathOf(sender)
-        message = self.getMailData()
-        if b"SIZE" in self._extensions:
-            line += b" SIZE=%d" % message.size
-        if message.eightBit and b"8BITMIME" in self._extensions:
-            line += b" BODY=8BITMIME"
-        return line
-
-    def _sendCommand(self) -> None:
-        line, handler = self._unsent.popleft()
-        self._waiting.append(handler)
-        self.sendLine(line)
-
-    def _dispatch(self, code: int, resp: bytes) -> None:
-        if code == 421:
-            # The server is closing: what is not settled goes to another exchange.
-            self._setFailure(_text(resp), code)
-            self.transport.loseConnection()  # type: ignore[union-attr]
-            return
-        if not self._waiting:
-            self._setFailure(f"unexpected reply from the server: {code}", 0)
-            self.transport.loseConnection()  # type: ignore[union-attr]
-            return
-        self._waiting.popleft()(code, resp)
-
-    def _mailReplied(self, code: int, resp: bytes) -> None:
-        self._mailReply = (code, resp)
-        if self._pipelining:
-            return
-        if code == 250:
-            self._sendCommand()
-        else:
-            self._endTransaction(open=False)
-
-    def _rcptReplied(self, code: int, resp: bytes) -> None:
-        self._rcptReplies.append((code, resp))
-        if self._pipelining:
-            return
-        if self._unsent[0][0] != b"DATA" or self._anyAccepted():
-            self._sendCommand()
-        else:
-            self._endTransaction(open=True)
-
-    def _anyAccepted(self) -> bool:
-        return (
-            self._mailReply is not None
-            and self._mailReply[0] == 250
-            and any(200 <= code < 300 for code, _ in self._rcptReplies)
-        )
-
-    def _dataReplied(self, code: int, resp: bytes) -> None:
-        if code == 354 and self._anyAccepted():
-            producer = MessageProducer(self.getMailData(), progress=self.resetTimeout)
-            self.setTimeout(self.timeouts.block)
-            sending = producer.beginTransfer(cast(IConsumer, self.transport))
-            sending.addCallbacks(self._messageWritten, self._sendingFailed)
-            self._waiting.append(self._finalReplied)
-        elif code == 354:
-            # Pipelined, the server took DATA though it took no recipient: an
-            # empty message ends it (RFC 2920 §3.1), and its reply means nothing.
-            self.transport.write(b".\r\n")  # type: ignore[union-attr]
-            self._waiting.append(lambda code, resp: None)
-            self._endTransaction(open=False)
-        else:
-            self._dataReply = (code, resp)
-            mailOk = self._mailReply is not None and self._mailReply[0] == 250
-            self._endTransaction(open=mailOk)
+    def _transfer(self, message: MessageSource) -> None:
+        producer = MessageProducer(message, progress=self.resetTimeout)
+        self.setTimeout(self.timeouts.block)
+        sending = producer.beginTransfer(cast(IConsumer, self.transport))
+        sending.addCallbacks(self._messageWritten, self._sendingFailed)
 
     def _messageWritten(self, ignored: None) -> None:
-        self._messageSent = True
+        self.planner.messageWritten()
         self.setTimeout(self.timeouts.final)
 
     def _sendingFailed(self, failure: Failure) -> None:
-        self._setFailure(str(failure.value) or failure.value.__class__.__name__, 0)
-
-    def _finalReplied(self, code: int, resp: bytes) -> None:
-        if not self._messageSent:
-            # A reply before the final dot (RFC 5321 §4.1.1.4 allows none):
-            # going on would write the next command into the message.  A
-            # refusal settles the recipients; anything else leaves them to
-            # be tried again, the message never having been taken whole.
-            if 500 <= code < 600:
-                self._dataReply = (code, resp)
-                self._endTransaction(open=False, carryOn=False)
-            self._giveUp(
-                "the server replied before the end of the message:"
-                f" {code} {_text(resp)}"
-            )
-            return
-        self._dataReply = (code, resp)
-        self._endTransaction(open=False)
-
-    def _endTransaction(self, open: bool, carryOn: bool = True) -> None:
-        """
-        Give each recipient the reply that settled it, then go on to the next
-        envelope (unless not C{carryOn}), after an RSET if the server still
-        holds this transaction.
-
-        Recipients refused because the transaction reached the server's
-        recipient limit (L{tooManyRecipients}) go in a further transaction
-        on this connection, when this one took any recipient at all.
-        """
-        assert self._current is not None
-        mail = self._mailReply or (0, b"no reply to MAIL")
-        results: list[tuple[bytes | str, int, bytes | str]] = []
-        again: list[str] = []
-        progress = self._anyAccepted()
-        for i, recipient in enumerate(self._current.recipients):
-            if (
-                progress
-                and i < len(self._rcptReplies)
-                and tooManyRecipients(*self._rcptReplies[i])
-            ):
-                again.append(recipient)
-                continue
-            if mail[0] != 250:
-                code, resp = mail
-            elif i < len(self._rcptReplies) and not (
-                200 <= self._rcptReplies[i][0] < 300
-            ):
-                code, resp = self._rcptReplies[i]
-            elif self._dataReply is not None:
-                code, resp = self._dataReply
-            else:
-                code, resp = self._rcptReplies[i]
-            results.append((recipient, code, resp))
-        okCount = sum(1 for _, code, _ in results if 200 <= code < 300)
-        final = self._dataReply or mail
-        self.sentMail(final[0], final[1], okCount, results, self.log)
-        if again:
-            rest = Envelope(self._current.sender, tuple(again), self._current.message)
-            self._envelopes = chain([rest], self._envelopes)
-        self._current = None
-        self._unsent.clear()
-        if not carryOn:
-            return
-        if open:
-            self._waiting.append(lambda code, resp: self._nextTransaction())
-            self.sendLine(b"RSET")
-        else:
-            self._nextTransaction()
-
-    def _quit(self) -> None:
-        self._waiting.append(self._quitReplied)
-        self._expected = range(0, 1000)  # type: ignore[assignment]
-        self._okresponse = self._failresponse = self._dispatch
-        self.sendLine(b"QUIT")
-        # Everything is settled: do not wait long for a goodbye.
-        self.setTimeout(min(self.timeouts.command, 10.0))
-
-    def _quitReplied(self, code: int, resp: bytes) -> None:
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        reason = str(failure.value) or failure.value.__class__.__name__
+        self._setFailure(reason, NO_REPLY)
 
     # Where a session ends.
 
@@ -603,7 +340,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             code = (
                 exc.code if isinstance(exc.code, int) and exc.code >= 200 else NO_REPLY
             )
-            self._setFailure(_text(exc.resp), code)
+            self._setFailure(replyText(exc.resp), code)
         else:
             self._setFailure(str(exc) or exc.__class__.__name__, 0)
         super().sendError(exc)
@@ -616,14 +353,9 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         super().connectionLost(reason)
         tlsFailed = self._tlsStarted and not self._tlsDone
         if tlsFailed:
-            self._setFailure(f"TLS handshake failed: {_tlsReason(reason)}", 0)
-        unsettled: list[Envelope] = []
-        if self._current is not None:
-            self._settleWhatArrived()
-        if self._current is not None:
-            unsettled.append(self._current)
-            self._current = None
-        unsettled.extend(self._envelopes)
+            self._setFailure(f"TLS handshake failed: {_tlsReason(reason)}", NO_REPLY)
+        steps, unsettled = self.planner.connectionLost()
+        self._perform(steps)
         error, errorCode = self.failure or (None, NO_REPLY)
         if unsettled and error is None:
             error = "the connection closed before the transaction completed"
@@ -631,41 +363,12 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             AttemptResult(self.outcomes, unsettled, error, errorCode, tlsFailed)
         )
 
-    def _settleWhatArrived(self) -> None:
-        """
-        The connection closed in the middle of a transaction (Exim's ACL
-        C{drop} answers C{550} and closes): the replies that did arrive
-        still count, as for Postfix.  A refused MAIL settles every
-        recipient, a refused RCPT its recipient; the others stay unsettled.
-        """
-        assert self._current is not None
-        mail = self._mailReply
-        if mail is None:
-            return
-        if mail[0] != 250:
-            self._endTransaction(open=False, carryOn=False)
-            return
-        left: list[str] = []
-        for i, recipient in enumerate(self._current.recipients):
-            if i < len(self._rcptReplies):
-                code, resp = self._rcptReplies[i]
-                if not (200 <= code < 300) and not tooManyRecipients(code, resp):
-                    self._record(recipient, code, _text(resp))
-                    continue
-            left.append(recipient)
-        if left:
-            self._current = Envelope(
-                self._current.sender, tuple(left), self._current.message
-            )
-        else:
-            self._current = None
-
     def _record(
-        self, recipient: str, code: int, reply: str, status: str | None = None
+        self, recipient: str, code: int, reply: str, status: Status | None = None
     ) -> None:
         outcome = RecipientOutcome(
             recipient,
-            status or statusForCode(code),
+            status or Status.forCode(code),
             code,
             reply,
             self.factory.exchange,
@@ -685,20 +388,23 @@ def _tlsReason(reason: Failure) -> str:
         texts = [str(part[-1]) for part in args[0] if isinstance(part, tuple)]
         if texts:
             return "; ".join(texts)
-    return _text(str(value)) or value.__class__.__name__
+    return replyText(str(value)) or value.__class__.__name__
 
 
 class SMTPClientFactory(protocol.ClientFactory):
     """
     The tutorial's C{SMTPClientFactory}: builds an L{SMTPTutorialClient} for
-    one connection to one exchange, and reports how that connection ended.
+    a connection to an exchange, and reports how that connection ended.
+
+    One factory serves one connection; L{forAttempt} makes the next one's,
+    for another address or another TLS policy, from this one.
 
     @param timeout: seconds for every wait, or L{Timeouts}, or L{None} for
         the RFC 5321 waits.
-    @param tlsMode: C{off}, C{may}, C{encrypt} or C{verify} (see
-        L{smtptut.tls.clientContext}, which makes C{contextFactory}).
+    @param tlsPolicy: see L{smtptut.client.tls.clientContext}, which makes
+        C{contextFactory}.
     @param username: with C{secret} (the password), log in with AUTH.
-    @param clock: what times the waits; the global reactor by default.
+    @param clock: what times the waits.
     """
 
     protocol = SMTPTutorialClient  # type: ignore[assignment]
@@ -709,17 +415,16 @@ class SMTPClientFactory(protocol.ClientFactory):
         envelopes: Iterable[Envelope],
         identity: str | None = None,
         secret: bytes | None = None,
-        contextFactory: Any = None,
+        contextFactory: ClientTLS = None,
         timeout: float | Timeouts | None = None,
         exchange: str | None = None,
         address: str | None = None,
         username: bytes | None = None,
-        tlsMode: str | None = None,
-        clock: IReactorTime | None = None,
+        tlsPolicy: TLSPolicy | None = None,
+        *,
+        clock: IReactorTime,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self.clock = clock
         self.envelopes = list(envelopes)
         if identity is not None:
             # Whatever built the settings, nothing but a name reaches the wire.
@@ -731,8 +436,39 @@ class SMTPClientFactory(protocol.ClientFactory):
         self.exchange = exchange
         self.address = address
         self.username = username
-        self.tlsMode = tlsMode or ("may" if contextFactory is not None else "off")
+        if tlsPolicy is None:
+            tlsPolicy = TLSPolicy.OFF if contextFactory is None else TLSPolicy.MAY
+        self.tlsPolicy = tlsPolicy
         self.finished: Deferred[AttemptResult] = Deferred()
+
+    def forAttempt(
+        self,
+        envelopes: Iterable[Envelope],
+        exchange: str,
+        address: str,
+        tlsPolicy: TLSPolicy,
+        contextFactory: ClientTLS,
+        login: bool,
+    ) -> SMTPClientFactory:
+        """
+        A factory like this one (its class, name, timeouts and clock) for a
+        connection to C{address} of C{exchange}; with this one's credentials
+        only if C{login}.
+        """
+        factory = type(self)(
+            envelopes,
+            self.identity,
+            secret=self.secret if login else None,
+            contextFactory=contextFactory,
+            timeout=self.timeouts,
+            exchange=exchange,
+            address=address,
+            username=self.username if login else None,
+            tlsPolicy=tlsPolicy,
+            clock=self.clock,
+        )
+        factory.protocol = self.protocol
+        return factory
 
     def __repr__(self) -> str:
         return f"<SMTPClientFactory to {self.exchange or self.address}>"
@@ -744,7 +480,7 @@ class SMTPClientFactory(protocol.ClientFactory):
             identity=self.identity,
             envelopes=self.envelopes,
             username=self.username,
-            tlsPolicy=self.tlsMode,
+            tlsPolicy=self.tlsPolicy,
         )
         client.factory = self
         return client

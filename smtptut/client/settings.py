@@ -1,80 +1,320 @@
-"""From settings to envelopes: what the client will send, one envelope per domain."""
+"""The client's settings table (SMTPTUT_* and smtptut send's options), read into ClientSettings and checked."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from smtptut.addresses import isLoopbackAddress, parseAddress, wireAddress
+from smtptut.addresses import (
+    MailAddress,
+    checkHostName,
+    isLoopbackAddress,
+    localFQDN,
+    parseAddress,
+)
 from smtptut.certificates import loadTrustRoot
-from smtptut.client import Envelope
-from smtptut.config import ClientSettings
-from smtptut.message import MessageSource, messageFromPath, tutorialMessage
-from smtptut.settings import ConfigError, parseAs
+from smtptut.client.model import TLSPolicy
+from smtptut.settings import (
+    NO_OPTION,
+    ConfigError,
+    Setting,
+    labels,
+    parseFlag,
+    parseHostPort,
+    parseNameserver,
+    parsePort,
+    parseReadableFile,
+    parseSeconds,
+    readSettings,
+)
+
+TUTORIAL_SENDER = "tutorial_sender@example.com"
+TUTORIAL_RECIPIENT = "tutorial_recipient@example.net"
+
+#: How many domains are delivered to at the same time.
+DEFAULT_CONCURRENCY = 8
 
 
-def messageIdDomain(settings: ClientSettings) -> str:
-    """
-    The domain of a C{Message-ID:} made for a message that lacks one: the
-    sender's, or the EHLO name for the null sender.
-    """
-    return settings.sender.rpartition("@")[2] or settings.helo or "localhost"
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def loadMessage(settings: ClientSettings) -> MessageSource:
+def _asciiLocalPart(address: MailAddress) -> MailAddress:
     """
-    The message file named by the settings, checked, or the tutorial's message.
+    Refuse a non-ASCII local part: it would need SMTPUTF8, which is not supported.
     """
-    if settings.dataPath is None:
-        return tutorialMessage()
-    return messageFromPath(settings.dataPath, idDomain=messageIdDomain(settings))
-
-
-def envelopesByDomain(
-    settings: ClientSettings, message: MessageSource
-) -> dict[str, Envelope]:
-    """
-    One envelope per recipient domain: one lookup and one transaction each.
-    Through a relay (C{SMTPTUT_RELAY}) there is one envelope for everyone.
-    """
-    sender = settings.sender
-    if sender:
-        sender = parseAs("SMTPTUT_FROM", _wireText, sender)
-    if settings.relay is not None:
-        host, port = settings.relay
-        everyone = _unique(
-            parseAs("SMTPTUT_TO", wireAddress, r) for r in settings.recipients
+    if not address.local.isascii():
+        raise ValueError(
+            f"{address} has a non-ASCII local part (SMTPUTF8 is not supported)"
         )
-        return {f"{host}:{port}": Envelope(sender, everyone, message)}
-    envelopes: dict[str, Envelope] = {}
-    for recipients in settings.domains().values():
-        addresses = _unique(parseAs("SMTPTUT_TO", wireAddress, r) for r in recipients)
-        key = addresses[0].rpartition("@")[2].lower()
-        if key in envelopes:
-            # "bücher.test" and "xn--bcher-kva.test" are one domain.
-            old = envelopes[key]
-            addresses = _unique(old.recipients + addresses)
-        envelopes[key] = Envelope(sender, addresses, message)
-    return envelopes
+    return address
 
 
-def _wireText(text: str) -> str:
-    return wireAddress(parseAddress(text))
-
-
-def _unique(addresses: Iterable[str]) -> tuple[str, ...]:
+def parseSender(text: str) -> str:
     """
-    Each address once, in first-seen order: a domain is compared without
-    regard to case, a local part as it is (RFC 5321 §2.4).
+    The envelope sender as given, checked; C{<>} is the null sender, C{""}.
     """
-    seen: set[tuple[str, str]] = set()
-    result = []
-    for address in addresses:
-        local, _, domain = address.rpartition("@")
-        key = (local, domain.lower())
-        if key not in seen:
-            seen.add(key)
-            result.append(address)
-    return tuple(result)
+    if text == "<>":
+        return ""
+    _asciiLocalPart(parseAddress(text))
+    return text
+
+
+def parseRecipients(text: str) -> tuple[MailAddress, ...]:
+    """
+    Comma-separated recipients, each checked.
+    """
+    texts = _split(text)
+    if not texts:
+        raise ValueError("no recipient given")
+    return tuple(_asciiLocalPart(parseAddress(r)) for r in texts)
+
+
+def parseNameservers(text: str) -> tuple[tuple[str, int], ...]:
+    """
+    Comma-separated DNS servers, by address (see L{parseNameserver}).
+    """
+    return tuple(parseNameserver(ns) for ns in _split(text))
+
+
+def parseTLSPolicy(text: str) -> TLSPolicy:
+    """
+    One of C{may}, C{encrypt}, C{verify} or C{off}, in any case.
+    """
+    try:
+        return TLSPolicy(text.lower())
+    except ValueError:
+        choices = ", ".join(p.value for p in TLSPolicy)
+        raise ValueError(f"{text.lower()!r} is not one of {choices}") from None
+
+
+#: Every client setting: README's client table lists the same, in this order.
+CLIENT_SETTINGS: tuple[Setting[Any], ...] = (
+    Setting(
+        "sender",
+        "SMTPTUT_FROM",
+        parseSender,
+        TUTORIAL_SENDER,
+        "envelope sender; <> for none",
+        TUTORIAL_SENDER,
+        "ADDRESS",
+        option="--from",
+    ),
+    Setting(
+        "recipients",
+        "SMTPTUT_TO",
+        parseRecipients,
+        (parseAddress(TUTORIAL_RECIPIENT),),
+        "a recipient (repeat, or separate with commas)",
+        TUTORIAL_RECIPIENT,
+        "ADDRESS",
+        multiple=True,
+    ),
+    Setting(
+        "dataPath",
+        "SMTPTUT_DATA",
+        str,
+        None,
+        "the RFC 5322 message to send, LF or CRLF lines; - reads standard input",
+        "the tutorial's message",
+        "FILE",
+    ),
+    Setting(
+        "helo",
+        "SMTPTUT_HELO",
+        checkHostName,
+        None,
+        "the name to greet with: a host name or an address literal such as [192.0.2.1]",
+        "the machine's fully qualified name, else [address] of the connection's"
+        " local end",
+        "NAME",
+        # A space or CR around the name is refused, not hidden.
+        strip=False,
+    ),
+    Setting(
+        "port", "SMTPTUT_PORT", parsePort, 25, "the exchangers' port", "25", "PORT"
+    ),
+    Setting(
+        "nameservers",
+        "SMTPTUT_NAMESERVER",
+        parseNameservers,
+        (),
+        "the IP address of a DNS server to ask, [IPv6]:PORT with a port (repeat)",
+        "the system's resolvers",
+        "IP[:PORT]",
+        multiple=True,
+    ),
+    Setting(
+        "relay",
+        "SMTPTUT_RELAY",
+        functools.partial(parseHostPort, defaultPort=25),
+        None,
+        "send everything through this smarthost, no MX lookup (port 25 unless given)",
+        "none",
+        "HOST[:PORT]",
+    ),
+    Setting(
+        "tlsPolicy",
+        "SMTPTUT_TLS",
+        parseTLSPolicy,
+        TLSPolicy.MAY,
+        "may: STARTTLS when offered, no certificate check; encrypt: STARTTLS"
+        " required; verify: the certificate must also be valid for the"
+        " exchange's name; off: never",
+        "may",
+        "{may,encrypt,verify,off}",
+    ),
+    Setting(
+        "ca",
+        "SMTPTUT_CA",
+        parseReadableFile,
+        None,
+        "CA certificates (PEM) for --tls verify",
+        "the system's CAs",
+        "FILE",
+    ),
+    Setting(
+        "user",
+        "SMTPTUT_USER",
+        str,
+        None,
+        "log in to the --relay with AUTH PLAIN, LOGIN or CRAM-MD5 (needs --tls"
+        " verify unless the relay is on loopback); the password comes from"
+        " SMTPTUT_PASSWORD or a prompt",
+        "none",
+        "NAME",
+        strip=False,
+    ),
+    Setting(
+        "insecureAuth",
+        "SMTPTUT_INSECURE_AUTH",
+        parseFlag,
+        False,
+        "with --tls encrypt, log in over TLS whatever the relay's certificate"
+        " (a man in the middle could take the password)",
+        "0",
+        flag=True,
+    ),
+    Setting(
+        "password",
+        "SMTPTUT_PASSWORD",
+        str,
+        None,
+        "the password for SMTPTUT_USER",
+        "none",
+        option=NO_OPTION,
+        strip=False,
+    ),
+    Setting(
+        "timeout",
+        "SMTPTUT_TIMEOUT",
+        parseSeconds,
+        None,
+        "the longest wait for a connection or a reply",
+        "RFC 5321 §4.5.3.2's",
+        "SECONDS",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """
+    What the sending side needs: envelope, message, routing, TLS and limits.
+    See L{CLIENT_SETTINGS}.
+
+    @ivar helo: the EHLO name; L{None} for an address literal of the local
+        end of each connection (what C{fromEnvironment} leaves when the
+        machine has no fully qualified name, see L{localFQDN}).
+    @ivar insecureAuth: allow AUTH over TLS whose certificate is not checked
+        (C{SMTPTUT_INSECURE_AUTH=1}, with C{SMTPTUT_TLS=encrypt}).
+    @ivar timeout: seconds to wait for any one reply, or L{None} for the
+        RFC 5321 §4.5.3.2 waits (5 minutes for most replies, 10 after the
+        message).
+    @ivar concurrency: how many domains are delivered to at the same time.
+    @ivar labels: each variable's name as the user gave it (C{--tls} or
+        C{SMTPTUT_TLS}), for checks across settings.
+    """
+
+    sender: str = TUTORIAL_SENDER
+    recipients: tuple[MailAddress, ...] = (parseAddress(TUTORIAL_RECIPIENT),)
+    dataPath: str | None = None
+    helo: str | None = None
+    port: int = 25
+    nameservers: tuple[tuple[str, int], ...] = ()
+    relay: tuple[str, int] | None = None
+    tlsPolicy: TLSPolicy = TLSPolicy.MAY
+    ca: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    insecureAuth: bool = False
+    timeout: float | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    labels: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def fromEnvironment(
+        cls,
+        environ: Mapping[str, str],
+        options: Mapping[str, str] | None = None,
+    ) -> ClientSettings:
+        """
+        Read the client settings from C{environ}, overridden by C{options}
+        (text by variable, see L{smtptut.settings.givenOptions}); raise
+        L{ConfigError} naming the bad one as the user gave it.
+        """
+        values = readSettings(CLIENT_SETTINGS, environ, options)
+        if values["helo"] is None:
+            values["helo"] = localFQDN()
+        return cls(**values, labels=labels(CLIENT_SETTINGS, options))
+
+    def label(self, variable: str) -> str:
+        """
+        How the user gave C{variable}: its option or the variable itself.
+        """
+        return self.labels.get(variable, variable)
+
+    def said(self, variable: str, value: str) -> str:
+        """
+        A setting as the user would write it: C{--tls verify} or C{SMTPTUT_TLS=verify}.
+        """
+        label = self.label(variable)
+        return f"{label} {value}" if label.startswith("--") else f"{label}={value}"
+
+    @property
+    def username(self) -> bytes | None:
+        """
+        C{SMTPTUT_USER} as AUTH sends it, if set.
+        """
+        return self.user.encode("utf-8") if self.user else None
+
+    @property
+    def secret(self) -> bytes | None:
+        """
+        C{SMTPTUT_PASSWORD} as AUTH sends it, if set.
+        """
+        return self.password.encode("utf-8") if self.password else None
+
+    @property
+    def dnsLifetime(self) -> float:
+        """
+        How long one DNS lookup may take, all retries included.
+        """
+        return min(self.timeout or 10.0, 10.0)
+
+    def domains(self) -> dict[str, list[MailAddress]]:
+        """
+        Recipients grouped by domain (case-insensitively), in first-seen order.
+        """
+        groups: dict[str, list[MailAddress]] = {}
+        for rcpt in self.recipients:
+            groups.setdefault(rcpt.domain.lower(), []).append(rcpt)
+        return groups
+
+
+# Checks across settings.
 
 
 def isLoopbackRelay(settings: ClientSettings) -> bool:
@@ -96,28 +336,31 @@ def checkAuthRoute(settings: ClientSettings) -> None:
     loopback or C{SMTPTUT_INSECURE_AUTH=1} accepts any certificate with
     C{SMTPTUT_TLS=encrypt}.
     """
-    if settings.insecureAuth and settings.tls != "encrypt":
+    tls = settings.tlsPolicy
+    if settings.insecureAuth and tls is not TLSPolicy.ENCRYPT:
         raise ConfigError(
-            "SMTPTUT_INSECURE_AUTH",
-            "only with SMTPTUT_TLS=encrypt (verify needs"
+            settings.label("SMTPTUT_INSECURE_AUTH"),
+            f"only with {settings.said('SMTPTUT_TLS', 'encrypt')} (verify needs"
             " no exception; may and off could send the password in plaintext)",
         )
     if not settings.user:
         return
+    user = settings.label("SMTPTUT_USER")
     if settings.relay is None:
         raise ConfigError(
-            "SMTPTUT_USER",
+            user,
             "a login is only for a relay: set SMTPTUT_RELAY to the"
             " submission server (the password never goes to a recipient's MX)",
         )
-    if isLoopbackRelay(settings) or settings.tls == "verify":
+    if isLoopbackRelay(settings) or tls is TLSPolicy.VERIFY:
         return
-    if settings.tls == "encrypt" and settings.insecureAuth:
+    if tls is TLSPolicy.ENCRYPT and settings.insecureAuth:
         return
     raise ConfigError(
-        "SMTPTUT_USER",
-        f"a login needs SMTPTUT_TLS=verify, not {settings.tls}"
-        " (or SMTPTUT_TLS=encrypt with SMTPTUT_INSECURE_AUTH=1 to send the"
+        user,
+        f"a login needs {settings.said('SMTPTUT_TLS', 'verify')}, not {tls}"
+        f" (or {settings.said('SMTPTUT_TLS', 'encrypt')} with"
+        f" {settings.said('SMTPTUT_INSECURE_AUTH', '1')} to send the"
         " password to any certificate)",
     )
 
@@ -130,7 +373,9 @@ def checkCredentials(settings: ClientSettings) -> None:
     if settings.user and not settings.password:
         raise ConfigError("SMTPTUT_PASSWORD", "not set, but SMTPTUT_USER is")
     if settings.password and not settings.user:
-        raise ConfigError("SMTPTUT_USER", "not set, but SMTPTUT_PASSWORD is")
+        raise ConfigError(
+            settings.label("SMTPTUT_USER"), "not set, but SMTPTUT_PASSWORD is"
+        )
     checkAuthRoute(settings)
 
 
@@ -138,20 +383,12 @@ def checkTrust(settings: ClientSettings) -> None:
     """
     With C{SMTPTUT_TLS=verify}, the CA file must hold PEM certificates.
     """
-    if settings.tls != "verify" or settings.ca is None:
+    if settings.tlsPolicy is not TLSPolicy.VERIFY or settings.ca is None:
         return
     try:
         loadTrustRoot(settings.ca)
     except Exception as e:
         reason = " ".join(str(e).split()) or e.__class__.__name__
-        raise ConfigError("SMTPTUT_CA", f"{settings.ca}: {reason}") from None
-
-
-def loadClientJob() -> tuple[ClientSettings, dict[str, Envelope]]:
-    """
-    Settings from the environment and the envelopes they ask for.
-    """
-    settings = ClientSettings.fromEnvironment()
-    checkCredentials(settings)
-    checkTrust(settings)
-    return settings, envelopesByDomain(settings, loadMessage(settings))
+        raise ConfigError(
+            settings.label("SMTPTUT_CA"), f"{settings.ca}: {reason}"
+        ) from None

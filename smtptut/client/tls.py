@@ -1,10 +1,10 @@
-"""Client TLS contexts for STARTTLS, one per SMTPTUT_TLS mode."""
+"""Client TLS contexts for STARTTLS, one per TLSPolicy."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from OpenSSL.crypto import X509
 from OpenSSL.SSL import VERIFY_FAIL_IF_NO_PEER_CERT, VERIFY_PEER, Connection
@@ -24,9 +24,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from smtptut.addresses import toALabel
+from smtptut.client.model import TLSPolicy
 
-#: Modes in which the connection must be encrypted before the transaction.
-REQUIRED = ("encrypt", "verify")
+if TYPE_CHECKING:
+    # Twisted exports the interface from no public module.
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
 
 log = Logger()
 
@@ -74,7 +76,9 @@ class StrictClientTLSOptions:
     exception at all is a failed verification.
     """
 
-    def __init__(self, hostname: str, trustRoot: Any = None) -> None:
+    def __init__(
+        self, hostname: str, trustRoot: IOpenSSLTrustRoot | None = None
+    ) -> None:
         self._hostname = hostname
         self._creator = ssl.optionsForClientTLS(hostname, trustRoot=trustRoot)
         self._serviceID = serviceID(hostname)
@@ -138,19 +142,21 @@ def _inWords(error: BaseException, patterns: Sequence[Any]) -> str:
     return " ".join(str(error).split()) or error.__class__.__name__
 
 
-def clientContext(mode: str, hostname: str, trustRoot: Any = None) -> Any:
+def clientContext(
+    policy: TLSPolicy, hostname: str, trustRoot: IOpenSSLTrustRoot | None = None
+) -> IOpenSSLClientConnectionCreator | ssl.CertificateOptions | None:
     """
-    What to hand C{ESMTPClient} as its context factory for C{mode}:
+    What to hand C{ESMTPClient} as its context factory for C{policy}:
 
       - C{off}: L{None}, no STARTTLS;
       - C{may} and C{encrypt}: TLS without checking the certificate (an MX's
         certificate rarely matches, RFC 7435 opportunistic security);
       - C{verify}: the certificate must chain to C{trustRoot} (see
-        L{smtptut.certificates.loadTrustRoot}) and name C{hostname} in its subjectAltName (see
-        L{StrictClientTLSOptions}).
+        L{smtptut.certificates.loadTrustRoot}) and name C{hostname} in its
+        subjectAltName (see L{StrictClientTLSOptions}).
     """
-    if mode == "off":
+    if policy is TLSPolicy.OFF:
         return None
-    if mode == "verify":
+    if policy is TLSPolicy.VERIFY:
         return StrictClientTLSOptions(hostname, trustRoot)
     return ssl.CertificateOptions(verify=False)
