@@ -171,7 +171,14 @@ class WheelTests(TestCase):
         with zipfile.ZipFile(wheel) as z:
             names = set(z.namelist())
         self.assertIn("twisted/plugins/smtptut_plugin.py", names)
-        for module in ("cli", "tap", "server", "client", "config"):
+        for module in (
+            "cli",
+            "tap",
+            "server",
+            "client/protocol",
+            "client/send",
+            "config",
+        ):
             self.assertIn(f"smtptut/{module}.py", names)
         # Twisted's own twisted/__init__.py and twisted/plugins/__init__.py
         # would be overwritten by ours.
