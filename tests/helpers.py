@@ -1069,3 +1069,25 @@ def remountReadOnly(testCase: Any, path: str) -> None:
     )
     if done.returncode != 0:
         testCase.fail(f"cannot remount {path} read-only: {done.stderr.strip()}")
+
+
+def readmeSettingsTable(heading: str) -> list[dict[str, str]]:
+    """
+    The settings table of README.md that follows the line starting with
+    C{heading}: a row per setting, each cell by its column's name, with
+    Markdown's code marks (backquotes) taken out.
+    """
+    with open(os.path.join(TOP, "README.md"), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rows: list[list[str]] = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        rows.append(
+            [cell.strip().replace("`", "") for cell in line.strip("|").split(" | ")]
+        )
+    header, _, *body = rows
+    return [dict(zip(header, row, strict=True)) for row in body]
