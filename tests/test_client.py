@@ -24,7 +24,8 @@ from smtptut.client.message import (
     tutorialMessage,
 )
 from smtptut.client.model import AttemptResult, Envelope, Status, Timeouts
-from smtptut.client.protocol import MAX_REPLY_LINES, SMTPClientFactory
+from smtptut.client.protocol import SMTPClientFactory
+from smtptut.client.replies import MAX_REPLY_LINES
 from smtptut.client.routing import deliverToExchanges
 from smtptut.client.settings import ClientSettings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import cast
 
 from twisted.internet import protocol
@@ -10,7 +10,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
-    IDelayedCall,
     IOpenSSLClientConnectionCreator,
     IReactorTime,
     ITCPTransport,
@@ -44,13 +43,8 @@ from smtptut.client.planner import (
     Transfer,
     replyText,
 )
+from smtptut.client.replies import BoundedESMTPClient
 from smtptut.settings import parseAs
-
-#: The longest reply line taken, CRLF included (RFC 5321 §4.5.3.1.5).
-MAX_REPLY_LINE = 512
-
-#: The most lines one reply may have: an EHLO reply has a dozen or two.
-MAX_REPLY_LINES = 100
 
 #: The note on the outcome when a login was asked for but not offered.
 NOT_AUTHENTICATED = "not authenticated: the server offers no AUTH"
@@ -70,7 +64,7 @@ def addressLiteral(address: IAddress) -> str:
     return f"[{host}]"
 
 
-class SMTPTutorialClient(smtp.ESMTPClient):
+class SMTPTutorialClient(BoundedESMTPClient):
     """
     The tutorial's C{SMTPTutorialClient}, sending each envelope it is given
     over one connection and noting each recipient's fate.
@@ -80,7 +74,8 @@ class SMTPTutorialClient(smtp.ESMTPClient):
     own send an RSET after every message, drop the connection when every
     recipient is refused, know nothing of PIPELINING (RFC 2920) and miss
     dots in the message (see L{MessageProducer}).  This class only carries
-    the planner's L{Step}s to the wire, with the timeouts.
+    the planner's L{Step}s to the wire; L{BoundedESMTPClient} bounds and
+    times the replies.
     """
 
     factory: SMTPClientFactory
@@ -114,9 +109,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         self._extensions: dict[bytes, bytes | None] = {}
         self._tlsStarted = False
         self._tlsDone = False
-        self.timeouts = Timeouts()
         self.outcomes: list[RecipientOutcome] = []
-        self.failure: tuple[str, int] | None = None
         self.notes: tuple[str, ...] = ()
 
     # The tutorial's hooks: the planner picks the envelope, these show it.
@@ -157,6 +150,7 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         if setNoDelay is not None:
             setNoDelay(True)
         self.timeouts = self.factory.timeouts
+        self.clock = self.factory.clock
         self.timeout = self.timeouts.greeting  # type: ignore[assignment]
         if not self.identity:
             # No fully qualified name: the address this connection comes
@@ -164,52 +158,6 @@ class SMTPTutorialClient(smtp.ESMTPClient):
             local = self.transport.getHost()  # type: ignore[union-attr]
             self.identity = addressLiteral(local).encode("ascii")
         super().connectionMade()
-
-    # Longer lines are refused (lineLengthExceeded), not kept.
-    MAX_LENGTH = MAX_REPLY_LINE - 2
-
-    def lineReceived(self, line: bytes) -> None:
-        # Twisted's SMTPClient.lineReceived keeps every continuation line of
-        # a reply and restarts the timer on each (no Twisted ticket found):
-        # a server sending "250-..." forever, or one line every few seconds,
-        # would grow the client without end and hold it for ever.  Here a
-        # reply has at most MAX_REPLY_LINES lines, and the timer runs from
-        # the command to the end of its reply: only a whole reply restarts it.
-        if line[3:4] == b"-" and line[:3].isdigit():
-            if len(self.resp) >= MAX_REPLY_LINES - 1:
-                self._giveUp(
-                    f"the server's reply is longer than {MAX_REPLY_LINES} lines"
-                )
-                return None
-            self.resp.append(line[4:])
-            return None
-        super().lineReceived(line)
-        return None
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self._giveUp(
-            f"the server's reply has a line longer than {MAX_REPLY_LINE} octets"
-        )
-
-    def _giveUp(self, reason: str) -> None:
-        """
-        Stop at a reply that breaks the protocol: drop what is buffered and
-        abort the connection; what is not settled is deferred with C{reason}.
-        """
-        self._setFailure(reason, NO_REPLY)
-        self.resp = []
-        self.clearLineBuffer()
-        cast(ITCPTransport, self.transport).abortConnection()
-
-    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
-        # TimeoutMixin would use the global reactor; use the factory's clock.
-        return self.factory.clock.callLater(period, func)
-
-    def sendLine(self, line: bytes) -> None:
-        wait = self.timeouts.dataCommand if line == b"DATA" else self.timeouts.command
-        if self.timeOut != wait:
-            self.setTimeout(wait)
-        super().sendLine(line)
 
     def smtpState_helo(self, code: int, resp: bytes) -> None:
         super().smtpState_helo(code, resp)
@@ -325,10 +273,6 @@ class SMTPTutorialClient(smtp.ESMTPClient):
 
     # Where a session ends.
 
-    def _setFailure(self, reason: str, code: int) -> None:
-        if self.failure is None:
-            self.failure = (reason, code)
-
     def sendError(self, exc: BaseException) -> None:
         if isinstance(exc, smtp.TLSRequiredError):
             self._setFailure(
@@ -344,10 +288,6 @@ class SMTPTutorialClient(smtp.ESMTPClient):
         else:
             self._setFailure(str(exc) or exc.__class__.__name__, 0)
         super().sendError(exc)
-
-    def timeoutConnection(self) -> None:
-        self._setFailure(f"no reply from the server in {self.timeOut:g} s", 0)
-        cast(ITCPTransport, self.transport).abortConnection()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         super().connectionLost(reason)
