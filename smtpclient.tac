@@ -54,6 +54,7 @@ def cbMailExchange(exchanges, envelope):
         username=settings.username,
         clock=reactor,
     )
+    # The protocol it builds, as the tutorial's factory says (and the default).
     smtpClientFactory.protocol = SMTPTutorialClient
 
     # Where the tutorial has internet.TCPClient(exchange, port,
