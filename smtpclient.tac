@@ -11,9 +11,6 @@ smtptut/client/.
 import os
 
 from twisted.application import service
-
-application = service.Application("SMTP Client Tutorial")
-
 from twisted.internet import reactor
 
 from smtptut.client import exchange
@@ -26,6 +23,8 @@ from smtptut.client.delivery import (
 )
 from smtptut.client.protocol import SMTPClientFactory, SMTPTutorialClient
 from smtptut.errors import exitOnBadInput
+
+application = service.Application("SMTP Client Tutorial")
 
 # The tutorial's SMTPTutorialClient has its sender, recipient and message
 # built in; here they come from the settings, one envelope per domain.
