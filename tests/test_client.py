@@ -23,8 +23,8 @@ from smtptut.client.message import (
     checkMessage,
     tutorialMessage,
 )
-from smtptut.client.model import AttemptResult, Envelope, Status, Timeouts
-from smtptut.client.protocol import SMTPClientFactory
+from smtptut.client.model import AttemptResult, Envelope, Status, Timeouts, TLSPolicy
+from smtptut.client.protocol import SMTPClientFactory, SMTPTutorialClient
 from smtptut.client.replies import MAX_REPLY_LINES
 from smtptut.client.routing import deliverToExchanges
 from smtptut.client.settings import ClientSettings
@@ -876,3 +876,36 @@ class ReplyBoundTests(SynchronousTestCase):
         self.client.dataReceived(b"220 hi\r\n")
         self.clock.advance(299)
         self.assertFalse(self.transport.disconnecting)
+
+
+class FactoryTests(SynchronousTestCase):
+    """
+    The factory of smtpclient.tac's cbMailExchange is the pattern for the
+    factory of each connection attempt.
+    """
+
+    def test_forAttempt(self) -> None:
+        class Custom(SMTPTutorialClient):
+            pass
+
+        clock = Clock()
+        template = SMTPClientFactory(
+            [], "client.test", secret=b"pw", timeout=7, username=b"me", clock=clock
+        )
+        template.protocol = Custom
+        envelope = Envelope("s@client.test", ("a@x.test",), tutorialMessage())
+        toMX = template.forAttempt(
+            [envelope], "mx.test", "127.0.0.2", TLSPolicy.OFF, None, login=False
+        )
+        self.assertEqual(
+            (toMX.envelopes, toMX.identity, toMX.timeouts, toMX.clock),
+            ([envelope], "client.test", Timeouts.uniform(7), clock),
+        )
+        self.assertEqual((toMX.exchange, toMX.address), ("mx.test", "127.0.0.2"))
+        self.assertIsInstance(toMX.buildProtocol(None), Custom)
+        # The credentials go only where the router says they may.
+        self.assertEqual((toMX.secret, toMX.username), (None, None))
+        toRelay = template.forAttempt(
+            [envelope], "relay.test", "127.0.0.3", TLSPolicy.OFF, None, login=True
+        )
+        self.assertEqual((toRelay.secret, toRelay.username), (b"pw", b"me"))

@@ -15,9 +15,9 @@ from twisted.internet.interfaces import (
     ITCPTransport,
 )
 from twisted.internet.ssl import CertificateOptions
-from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.python.failure import Failure
+from twisted.python.util import LineLog
 
 from smtptut.addresses import checkHostName, isLoopbackAddress
 from smtptut.client.message import MessageProducer, MessageSource
@@ -132,7 +132,7 @@ class SMTPTutorialClient(BoundedESMTPClient):
         resp: bytes | str,
         numOk: int,
         addresses: list[tuple[bytes | str, int, bytes | str]],
-        log: Logger,
+        log: LineLog,
     ) -> None:
         """
         Note the final reply for each recipient of the transaction just ended.
@@ -238,9 +238,9 @@ class SMTPTutorialClient(BoundedESMTPClient):
             elif isinstance(step, Transfer):
                 self._transfer(step.message)
             elif isinstance(step, Settle):
-                okCount = sum(1 for _, code, _ in step.results if 200 <= code < 300)
-                results = list(step.results)
-                self.sentMail(step.code, step.resp, okCount, results, self.log)  # type: ignore[arg-type]
+                results: list[tuple[bytes | str, int, bytes | str]] = [*step.results]
+                okCount = sum(1 for _, code, _ in results if 200 <= code < 300)
+                self.sentMail(step.code, step.resp, okCount, results, self.log)
             elif isinstance(step, Refuse):
                 for recipient in step.recipients:
                     self._record(recipient, NO_REPLY, step.reason, Status.BOUNCED)
