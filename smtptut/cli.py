@@ -429,7 +429,7 @@ def passwdMain(argv: list[str]) -> int:
     C{smtptut passwd}: the console server's command, from its own module.
     """
     # Imported here: "smtptut send" needs none of the server's modules.
-    from smtptut.passwords import passwdMain as serverPasswdMain
+    from smtptut.server.passwords import passwdMain as serverPasswdMain
 
     return serverPasswdMain(argv)
 

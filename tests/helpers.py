@@ -21,8 +21,11 @@ from twisted.names import authority, dns, server
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from smtptut.config import AcceptPolicy
-from smtptut.server import ConsoleMessageDelivery, ConsoleSMTPFactory, makePortal
+from smtptut.server.delivery import ConsoleMessageDelivery
+from smtptut.server.factory import ConsoleSMTPFactory
+from smtptut.server.realm import makePortal
+from smtptut.server.sasl import AuthThrottle
+from smtptut.server.settings import AcceptPolicy
 
 #: The global reactor, typed loosely: tests hand it to code that wants one
 #: interface or another of it.
@@ -179,11 +182,39 @@ def startConsoleServer(
     policy = AcceptPolicy.parse(accept)
 
     def makeDelivery() -> ConsoleMessageDelivery:
-        return ConsoleMessageDelivery(policy, output=lambda: output)
+        return ConsoleMessageDelivery(reactor, reactor, policy, output=lambda: output)
 
-    factory = ConsoleSMTPFactory(makePortal(makeDelivery), makeDelivery())
+    factory = ConsoleSMTPFactory(reactor, makeDelivery(), makePortal(makeDelivery))
     listener = reactor.listenTCP(port, factory, interface=interface)
     return ConsoleServer(listener.getHost().port, listener, output)
+
+
+# ------------------------------------------------------------------ README
+
+
+def readmeSettingsTable(heading: str) -> list[dict[str, str]]:
+    """
+    The first table in README.md after the line that starts with
+    C{heading}: one dict per row, by column name, each cell's text without
+    its backquotes (C{`--listen`} is C{--listen}).
+    """
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    table: list[list[str]] = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif table:
+            break
+    header, _rule, *rows = table
+
+    def plain(cell: str) -> str:
+        # A cell such as `26214400` (25 MiB): the text without backquotes.
+        return cell.replace("`", "")
+
+    return [dict(zip(header, map(plain, row), strict=True)) for row in rows]
 
 
 # ------------------------------------------------------------- subprocesses
@@ -878,7 +909,7 @@ def startAiosmtpd(
 @dataclass
 class Sink:
     """
-    An in-process console server made by L{smtptut.server.makeFactory}.
+    An in-process console server made by L{smtptut.server.service.makeFactory}.
     """
 
     port: int
@@ -923,16 +954,16 @@ def startSink(reactor: Any, interface: str = "127.0.0.1", **settings: Any) -> Si
     """
     from dataclasses import replace
 
-    from smtptut.config import ServerSettings
-    from smtptut.server import makeFactory
+    from smtptut.server.service import makeFactory
+    from smtptut.server.settings import ServerSettings
 
     if isinstance(settings.get("accept"), str):
         settings["accept"] = AcceptPolicy.parse(settings["accept"])
     listen = f"tcp:0:interface={interface}"
     config = replace(ServerSettings(listen=listen), **settings)
     output = io.StringIO()
-    factory = makeFactory(config, reactor, output=lambda: output)
-    factory.authDelay = 0.05
+    factory = makeFactory(config, reactor, reactor, output=lambda: output)
+    factory.authThrottle = AuthThrottle(reactor, baseDelay=0.05)
     listener = reactor.listenTCP(0, factory, interface=interface)
     return Sink(listener.getHost().port, factory, listener, output, config)
 

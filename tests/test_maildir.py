@@ -13,9 +13,9 @@ from twisted.internet import task, threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from smtptut.config import ServerSettings
-from smtptut.maildir import Maildir
-from smtptut.server import makeFactory
+from smtptut.server.maildir import Maildir
+from smtptut.server.service import makeFactory
+from smtptut.server.settings import ServerSettings
 from smtptut.settings import ConfigError
 
 from .helpers import (
@@ -331,7 +331,7 @@ class MaildirFailureTests(TestCase):
         Maildir(box)
         remountReadOnly(self, disk)
         settings = ServerSettings(maildir=box)
-        e = self.assertRaises(ConfigError, makeFactory, settings, reactor)
+        e = self.assertRaises(ConfigError, makeFactory, settings, reactor, reactor)
         self.assertEqual(str(e), f"SMTPTUT_MAILDIR: {box}: Read-only file system")
 
 
@@ -345,5 +345,5 @@ class MaildirUnitTests(TestCase):
 
     def test_uniqueNames(self) -> None:
         box = Maildir(self.mktemp())
-        names = {box.uniqueName() for _ in range(1000)}
+        names = {box.uniqueName(time.time()) for _ in range(1000)}
         self.assertEqual(len(names), 1000)

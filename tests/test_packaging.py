@@ -200,7 +200,7 @@ class WheelTests(TestCase):
         for name in [
             "pyproject.toml",
             "twisted/plugins/smtptut_plugin.py",
-            "smtptut/tap.py",
+            "smtptut/server/tap.py",
             "tests/helpers.py",
             "tools/demo.py",
             "emailserver.tac",

@@ -22,10 +22,12 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from smtptut import server
-from smtptut.config import ServerSettings
 from smtptut.message import TUTORIAL_MESSAGE
-from smtptut.server import AuthThrottle, _printable, makeFactory
+from smtptut.server import transaction
+from smtptut.server.commands import printable
+from smtptut.server.sasl import AuthThrottle
+from smtptut.server.service import makeFactory
+from smtptut.server.settings import ServerSettings
 
 from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
 from .strategies import smtpStreams
@@ -313,7 +315,7 @@ class ProtocolTests(SinkTestCase):
 
     async def test_recipientOvershootIsBounded(self) -> None:
         # Past Postfix's smtpd_recipient_overshoot_limit each one is an error.
-        self.patch(server, "RECIPIENT_OVERSHOOT_LIMIT", 5)
+        self.patch(transaction, "RECIPIENT_OVERSHOOT_LIMIT", 5)
         sink = self.sink(accept="*", maxRecipients=1, maxErrors=3)
         rcpts = b"".join(b"RCPT TO:<r%d@s>\r\n" % i for i in range(10))
         replies = await self.replies(sink, b"EHLO c\r\nMAIL FROM:<a@c>\r\n" + rcpts, 12)
@@ -580,8 +582,9 @@ class AuthThrottleTests(SinkTestCase):
         # window's clock is frozen, so "T seconds" is the whole test.
         sink = self.sink(maxErrors=50)
         clock = task.Clock()
-        sink.factory.authThrottle = AuthThrottle(clock, limit=5, window=60)
-        sink.factory.authDelay = 0.01
+        sink.factory.authThrottle = AuthThrottle(
+            clock, limit=5, window=60, baseDelay=0.01
+        )
         script = b"EHLO c\r\n" + self.BAD * 3 + b"QUIT\r\n"
 
         def session(source: str) -> list[bytes]:
@@ -615,15 +618,14 @@ class AuthThrottleTests(SinkTestCase):
     def test_failuresFromTheAddressDelayExponentially(self) -> None:
         # Protocol detail: the delay of the 535, on a clock.
         clock = task.Clock()
-        factory = makeFactory(ServerSettings(), clock, output=io.StringIO)
-        factory.authDelay = 1.0
+        factory = makeFactory(ServerSettings(), reactor, clock, output=io.StringIO)
         for _ in range(4):
             factory.authThrottle.attempt("127.0.0.1")
         p = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
         p.makeConnection(transport)
         p.dataReceived(b"EHLO c\r\n" + self.BAD)
-        # The fifth failure from this address: 2**4 times authDelay.
+        # The fifth failure from this address: 2**4 times the base delay (1 s).
         clock.advance(15.9)
         self.assertNotIn(b"535 ", transport.value())
         clock.advance(0.2)
@@ -963,15 +965,15 @@ class FactoryTests(TestCase):
     def test_noGuestOffLoopback(self) -> None:
         # Listening beyond loopback without SMTPTUT_USERS: nobody can log in.
         settings = ServerSettings(listen="tcp:2525:interface=0.0.0.0")
-        self.assertIsNone(makeFactory(settings, reactor).portal)
-        self.assertIsNotNone(makeFactory(ServerSettings(), reactor).portal)
+        self.assertIsNone(makeFactory(settings, reactor, reactor).portal)
+        self.assertIsNotNone(makeFactory(ServerSettings(), reactor, reactor).portal)
 
     def test_clientTextInLogsIsPrintable(self) -> None:
-        self.assertEqual(_printable(b"helo\r\x1b[2Jname"), "helo\\x0d\\x1b[2Jname")
-        self.assertEqual(_printable(b"x" * 300), "x" * 200 + "...")
+        self.assertEqual(printable(b"helo\r\x1b[2Jname"), "helo\\x0d\\x1b[2Jname")
+        self.assertEqual(printable(b"x" * 300), "x" * 200 + "...")
 
     def test_shutdownWithNothingOpen(self) -> None:
-        d = makeFactory(ServerSettings(), reactor).shutdown(1.0)
+        d = makeFactory(ServerSettings(), reactor, reactor).shutdown(1.0)
         self.assertIsNone(self.successResultOf(d))
 
 
@@ -992,7 +994,7 @@ class FlowControlTests(SinkTestCase):
         total = 0
         for p in sink.factory.protocols:
             t = p.transport
-            total += len(p._buffer) + sum(map(len, p._replies))
+            total += p.framer.buffered + sum(map(len, p._replies))
             total += len(t.dataBuffer) + t._tempDataLen
         return total
 

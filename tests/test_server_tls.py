@@ -17,10 +17,12 @@ from twisted.internet import task, threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from smtptut.config import AcceptPolicy, ServerSettings
 from smtptut.message import TUTORIAL_MESSAGE
-from smtptut.passwords import passwdMain
-from smtptut.server import SinkService, makeFactory
+from smtptut.server.passwords import passwdMain
+from smtptut.server.protocol import ConsoleESMTP
+from smtptut.server.sasl import AuthThrottle
+from smtptut.server.service import SinkService, makeFactory
+from smtptut.server.settings import AcceptPolicy, ServerSettings
 
 from .helpers import (
     SMTPTUT,
@@ -38,6 +40,16 @@ MESSAGE = b"Subject: over TLS\r\n\r\nsecret body\r\n"
 def clientContext(certificates: Certificates) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=certificates.caCert)
     return context
+
+
+class RemoteClientESMTP(ConsoleESMTP):
+    """
+    The sink as it serves a client that is not on loopback (every test
+    client is).
+    """
+
+    def trustsPeer(self, peer: object) -> bool:
+        return False
 
 
 class TLSTestCase(TestCase):
@@ -204,7 +216,9 @@ class ImplicitTLSTests(TLSTestCase):
         settings = ServerSettings(listen=listen)
         output = io.StringIO()
         sink = SinkService(
-            settings, makeFactory(settings, reactor, output=lambda: output), reactor
+            settings,
+            makeFactory(settings, reactor, reactor, output=lambda: output),
+            reactor,
         )
         sink.startService()
         self.addCleanup(sink.stopService)
@@ -244,10 +258,8 @@ class AuthTests(TLSTestCase):
             tlsKey=self.certificates.serverKey,
         )
         output = io.StringIO()
-        factory = makeFactory(
-            settings, reactor, output=lambda: output, loopbackPeersTrusted=False
-        )
-        self.assertFalse(factory.loopbackPeersTrusted)
+        factory = makeFactory(settings, reactor, reactor, output=lambda: output)
+        factory.protocol = RemoteClientESMTP
         listener = reactor.listenTCP(0, factory, interface="127.0.0.1")
         sink = Sink(listener.getHost().port, factory, listener, output, settings)
         self.addCleanup(sink.stop)
@@ -299,7 +311,7 @@ class AuthTests(TLSTestCase):
 
     async def test_repeatedFailuresSlowDownAndEndTheSession(self) -> None:
         sink = self.sink()
-        sink.factory.authDelay = 0.2
+        sink.factory.authThrottle = AuthThrottle(reactor, baseDelay=0.2)
         bad = base64.b64encode(b"\0guest\0not-the-password-XYZZY")
         login = (
             b"AUTH LOGIN\r\n"
@@ -391,7 +403,7 @@ class ListenerTestCase(TLSTestCase):
         )
         config = ServerSettings(listen=listen, **settings)
         output = io.StringIO()
-        self.factory = makeFactory(config, reactor, output=lambda: output)
+        self.factory = makeFactory(config, reactor, reactor, output=lambda: output)
         service = SinkService(config, self.factory, reactor)
         service.startService()
         self.addCleanup(service.stopService)

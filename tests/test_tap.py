@@ -11,9 +11,9 @@ from twisted.internet import task, threads
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
-from smtptut import tap
-from smtptut.config import SERVER_SETTINGS, ServerSettings
-from smtptut.maildir import Maildir
+from smtptut.server import tap
+from smtptut.server.maildir import Maildir
+from smtptut.server.settings import SERVER_SETTINGS, ServerSettings
 from smtptut.settings import ConfigError
 
 from .helpers import (
@@ -50,7 +50,8 @@ class OptionsTests(TestCase):
     def test_everySettingIsAnOption(self) -> None:
         options = tap.Options()
         text = str(options)
-        for variable, _, _ in SERVER_SETTINGS:
+        for setting in SERVER_SETTINGS:
+            variable = setting.variable
             flag = "--" + variable.removeprefix("SMTPTUT_").lower().replace("_", "-")
             self.assertIn(flag + "=", text)
             self.assertIn(variable, text)
@@ -206,8 +207,8 @@ class ProcessTests(TestCase):
     async def test_pluginHelpListsEverySetting(self) -> None:
         result = await runProcess(reactor, pluginArgv("--help"))
         self.assertEqual(result.code, 0, result.err)
-        for variable, _, _ in SERVER_SETTINGS:
-            self.assertIn(variable, result.out)
+        for setting in SERVER_SETTINGS:
+            self.assertIn(setting.variable, result.out)
 
     async def test_pluginBadOption(self) -> None:
         result = await runProcess(reactor, pluginArgv("--accept", "@"))

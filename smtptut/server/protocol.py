@@ -1,0 +1,716 @@
+"""ConsoleESMTP: the sink's protocol, wiring framing, session, commands and delivery; flow and timers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet import defer, protocol, task, tcp
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IPushProducer,
+    ISSLTransport,
+    ITransport,
+)
+from twisted.logger import Logger
+from twisted.mail import smtp
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from smtptut.addresses import isLoopbackAddress
+from smtptut.server.commands import (
+    KNOWN_VERBS,
+    Replies,
+    Reply,
+    decode,
+    printable,
+    splitCommand,
+)
+from smtptut.server.framing import (
+    MAX_AUTH_LINE,
+    MAX_COMMAND_LINE,
+    CommandLine,
+    DataChunk,
+    EndOfData,
+    Framer,
+    LineTooLong,
+)
+from smtptut.server.messages import ISinkMessage
+from smtptut.server.sasl import (
+    MAX_AUTH_FAILURES,
+    AuthExchange,
+    Challenge,
+    Credentials,
+    Step,
+)
+from smtptut.server.session import Session, State
+from smtptut.server.tls import tlsFailure
+from smtptut.server.transaction import TransactionCommands
+
+if TYPE_CHECKING:
+    from smtptut.server.factory import ConsoleSMTPFactory
+
+#: Replies gathered before they are written: the transport then says (as a
+#: producer's consumer) when the client is not reading them.
+REPLY_BATCH = 64
+#: Input held, in octets, while the client leaves its replies unread: then
+#: reading stops too.
+MAX_HELD_INPUT = 65536
+#: Longest wait, in seconds, for a closing connection to finish (the client
+#: to read the last replies, TLS close_notify): then it is cut.
+CLOSE_TIMEOUT = 10.0
+
+#: Whether a peer's address is a loopback one, remembered: a sink sees the
+#: same few peers again and again.
+_isLoopbackPeer = functools.lru_cache(maxsize=1024)(isLoopbackAddress)
+
+
+def writeNow(transport: ITransport, data: bytes) -> None:
+    """
+    Write C{data} to C{transport}, sending it at once if nothing is queued.
+
+    Twisted's TCP transport only queues in C{write}: the send comes on the
+    next reactor turn (an epoll_ctl to watch for writability, a poll, the
+    send, an epoll_ctl to stop).  A reply is small and the socket almost
+    always has room for it, so sending it here saves that turn for every
+    reply: the larger part of the server's work for a client that waits for
+    each reply.  Anything not sent (or a TLS connection, or any other
+    transport) goes the usual way.
+    """
+    if (
+        isinstance(transport, tcp.Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        # The queue is Twisted's (abstract.FileDescriptor): write only when
+        # it is empty, so that nothing is sent out of order.
+        and not transport.dataBuffer
+        and not transport._tempDataLen
+        and not transport._writeDisconnected
+    ):
+        sent = transport.writeSomeData(data)
+        # Otherwise (an exception: the connection is lost) write() finds out.
+        if isinstance(sent, int):
+            data = data[sent:]
+            if not data:
+                return
+    transport.write(data)
+
+
+@implementer(IHalfCloseableProtocol, IHandshakeListener, IPushProducer)
+class ConsoleESMTP(TransactionCommands, protocol.Protocol, TimeoutMixin):
+    """
+    The console server's ESMTP protocol: the tutorial's C{ConsoleESMTP} by
+    name, serving Twisted's C{IMessageDelivery}, C{IMessage} and cred portal.
+
+    It is not a subclass of Twisted's C{smtp.ESMTP}: that reads lines with
+    C{LineOnlyReceiver} and keeps a whole message in memory per recipient,
+    so every part of it would be overridden and none used.  Twisted's server
+    (24.x-26.x):
+      - has no size limit, no PIPELINING, SIZE or 8BITMIME, and inserts a
+        blank line into messages without a header;
+      - offers AUTH before STARTTLS and has no way to require TLS for it;
+      - runs plaintext commands pipelined behind STARTTLS and keeps HELO/MAIL
+        state across the upgrade (the CVE-2011-0411 class of injection);
+      - mixes str and bytes on Python 3 in the tutorial's setup (AUTH
+        mechanism names, the default C{receivedHeader} raises TypeError:
+        twisted/twisted#11634), and gives C{receivedHeader} one recipient
+        where its interface promises all of them (twisted/twisted#8804).
+    No Twisted ticket was found for the STARTTLS injection or the memory use.
+
+    Octets go through a L{Framer}; commands are C{do_VERB} methods (a
+    subclass may add some); what the session knows is a L{Session}.
+    Replies to pipelined commands are gathered and written at once; as the
+    transport's producer it stops reading while the client leaves its
+    replies unread.
+    """
+
+    log = Logger()
+    factory: ConsoleSMTPFactory
+    transport: ITransport | None
+    delivery: smtp.IMessageDelivery
+    #: The client's address, as the factory counts its connections.
+    peerHost: str | None = None
+    _lineTimer: IDelayedCall | None = None
+    _sessionTimer: IDelayedCall | None = None
+
+    # -- connection
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.settings = factory.settings
+        self.clock = factory.clock
+        self.portal = factory.portal
+        self.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
+        transport = self.transport
+        assert transport is not None
+        peer = transport.getPeer()
+        self.peer = str(getattr(peer, "host", peer))
+        self.peerIsLoopback = self.trustsPeer(peer)
+        self.session = Session(self.peer)
+        self.framer = Framer()
+        self._replies: list[bytes] = []
+        self._waiting = False
+        self._repliesBlocked = False
+        self._readingPaused = False
+        self._abortLater: IDelayedCall | None = None
+        self._eof = False
+        self._auth: AuthExchange | None = None
+        self._onLogout: Callable[[], None] | None = None
+        self._message: ISinkMessage | None = None
+        # Implicit TLS (an ssl: endpoint) counts as TLS from the start.
+        self.session.startedTLS = ISSLTransport.providedBy(transport)
+        self.handshaking = self.session.startedTLS
+        self.setTimeout(self.settings.idleTimeout)
+        # The idle timer restarts with every octet: a client trickling one a
+        # second would hold its slot forever without these two.
+        self._sessionTimer = self.clock.callLater(
+            self.settings.sessionTimeout, self._timedOut, Replies.SESSION_TOO_LONG
+        )
+        transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        self._producing = True
+        writeNow(transport, b"220 " + factory.domain + b" ESMTP smtptut ready\r\n")
+
+    def _localHost(self) -> str | None:
+        """
+        The address the client connected to (its literal is a local domain).
+        """
+        if self.transport is None:
+            return None
+        return getattr(self.transport.getHost(), "host", None)
+
+    def trustsPeer(self, peer: object) -> bool:
+        """
+        Whether the client may use AUTH without TLS: one on loopback (or a
+        UNIX socket), where nobody can listen in.
+        """
+        host = getattr(peer, "host", None)
+        return host is None or _isLoopbackPeer(str(host))
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.setTimeout(None)
+        for timer in (self._sessionTimer, self._lineTimer, self._abortLater):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._sessionTimer = self._lineTimer = self._abortLater = None
+        if self.handshaking:
+            self.log.info(
+                "TLS handshake with {peer} failed: {reason}",
+                peer=self.peer,
+                reason=tlsFailure(reason),
+            )
+            self.handshaking = False
+        self.dropMessage("aborted: connection lost")
+        self.session.state = State.CLOSED
+        if self._onLogout:
+            self._onLogout()
+            self._onLogout = None
+        self.factory.protocolGone(self)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client has sent all it will (C{printf ... | nc}): answer all of
+        it, then close.  Without this Twisted drops the replies not yet
+        written.
+        """
+        self._eof = True
+        self._continue()
+
+    def writeConnectionLost(self) -> None:
+        self._close()
+
+    def handshakeCompleted(self) -> None:
+        self.handshaking = False
+
+    def timeoutConnection(self) -> None:
+        if self.handshaking:
+            # No reply can reach a client that has not finished the TLS
+            # handshake, and Twisted's TLS close waits for that handshake.
+            self.log.info(
+                "cut a connection from {peer}: TLS handshake not done in {timeout} s",
+                peer=self.peer,
+                timeout=self.settings.idleTimeout,
+            )
+            # That line says it all: connectionLost adds no second one.
+            self.handshaking = False
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
+        self._refused(b"(session)", *Replies.IDLE)
+        self._close()
+
+    def _timedOut(self, why: Reply) -> None:
+        if self.session.closed:
+            return
+        self._refused(b"(session)", *why)
+        self._close()
+
+    def _watchLine(self, lineEnded: bool) -> None:
+        """
+        Give the line the framer holds the start of (a command, AUTH or
+        message text) C{settings.commandTimeout} seconds from its first
+        octet to its end, as Postfix's smtpd_timeout; no deadline while the
+        server itself is busy or nothing is pending.
+        """
+        pending = self.framer.pending and not self.session.closed
+        timer = self._lineTimer
+        if not pending or self._waiting:
+            if timer is not None:
+                if timer.active():
+                    timer.cancel()
+                self._lineTimer = None
+            return
+        if timer is None or not timer.active():
+            self._lineTimer = self.clock.callLater(
+                self.settings.commandTimeout, self._timedOut, Replies.LINE_TOO_SLOW
+            )
+        elif lineEnded:
+            timer.reset(self.settings.commandTimeout)
+
+    # -- flow control (IPushProducer, for the transport's write buffer)
+
+    def pauseProducing(self) -> None:
+        """
+        The client leaves its replies unread (or TLS holds them until its
+        handshake is done): answer no more commands until they drain, and
+        read no more than L{MAX_HELD_INPUT}, so that a client that pipelines
+        without reading cannot grow the server.
+        """
+        self._repliesBlocked = True
+        self._updateReading()
+
+    def resumeProducing(self) -> None:
+        self._repliesBlocked = False
+        self._continue()
+        self._updateReading()
+
+    def stopProducing(self) -> None:
+        self._producing = False
+
+    def _updateReading(self) -> None:
+        """
+        Read from the client unless a reply is awaited (an AUTH check, a
+        message being stored) or the client is not reading its replies and
+        has sent enough meanwhile.  Reading must go on while only TLS holds
+        replies back: the TLS handshake needs it.  A session that is over
+        reads always, so that the client's close (or its TLS close_notify,
+        which Twisted's TLS close waits for) is seen.
+        """
+        pause = not self.session.closed and (
+            self._waiting
+            or (self._repliesBlocked and self.framer.buffered >= MAX_HELD_INPUT)
+        )
+        if self.transport is None or pause == self._readingPaused:
+            return
+        self._readingPaused = pause
+        if pause:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        else:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def _continue(self) -> None:
+        """
+        Go on with the input received so far, unless something holds it;
+        after the client's end of input, close once all of it is answered.
+        """
+        if self.session.closed or self._waiting or self._repliesBlocked:
+            return
+        self._process()
+        self._flush()
+        if self._eof and not self._waiting and not self._repliesBlocked:
+            self._close()
+
+    # -- input
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.session.closed:
+            return
+        self.resetTimeout()
+        total = self.framer.buffered + len(data)
+        self.framer.receive(data)
+        self._continue()
+        self._updateReading()
+        # A line ended when input was taken, unless it was all an overlong
+        # line being dropped.
+        self._watchLine(self.framer.buffered < total and self.framer.pending)
+
+    def _process(self) -> None:
+        while not self._waiting and not self.session.closed:
+            if len(self._replies) >= REPLY_BATCH:
+                self._flush()
+                if self._repliesBlocked:
+                    return
+            event = self.framer.nextEvent()
+            if event is None:
+                return
+            if isinstance(event, CommandLine):
+                if self.session.state is State.AUTH:
+                    self._authResponse(event.line)
+                else:
+                    self._command(event.line)
+            elif isinstance(event, DataChunk):
+                self.dataContent(event.data)
+            elif isinstance(event, EndOfData):
+                self.session.state = State.COMMAND
+                self.endOfData()
+            elif isinstance(event, LineTooLong):
+                self._lineTooLong()
+
+    def _lineTooLong(self) -> None:
+        if self.session.state is State.DATA:
+            self.failData(Replies.LINE_TOO_LONG)
+            return
+        if self.session.state is State.AUTH:
+            self._endAuth()
+        self._error(b"", *Replies.LINE_TOO_LONG)
+
+    def _command(self, line: bytes) -> None:
+        verb, rest = splitCommand(line)
+        if self.session.closing:
+            self._afterTransaction()
+            if self.session.closed:
+                return
+        # Looked up on the instance, so that a subclass's do_VERB is found;
+        # only letters, so that no other attribute can be.
+        method = (
+            getattr(self, "do_" + verb.decode("ascii"), None)
+            if verb.isalpha()
+            else None
+        )
+        if method is None:
+            if not verb:
+                self._error(b"", *Replies.EMPTY_COMMAND)
+            else:
+                self._error(verb, *Replies.UNKNOWN_COMMAND)
+            return
+        method(rest)
+
+    # -- output
+
+    def _reply(self, code: int, text: bytes | str) -> None:
+        if isinstance(text, str):
+            text = text.encode("utf-8", "replace")
+        self._replies.append(b"%d %s\r\n" % (code, text))
+
+    def _flush(self) -> None:
+        if self._replies and self.transport is not None:
+            replies, self._replies = self._replies, []
+            writeNow(self.transport, b"".join(replies))
+
+    def _close(self) -> None:
+        self._flush()
+        self.session.state = State.CLOSED
+        self.framer.discard()
+        self.setTimeout(None)
+        if self.transport is None:
+            return
+        self._updateReading()
+        if self._producing:
+            # A registered producer holds a close back until it goes
+            # (FileDescriptor.loseConnection, TLSMemoryBIOProtocol's).
+            self._producing = False
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+        self.transport.loseConnection()
+        if self._abortLater is None:
+            # A client that reads no more, or never answers TLS
+            # close_notify, would hold the connection (and its slot) forever.
+            self._abortLater = self.clock.callLater(
+                min(self.settings.idleTimeout, CLOSE_TIMEOUT), self._abortClose
+            )
+
+    def _abortClose(self) -> None:
+        if self.transport is not None:
+            self.log.info(
+                "cut a connection from {peer} that did not finish closing",
+                peer=self.peer,
+            )
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _refused(
+        self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
+    ) -> None:
+        """
+        Refuse a command: the reply, and one log line (with the command's
+        argument only when given: never for AUTH).
+        """
+        self._reply(code, text)
+        if verb and not verb.startswith(b"(") and verb not in KNOWN_VERBS:
+            verb = b"(unrecognized)"
+        self.log.info(
+            "refused {command}{argument} from {peer}: {code} {reply}",
+            command=decode(verb) or "(line)",
+            argument=" " + printable(argument) if argument else "",
+            peer=self.peer,
+            code=code,
+            reply=text if isinstance(text, str) else decode(text),
+        )
+
+    def _error(
+        self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
+    ) -> None:
+        """
+        Refuse a command and count it; too many errors end the session.
+        """
+        self._refused(verb, code, text, argument)
+        self.session.errors += 1
+        if self.session.errors >= self.settings.maxErrors:
+            self._refused(b"(session)", *Replies.TOO_MANY_ERRORS)
+            self._close()
+
+    def _wait(self, d: defer.Deferred[None]) -> None:
+        """
+        Hold further input until C{d} (which sends the reply) has fired; when
+        it has fired already (the console, an AUTH check in memory) the
+        caller's loop simply goes on.
+        """
+        self._waiting = True
+        paused = False
+
+        def resume(result: None) -> None:
+            self._waiting = False
+            if not self.session.closed:
+                self._afterTransaction()
+            if not paused:
+                return
+            if not self.session.closed:
+                self.setTimeout(self.settings.idleTimeout)
+            # Whatever came meanwhile (a pipelined QUIT may close the
+            # session); reading goes on in every case, closed or not.
+            self._continue()
+            self._watchLine(True)
+            self._updateReading()
+
+        d.addErrback(lambda f: self.log.failure("while answering", f))
+        d.addCallback(resume)
+        if self._waiting:
+            paused = True
+            self.setTimeout(None)
+            self._watchLine(False)
+            self._updateReading()
+
+    # -- session
+
+    def _inTransaction(self) -> bool:
+        return (
+            self.session.transaction.sender is not None
+            or self.session.state is State.DATA
+            or self._waiting
+        )
+
+    def _afterTransaction(self) -> None:
+        if (
+            self.session.closing
+            and not self._inTransaction()
+            and not self.session.closed
+        ):
+            self._reply(*Replies.SHUTTING_DOWN)
+            self._close()
+
+    def shutdown(self) -> None:
+        """
+        The server is stopping: close now if idle, else after this transaction.
+        """
+        self.session.closing = True
+        self._afterTransaction()
+
+    def authOffered(self) -> bool:
+        """
+        AUTH needs accounts, and TLS unless the client is on loopback.
+        """
+        return self.portal is not None and (
+            self.session.startedTLS or self.peerIsLoopback
+        )
+
+    def _greet(self, rest: bytes, extended: bool) -> None:
+        verb = b"EHLO" if extended else b"HELO"
+        if not rest:
+            self._error(verb, 501, b"5.5.4 Syntax: " + verb + b" hostname")
+            return
+        session = self.session
+        session.newTransaction()
+        session.helo = rest
+        session.usedEHLO = extended
+        greeting = (
+            self.factory.domain + b" Hello " + rest + b" [" + self.peer.encode() + b"]"
+        )
+        if not extended:
+            self._reply(250, greeting)
+            return
+        lines = [
+            greeting,
+            b"PIPELINING",
+            b"SIZE %d" % self.settings.maxSize,
+            b"8BITMIME",
+            b"ENHANCEDSTATUSCODES",
+        ]
+        if self.factory.tls is not None and not session.startedTLS:
+            lines.append(b"STARTTLS")
+        if self.authOffered():
+            lines.append(b"AUTH PLAIN LOGIN")
+        self._replies.extend(b"250-%s\r\n" % line for line in lines[:-1])
+        self._reply(250, lines[-1])
+
+    def do_HELO(self, rest: bytes) -> None:
+        self._greet(rest, False)
+
+    def do_EHLO(self, rest: bytes) -> None:
+        self._greet(rest, True)
+
+    def do_RSET(self, rest: bytes) -> None:
+        self.session.newTransaction()
+        self._reply(*Replies.RESET)
+        self._afterTransaction()
+
+    def do_NOOP(self, rest: bytes) -> None:
+        self._reply(*Replies.OK)
+
+    def do_QUIT(self, rest: bytes) -> None:
+        self._reply(*Replies.BYE)
+        self._close()
+
+    def do_VRFY(self, rest: bytes) -> None:
+        self._reply(*Replies.VRFY)
+
+    def do_EXPN(self, rest: bytes) -> None:
+        self._error(b"EXPN", *Replies.NO_EXPN)
+
+    def do_HELP(self, rest: bytes) -> None:
+        self._reply(*Replies.HELP)
+
+    def do_STARTTLS(self, rest: bytes) -> None:
+        if self.factory.tls is None:
+            self._error(b"STARTTLS", *Replies.NO_TLS)
+            return
+        if self.session.startedTLS:
+            self._error(b"STARTTLS", *Replies.TLS_ACTIVE)
+            return
+        if rest:
+            self._error(b"STARTTLS", *Replies.STARTTLS_SYNTAX)
+            return
+        self._reply(*Replies.START_TLS)
+        self._flush()
+        discarded = self.framer.discard()
+        if discarded:
+            # RFC 3207 §5 / CVE-2011-0411: nothing sent in plaintext after
+            # STARTTLS may be taken as said over TLS.
+            self.log.info(
+                "discarded {count} octets pipelined after STARTTLS from {peer}",
+                count=discarded,
+                peer=self.peer,
+            )
+        self.transport.startTLS(self.factory.tls)  # type: ignore[union-attr]
+        self.handshaking = True
+        # RFC 3207 §4.2: forget everything learnt before TLS.
+        self.session.reset()
+        self.session.startedTLS = True
+
+    # -- AUTH
+
+    def do_AUTH(self, rest: bytes) -> None:
+        session = self.session
+        if self.portal is None:
+            self._error(b"AUTH", *Replies.NO_AUTH)
+            return
+        if not self.authOffered():
+            self._error(b"AUTH", *Replies.AUTH_NEEDS_TLS)
+            return
+        if session.helo is None or not session.usedEHLO:
+            self._error(b"AUTH", *Replies.NO_EHLO)
+            return
+        if session.authenticated:
+            self._error(b"AUTH", *Replies.AUTHENTICATED_ALREADY)
+            return
+        if session.transaction.sender is not None:
+            self._error(b"AUTH", *Replies.AUTH_IN_TRANSACTION)
+            return
+        mechanism, _, initial = rest.partition(b" ")
+        mechanism = mechanism.upper()
+        try:
+            self._auth = AuthExchange(mechanism)
+        except KeyError:
+            self._error(b"AUTH", *Replies.UNKNOWN_MECHANISM)
+            return
+        if self._authThrottled():
+            return
+        session.state = State.AUTH
+        self.framer.expectLines(MAX_AUTH_LINE)
+        self._authStep(self._auth.start(initial.strip()))
+
+    def _authResponse(self, line: bytes) -> None:
+        # Never log what the client sends here: it is a credential.
+        assert self._auth is not None
+        self._authStep(self._auth.respond(line))
+
+    def _endAuth(self) -> None:
+        self.session.state = State.COMMAND
+        self.framer.expectLines(MAX_COMMAND_LINE)
+        self._auth = None
+
+    def _authStep(self, step: Step) -> None:
+        if isinstance(step, Challenge):
+            self._reply(334, step.text)
+            return
+        self._endAuth()
+        if isinstance(step, Reply):
+            self._error(b"AUTH", *step)
+            return
+        assert isinstance(step, Credentials) and self.portal is not None
+        # Checked again here: parallel connections may all have passed the
+        # check at AUTH before any of them sent credentials.
+        if self._authThrottled():
+            return
+        attempt = self.factory.authThrottle.attempt(self.peer)
+        d = self.portal.login(step.credentials, None, smtp.IMessageDelivery)
+        d.addCallbacks(
+            self._authSucceeded,
+            self._authFailed,
+            callbackArgs=(step.username, attempt),
+        )
+        self._wait(d)
+
+    def _authThrottled(self) -> bool:
+        """
+        Refuse AUTH (454, an error) when this client's address has made all
+        the attempts it may for now, over all its connections.
+        """
+        if not self.factory.authThrottle.refuses(self.peer):
+            return False
+        self._endAuth()
+        self._error(b"AUTH", *Replies.AUTH_THROTTLED)
+        return True
+
+    def _authSucceeded(
+        self,
+        result: tuple[object, smtp.IMessageDelivery, Callable[[], None]],
+        user: bytes,
+        attempt: float,
+    ) -> None:
+        self.factory.authThrottle.succeeded(self.peer, attempt)
+        _, avatar, logout = result
+        self.delivery = avatar
+        self._onLogout = logout
+        self.session.authenticated = True
+        self.session.user = user
+        self.log.info(
+            "authenticated {user} from {peer}", user=decode(user), peer=self.peer
+        )
+        self._reply(*Replies.AUTH_OK)
+
+    def _authFailed(self, failure: Failure) -> defer.Deferred[None]:
+        session = self.session
+        session.authFailures += 1
+        session.errors += 1
+        # Each failure waits longer before its answer; enough of them end
+        # the session.
+        delay = self.factory.authThrottle.delay(self.peer, session.authFailures)
+
+        def answer() -> None:
+            self._refused(b"AUTH", *Replies.AUTH_INVALID)
+            if session.authFailures >= MAX_AUTH_FAILURES:
+                self._refused(b"(session)", *Replies.AUTH_TOO_MANY)
+                self._close()
+
+        return task.deferLater(self.clock, delay, answer)
