@@ -203,6 +203,32 @@ class MaildirTests(TestCase):
             sorted(b"Subject: %d\n\n" % i for i in range(25)),
         )
 
+    async def test_observersSeeEachStoredMessage(self) -> None:
+        # The seam for what shows stored mail (the inbox): told each file in
+        # new/ once it is there, before the client's 250; an observer's
+        # exception loses no message.
+        maildir = self.sink.factory.delivery.maildir
+        seen: list[tuple[str, bool]] = []
+
+        def broken(path: str) -> None:
+            raise RuntimeError("an observer's bug")
+
+        maildir.observers += [broken, lambda p: seen.append((p, os.path.exists(p)))]
+        script = b"EHLO c\r\n" + b"".join(
+            b"MAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n%d\r\n.\r\n" % i
+            for i in range(2)
+        )
+        replies: list[bytes] = await threads.deferToThread(
+            smtpReplies, self.sink.port, script + b"QUIT\r\n", 1 + 2 * 4 + 1
+        )
+        self.assertEqual(replies.count(b"250 2.0.0 Delivery in progress"), 2)
+        new = os.path.join(maildir.path, "new")
+        self.assertEqual(
+            sorted(seen), sorted((os.path.join(new, n), True) for n in os.listdir(new))
+        )
+        self.assertEqual(len(seen), 2)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
 
 class MaildirFailureTests(TestCase):
     timeout = 30

@@ -919,8 +919,10 @@ class SinkFuzzTests(SinkTestCase):
         )
         port = sink.port
 
+        # A short run over real sockets (the many examples run on
+        # StringTransport: test_protocol.ProtocolFuzzTests).
         @settings(
-            max_examples=100,
+            max_examples=25,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),

@@ -13,7 +13,8 @@ import threading
 import time
 from typing import Any, cast
 
-from twisted.internet import task, threads
+from twisted.internet import endpoints, task, threads
+from twisted.internet.ssl import CertificateOptions
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
@@ -23,6 +24,7 @@ from smtptut.server.protocol import ConsoleESMTP
 from smtptut.server.sasl import AuthThrottle
 from smtptut.server.service import SinkService, makeFactory
 from smtptut.server.settings import AcceptPolicy, ServerSettings
+from smtptut.server.tls import ServerTLS, sinkTLSEndpoint
 
 from .helpers import (
     SMTPTUT,
@@ -457,6 +459,28 @@ class ALPNTests(ListenerTestCase):
 
         await threads.deferToThread(session)
         self.assertIn("secret body", output.getvalue())
+
+    def test_sslEndpointKeepsItsContextWhereTheSwapLooks(self) -> None:
+        # The one private attribute swapped at run time (sinkTLSEndpoint, for
+        # the ALPN bug): if Twisted renames or changes it, this fails first.
+        certificates = self.certificates
+        endpoint = endpoints.serverFromString(
+            reactor,
+            "ssl:0:interface=127.0.0.1"
+            f":certKey={certificates.serverCert}:privateKey={certificates.serverKey}",
+        )
+        self.assertIsInstance(endpoint, endpoints.SSL4ServerEndpoint)
+        options = endpoint._sslContextFactory
+        self.assertIsInstance(options, CertificateOptions)
+        self.assertIsNotNone(options.privateKey)
+        self.assertIsNotNone(options.certificate)
+        self.assertIs(sinkTLSEndpoint(endpoint), endpoint)
+        tls = endpoint._sslContextFactory
+        self.assertIsInstance(tls, ServerTLS)
+        self.assertEqual(tls.options.certificate, options.certificate)
+        # Any other endpoint is left as it is.
+        tcp = endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1")
+        self.assertIs(sinkTLSEndpoint(tcp), tcp)
 
     async def opensslSession(self, *argv: str) -> Any:
         return await runProcess(

@@ -7,6 +7,7 @@ import binascii
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from twisted.cred.credentials import UsernamePassword
 from twisted.internet.interfaces import IReactorTime
 
 # Twisted's server-side challengers, public in imap4 (smtp has LOGIN only).
@@ -15,7 +16,6 @@ from twisted.mail.imap4 import (
     LOGINCredentials,
     PLAINCredentials,
 )
-from twisted.mail.interfaces import IChallengeResponse
 
 from smtptut.server.commands import Replies, Reply
 
@@ -32,7 +32,10 @@ AUTH_PEERS_REMEMBERED = 10000
 AUTH_DELAY = 1.0
 
 #: The mechanisms offered, and Twisted's server side of each.
-MECHANISMS = {b"PLAIN": PLAINCredentials, b"LOGIN": LOGINCredentials}
+MECHANISMS: dict[bytes, type[PLAINCredentials | LOGINCredentials]] = {
+    b"PLAIN": PLAINCredentials,
+    b"LOGIN": LOGINCredentials,
+}
 
 #: What a LOGIN challenge says on the wire, for Twisted's challenge: the
 #: words every client expects (RFC 4954 leaves them free).
@@ -54,7 +57,7 @@ class Credentials:
     All the client's responses are in: check these credentials.
     """
 
-    credentials: IChallengeResponse
+    credentials: UsernamePassword
     username: bytes
 
 
@@ -70,7 +73,8 @@ class AuthExchange:
 
     def __init__(self, mechanism: bytes) -> None:
         self.mechanism = mechanism
-        self.credentials = MECHANISMS[mechanism]()
+        # Both are Twisted's UsernamePassword with IChallengeResponse added.
+        self.credentials: PLAINCredentials | LOGINCredentials = MECHANISMS[mechanism]()
 
     def start(self, initial: bytes) -> Step:
         """
@@ -101,8 +105,7 @@ class AuthExchange:
         if self.credentials.moreChallenges():
             challenge = self.credentials.getChallenge()
             return Challenge(base64.b64encode(_LOGIN_PROMPTS.get(challenge, challenge)))
-        username = getattr(self.credentials, "username", None) or b""
-        return Credentials(self.credentials, username)
+        return Credentials(self.credentials, self.credentials.username or b"")
 
 
 class AuthThrottle:
