@@ -40,7 +40,33 @@ class _TraceDate:
         return self._text
 
 
-@implementer(smtp.IMessageDelivery)
+class ISinkDelivery(smtp.IMessageDelivery):
+    """
+    Twisted's L{smtp.IMessageDelivery} given what its interface leaves out,
+    so that it never reaches back into the protocol: the protocol's name for
+    C{Received:}, the address the client connected to.
+    """
+
+    def traceHeader(
+        helo: tuple[bytes | None, bytes],
+        origin: smtp.Address,
+        recipients: list[smtp.User],
+        withProtocol: str,
+    ) -> bytes:
+        """
+        C{receivedHeader}'s field, naming C{withProtocol} (RFC 3848).
+        """
+
+    def validateRecipient(
+        user: smtp.User, localHost: str | None
+    ) -> Callable[[], ISinkMessage]:
+        """
+        C{validateTo}, knowing C{localHost}, the address the client
+        connected to (or L{None}).
+        """
+
+
+@implementer(ISinkDelivery)
 class ConsoleMessageDelivery:
     """
     Decides who may receive mail here, and makes the message (printed, stored

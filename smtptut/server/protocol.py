@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted.internet import defer, protocol, tcp
+from twisted.internet import protocol
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
@@ -23,13 +23,11 @@ from zope.interface import implementer
 
 from smtptut.addresses import isLoopbackAddress
 from smtptut.server.commands import (
-    KNOWN_VERBS,
     Replies,
     Reply,
-    decode,
-    printable,
     splitCommand,
 )
+from smtptut.server.flow import FlowControl
 from smtptut.server.framing import (
     CommandLine,
     DataChunk,
@@ -38,6 +36,7 @@ from smtptut.server.framing import (
     LineTooLong,
 )
 from smtptut.server.messages import ISinkMessage
+from smtptut.server.output import ReplyOutput, writeNow
 from smtptut.server.sasl import (
     AuthExchange,
 )
@@ -52,9 +51,6 @@ if TYPE_CHECKING:
 #: Replies gathered before they are written: the transport then says (as a
 #: producer's consumer) when the client is not reading them.
 REPLY_BATCH = 64
-#: Input held, in octets, while the client leaves its replies unread: then
-#: reading stops too.
-MAX_HELD_INPUT = 65536
 #: Longest wait, in seconds, for a closing connection to finish (the client
 #: to read the last replies, TLS close_notify): then it is cut.
 CLOSE_TIMEOUT = 10.0
@@ -64,41 +60,14 @@ CLOSE_TIMEOUT = 10.0
 _isLoopbackPeer = functools.lru_cache(maxsize=1024)(isLoopbackAddress)
 
 
-def writeNow(transport: ITransport, data: bytes) -> None:
-    """
-    Write C{data} to C{transport}, sending it at once if nothing is queued.
-
-    Twisted's TCP transport only queues in C{write}: the send comes on the
-    next reactor turn (an epoll_ctl to watch for writability, a poll, the
-    send, an epoll_ctl to stop).  A reply is small and the socket almost
-    always has room for it, so sending it here saves that turn for every
-    reply: the larger part of the server's work for a client that waits for
-    each reply.  Anything not sent (or a TLS connection, or any other
-    transport) goes the usual way.
-    """
-    if (
-        isinstance(transport, tcp.Connection)
-        and not transport.TLS
-        and transport.connected
-        and not transport.disconnecting
-        # The queue is Twisted's (abstract.FileDescriptor): write only when
-        # it is empty, so that nothing is sent out of order.
-        and not transport.dataBuffer
-        and not transport._tempDataLen
-        and not transport._writeDisconnected
-    ):
-        sent = transport.writeSomeData(data)
-        # Otherwise (an exception: the connection is lost) write() finds out.
-        if isinstance(sent, int):
-            data = data[sent:]
-            if not data:
-                return
-    transport.write(data)
-
-
 @implementer(IHalfCloseableProtocol, IHandshakeListener, IPushProducer)
 class ConsoleESMTP(
-    SessionCommands, TransactionCommands, protocol.Protocol, TimeoutMixin
+    SessionCommands,
+    TransactionCommands,
+    ReplyOutput,
+    FlowControl,
+    protocol.Protocol,
+    TimeoutMixin,
 ):
     """
     The console server's ESMTP protocol: the tutorial's C{ConsoleESMTP} by
@@ -268,59 +237,6 @@ class ConsoleESMTP(
         elif lineEnded:
             timer.reset(self.settings.commandTimeout)
 
-    # -- flow control (IPushProducer, for the transport's write buffer)
-
-    def pauseProducing(self) -> None:
-        """
-        The client leaves its replies unread (or TLS holds them until its
-        handshake is done): answer no more commands until they drain, and
-        read no more than L{MAX_HELD_INPUT}, so that a client that pipelines
-        without reading cannot grow the server.
-        """
-        self._repliesBlocked = True
-        self._updateReading()
-
-    def resumeProducing(self) -> None:
-        self._repliesBlocked = False
-        self._continue()
-        self._updateReading()
-
-    def stopProducing(self) -> None:
-        self._producing = False
-
-    def _updateReading(self) -> None:
-        """
-        Read from the client unless a reply is awaited (an AUTH check, a
-        message being stored) or the client is not reading its replies and
-        has sent enough meanwhile.  Reading must go on while only TLS holds
-        replies back: the TLS handshake needs it.  A session that is over
-        reads always, so that the client's close (or its TLS close_notify,
-        which Twisted's TLS close waits for) is seen.
-        """
-        pause = not self.session.closed and (
-            self._waiting
-            or (self._repliesBlocked and self.framer.buffered >= MAX_HELD_INPUT)
-        )
-        if self.transport is None or pause == self._readingPaused:
-            return
-        self._readingPaused = pause
-        if pause:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
-        else:
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
-
-    def _continue(self) -> None:
-        """
-        Go on with the input received so far, unless something holds it;
-        after the client's end of input, close once all of it is answered.
-        """
-        if self.session.closed or self._waiting or self._repliesBlocked:
-            return
-        self._process()
-        self._flush()
-        if self._eof and not self._waiting and not self._repliesBlocked:
-            self._close()
-
     # -- input
 
     def dataReceived(self, data: bytes) -> None:
@@ -388,16 +304,6 @@ class ConsoleESMTP(
 
     # -- output
 
-    def _reply(self, code: int, text: bytes | str) -> None:
-        if isinstance(text, str):
-            text = text.encode("utf-8", "replace")
-        self._replies.append(b"%d %s\r\n" % (code, text))
-
-    def _flush(self) -> None:
-        if self._replies and self.transport is not None:
-            replies, self._replies = self._replies, []
-            writeNow(self.transport, b"".join(replies))
-
     def _close(self) -> None:
         self._flush()
         self.session.state = State.CLOSED
@@ -426,68 +332,6 @@ class ConsoleESMTP(
                 peer=self.peer,
             )
             self.transport.abortConnection()  # type: ignore[attr-defined]
-
-    def _refused(
-        self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
-    ) -> None:
-        """
-        Refuse a command: the reply, and one log line (with the command's
-        argument only when given: never for AUTH).
-        """
-        self._reply(code, text)
-        if verb and not verb.startswith(b"(") and verb not in KNOWN_VERBS:
-            verb = b"(unrecognized)"
-        self.log.info(
-            "refused {command}{argument} from {peer}: {code} {reply}",
-            command=decode(verb) or "(line)",
-            argument=" " + printable(argument) if argument else "",
-            peer=self.peer,
-            code=code,
-            reply=text if isinstance(text, str) else decode(text),
-        )
-
-    def _error(
-        self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
-    ) -> None:
-        """
-        Refuse a command and count it; too many errors end the session.
-        """
-        self._refused(verb, code, text, argument)
-        self.session.errors += 1
-        if self.session.errors >= self.settings.maxErrors:
-            self._refused(b"(session)", *Replies.TOO_MANY_ERRORS)
-            self._close()
-
-    def _wait(self, d: defer.Deferred[None]) -> None:
-        """
-        Hold further input until C{d} (which sends the reply) has fired; when
-        it has fired already (the console, an AUTH check in memory) the
-        caller's loop simply goes on.
-        """
-        self._waiting = True
-        paused = False
-
-        def resume(result: None) -> None:
-            self._waiting = False
-            if not self.session.closed:
-                self._afterTransaction()
-            if not paused:
-                return
-            if not self.session.closed:
-                self.setTimeout(self.settings.idleTimeout)
-            # Whatever came meanwhile (a pipelined QUIT may close the
-            # session); reading goes on in every case, closed or not.
-            self._continue()
-            self._watchLine(True)
-            self._updateReading()
-
-        d.addErrback(lambda f: self.log.failure("while answering", f))
-        d.addCallback(resume)
-        if self._waiting:
-            paused = True
-            self.setTimeout(None)
-            self._watchLine(False)
-            self._updateReading()
 
     # -- session
 

@@ -22,7 +22,7 @@ from smtptut.server.commands import (
     storageError,
     storageReply,
 )
-from smtptut.server.delivery import ConsoleMessageDelivery
+from smtptut.server.delivery import ISinkDelivery
 from smtptut.server.framing import Framer
 from smtptut.server.messages import ISinkMessage
 from smtptut.server.session import Session, State
@@ -139,10 +139,12 @@ class TransactionCommands:
     def _validateRecipient(self, user: smtp.User) -> Callable[[], ISinkMessage]:
         """
         The delivery's verdict on C{user}, told the address the client
-        connected to when the delivery is the sink's own.
+        connected to when it is an L{ISinkDelivery}.
         """
-        if isinstance(self.delivery, ConsoleMessageDelivery):
-            return self.delivery.validateRecipient(user, self._localHost())
+        if ISinkDelivery.providedBy(self.delivery):
+            return ISinkDelivery(self.delivery).validateRecipient(
+                user, self._localHost()
+            )
         return self.delivery.validateTo(user)
 
     def _traceFields(self) -> bytes:
@@ -152,8 +154,8 @@ class TransactionCommands:
         transaction = self.session.transaction
         assert transaction.sender is not None
         users = transaction.users()
-        if isinstance(self.delivery, ConsoleMessageDelivery):
-            received = self.delivery.traceHeader(
+        if ISinkDelivery.providedBy(self.delivery):
+            received = ISinkDelivery(self.delivery).traceHeader(
                 self.session.heloPair,
                 transaction.sender,
                 users,
