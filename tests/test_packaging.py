@@ -171,8 +171,17 @@ class WheelTests(TestCase):
         with zipfile.ZipFile(wheel) as z:
             names = set(z.namelist())
         self.assertIn("twisted/plugins/smtptut_plugin.py", names)
-        for module in ("cli", "tap", "server", "client", "config"):
+        for module in ("cli", "client", "config"):
             self.assertIn(f"smtptut/{module}.py", names)
+        # Every module of the server's package (a subpackage setuptools
+        # ships only when pyproject.toml lists it).
+        server = os.path.join(
+            os.path.dirname(os.path.dirname(__file__)), "smtptut", "server"
+        )
+        modules = [n for n in os.listdir(server) if n.endswith(".py")]
+        self.assertIn("tap.py", modules)
+        for module in modules:
+            self.assertIn(f"smtptut/server/{module}", names)
         # Twisted's own twisted/__init__.py and twisted/plugins/__init__.py
         # would be overwritten by ours.
         self.assertNotIn("twisted/__init__.py", names)
