@@ -7,7 +7,7 @@ import io
 from dataclasses import replace
 from typing import Any, cast
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
@@ -23,7 +23,7 @@ from smtptut.server.session import State
 from smtptut.server.settings import AcceptPolicy, ServerSettings
 
 from .helpers import reactor
-from .strategies import smtpStreams
+from .strategies import fuzzSettings, smtpStreams
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
 SERVER = IPv4Address("TCP", "127.0.0.1", 2525)
@@ -177,12 +177,7 @@ class TimerTests(SynchronousTestCase):
 
 
 class ProtocolFuzzTests(SynchronousTestCase):
-    @settings(
-        max_examples=400,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzzSettings(400)
     @given(smtpStreams, st.integers(min_value=1, max_value=64))
     def test_randomCommandStreams(self, data: bytes, chunk: int) -> None:
         # What the socket fuzz proves, by the hundred: whatever a client

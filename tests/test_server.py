@@ -12,7 +12,7 @@ import time
 from email.message import EmailMessage
 from typing import Any, cast
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer, task, threads
 from twisted.internet.address import IPv4Address
@@ -30,7 +30,7 @@ from smtptut.server.service import makeFactory
 from smtptut.server.settings import ServerSettings
 
 from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
-from .strategies import smtpStreams
+from .strategies import fuzzSettings, smtpStreams
 
 MESSAGE = b"Subject: hello\r\n\r\nbody\r\n"
 
@@ -921,12 +921,7 @@ class SinkFuzzTests(SinkTestCase):
 
         # A short run over real sockets (the many examples run on
         # StringTransport: test_protocol.ProtocolFuzzTests).
-        @settings(
-            max_examples=25,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @fuzzSettings(25)
         @given(smtpStreams, st.integers(min_value=1, max_value=64))
         def run(data: bytes, chunk: int) -> None:
             # After the stream: end any message, cancel any AUTH, then NOOP.

@@ -72,6 +72,24 @@ class OptionsTests(TestCase):
         )
         self.assertEqual(str(e), "--max-size: 'lots' is not a whole number")
 
+    def test_serviceErrorsNameTheOption(self) -> None:
+        # Found when the service is made (the file is no certificate): named
+        # as given, the option here, the variable from the environment.
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("not a certificate\n")
+        options = tap.Options()
+        options.parseOptions(["--tls-cert", path])
+        e = self.assertRaises(usage.UsageError, tap.makeService, options)
+        self.assertTrue(str(e).startswith(f"--tls-cert: cannot load {path}"), str(e))
+        self.patch(os, "environ", {"SMTPTUT_TLS_CERT": path})
+        options = tap.Options()
+        options.parseOptions([])
+        e = self.assertRaises(usage.UsageError, tap.makeService, options)
+        self.assertTrue(
+            str(e).startswith(f"SMTPTUT_TLS_CERT: cannot load {path}"), str(e)
+        )
+
     def test_badListenNamesTheOption(self) -> None:
         e = self.assertRaises(
             usage.UsageError, tap.Options().parseOptions, ["--listen", "bogus"]

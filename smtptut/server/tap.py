@@ -9,7 +9,7 @@ from twisted.python import usage
 
 from smtptut.server.service import makeServerService
 from smtptut.server.settings import SERVER_SETTINGS, ServerSettings
-from smtptut.settings import ConfigError, optParameters
+from smtptut.settings import ConfigError, labels, optParameters
 
 
 class Options(usage.Options):
@@ -32,6 +32,9 @@ class Options(usage.Options):
             for setting in SERVER_SETTINGS
             if setting.optionName and self[setting.optionName] is not None
         }
+        #: How each setting was given (C{--maildir} or C{SMTPTUT_MAILDIR}),
+        #: for the errors found when the service is made.
+        self["labels"] = labels(SERVER_SETTINGS, given)
         try:
             self["settings"] = ServerSettings.fromEnvironment(os.environ, given)
         except ConfigError as e:
@@ -47,4 +50,7 @@ def makeService(options: Options) -> service.IService:
     try:
         return makeServerService(options["settings"], reactor, program="smtptut-server")
     except ConfigError as e:
-        raise usage.UsageError(str(e)) from None
+        # A Maildir that cannot be written, a certificate that cannot be
+        # loaded: named as the user gave it.
+        named = e.renamed(options["labels"].get(e.setting, e.setting))
+        raise usage.UsageError(str(named)) from None
