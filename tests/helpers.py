@@ -12,7 +12,7 @@ import socket
 import sys
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer, error, protocol
 from twisted.internet import reactor as _reactor
@@ -966,6 +966,92 @@ def startSink(reactor: Any, interface: str = "127.0.0.1", **settings: Any) -> Si
     factory.authThrottle = AuthThrottle(reactor, baseDelay=0.05)
     listener = reactor.listenTCP(0, factory, interface=interface)
     return Sink(listener.getHost().port, factory, listener, output, config)
+
+
+class InlineThreads:
+    """
+    A reactor's threads for a test on a Clock: what would run in the thread
+    pool (a Maildir's fsync and rename) runs at once, and its result is
+    delivered at once too.
+    """
+
+    def getThreadPool(self) -> InlineThreads:
+        return self
+
+    def callInThreadWithCallback(
+        self, onResult: Any, f: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            onResult(False, Failure())
+        else:
+            onResult(True, result)
+
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)
+
+
+class MemorySink(Sink):
+    """
+    The console server on StringTransport and a Clock: a L{Sink} for tests
+    of protocol detail, which need no socket.
+    """
+
+    clock: Any = None
+
+    def replies(
+        self, script: bytes, replies: int, chunk: int | None = None
+    ) -> list[bytes]:
+        """
+        As L{smtpReplies} does over a socket: each reply's last line, the
+        greeting first, up to C{replies} after it.
+        """
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        client = IPv4Address("TCP", "127.0.0.1", 5555)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", self.port), peerAddress=client
+        )
+        p = self.factory.buildProtocol(client)
+        p.makeConnection(transport)
+        step = chunk or len(script) or 1
+        for i in range(0, len(script), step):
+            p.dataReceived(script[i : i + step])
+        finals = [
+            line for line in transport.value().split(b"\r\n") if line[3:4] == b" "
+        ]
+        p.connectionLost(Failure(error.ConnectionDone()))
+        return finals[: replies + 1]
+
+    def stop(self) -> defer.Deferred[Any]:
+        return defer.succeed(None)
+
+
+def startMemorySink(**settings: Any) -> MemorySink:
+    """
+    L{startSink} on StringTransport and a Clock: its settings replaced by
+    C{settings}, messages printed into memory, a Maildir written at once.
+    """
+    from dataclasses import replace
+
+    from twisted.internet import task
+
+    from smtptut.server.service import makeFactory
+    from smtptut.server.settings import ServerSettings
+
+    if isinstance(settings.get("accept"), str):
+        settings["accept"] = AcceptPolicy.parse(settings["accept"])
+    config = replace(ServerSettings(listen="tcp:2525:interface=127.0.0.1"), **settings)
+    output = io.StringIO()
+    clock = task.Clock()
+    factory = makeFactory(
+        config, cast(Any, InlineThreads()), clock, output=lambda: output
+    )
+    sink = MemorySink(2525, factory, cast(IListeningPort, None), output, config)
+    sink.clock = clock
+    return sink
 
 
 def smtpReplies(

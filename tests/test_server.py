@@ -29,7 +29,16 @@ from smtptut.server.sasl import AuthThrottle
 from smtptut.server.service import makeFactory
 from smtptut.server.settings import ServerSettings
 
-from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
+from .helpers import (
+    SMTPTUT,
+    MemorySink,
+    Sink,
+    reactor,
+    runProcess,
+    smtpReplies,
+    startMemorySink,
+    startSink,
+)
 from .strategies import fuzzSettings, smtpStreams
 
 MESSAGE = b"Subject: hello\r\n\r\nbody\r\n"
@@ -48,7 +57,16 @@ class SinkTestCase(TestCase):
         self.addCleanup(sink.stop)
         return sink
 
+    def memorySink(self, **settings: Any) -> MemorySink:
+        """
+        A sink on StringTransport and a Clock, for protocol detail.
+        """
+        settings.setdefault("accept", "console")
+        return startMemorySink(**settings)
+
     def replies(self, sink: Sink, script: bytes, n: int, **kw: Any) -> Any:
+        if isinstance(sink, MemorySink):
+            return defer.succeed(sink.replies(script, n, **kw))
         return threads.deferToThread(smtpReplies, sink.port, script, n, **kw)
 
     def logEvents(self) -> list[dict[str, Any]]:
@@ -181,7 +199,7 @@ class ProtocolTests(SinkTestCase):
             self.assertEqual(len({x.split()[1] for x in lines}), 1)
 
     async def test_sizeInMailCommand(self) -> None:
-        sink = self.sink(maxSize=1000)
+        sink = self.memorySink(maxSize=1000)
         replies = await self.replies(
             sink,
             b"EHLO c\r\nMAIL FROM:<a@c> SIZE=1001\r\nMAIL FROM:<a@c> SIZE=1000\r\n",
@@ -193,7 +211,7 @@ class ProtocolTests(SinkTestCase):
         self.assertEqual(replies[3][:3], b"250")
 
     async def test_sizeWhileReceiving(self) -> None:
-        sink = self.sink(maxSize=1000, maildir=self.mktemp())
+        sink = self.memorySink(maxSize=1000, maildir=self.mktemp())
         big = b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n"
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
@@ -210,7 +228,7 @@ class ProtocolTests(SinkTestCase):
         self.assertEqual(sink.tmpFiles(), [])
 
     async def test_longCommandLine(self) -> None:
-        sink = self.sink()
+        sink = self.memorySink()
         long = b"NOOP " + b"x" * 600 + b"\r\n"
         replies = await self.replies(sink, b"EHLO c\r\n" + long + b"NOOP\r\n", 3)
         self.assertEqual(codes(replies), [b"220", b"250", b"500", b"250"])
@@ -218,13 +236,13 @@ class ProtocolTests(SinkTestCase):
 
     async def test_endlessCommandLine(self) -> None:
         # 200 kB without a line end, in pieces: one 500, then service as usual.
-        sink = self.sink()
+        sink = self.memorySink()
         script = b"x" * 200_000 + b"\r\nNOOP\r\n"
         replies = await self.replies(sink, script, 2, chunk=4096)
         self.assertEqual(codes(replies), [b"220", b"500", b"250"])
 
     async def test_longTextLine(self) -> None:
-        sink = self.sink(maildir=self.mktemp())
+        sink = self.memorySink(maildir=self.mktemp())
         line = b"y" * 999 + b"\r\n"  # 1001 octets with its CRLF
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
@@ -239,7 +257,7 @@ class ProtocolTests(SinkTestCase):
         self.assertEqual(sink.messages(), [])
 
     async def test_longestLegalLine(self) -> None:
-        sink = self.sink(maildir=self.mktemp(), printMessages=False)
+        sink = self.memorySink(maildir=self.mktemp(), printMessages=False)
         line = b"z" * 998
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
@@ -252,7 +270,7 @@ class ProtocolTests(SinkTestCase):
         self.assertTrue(stored.endswith(b"\n" + line + b"\n"))
 
     async def test_noSmugglingWithBareLineEnds(self) -> None:
-        sink = self.sink(maildir=self.mktemp())
+        sink = self.memorySink(maildir=self.mktemp())
         body = (
             b"Subject: one message\r\n\r\nfirst\n.\r\n"
             b"MAIL FROM:<evil@c>\r\nRCPT TO:<console@s>\r\nDATA\r\nsmuggled\r.\r\n"
@@ -276,7 +294,7 @@ class ProtocolTests(SinkTestCase):
         self.assertIn(b"smuggled\r.\n", stored)
 
     async def test_tooManyRecipients(self) -> None:
-        sink = self.sink(maxRecipients=3, accept="*")
+        sink = self.memorySink(maxRecipients=3, accept="*")
         rcpts = b"".join(b"RCPT TO:<r%d@s>\r\n" % i for i in range(4))
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\n" + rcpts + b"DATA\r\n" + MESSAGE + b".\r\n"
@@ -316,7 +334,7 @@ class ProtocolTests(SinkTestCase):
     async def test_recipientOvershootIsBounded(self) -> None:
         # Past Postfix's smtpd_recipient_overshoot_limit each one is an error.
         self.patch(transaction, "RECIPIENT_OVERSHOOT_LIMIT", 5)
-        sink = self.sink(accept="*", maxRecipients=1, maxErrors=3)
+        sink = self.memorySink(accept="*", maxRecipients=1, maxErrors=3)
         rcpts = b"".join(b"RCPT TO:<r%d@s>\r\n" % i for i in range(10))
         replies = await self.replies(sink, b"EHLO c\r\nMAIL FROM:<a@c>\r\n" + rcpts, 12)
         self.assertEqual(
@@ -324,7 +342,7 @@ class ProtocolTests(SinkTestCase):
         )
 
     async def test_tooManyErrors(self) -> None:
-        sink = self.sink(maxErrors=3)
+        sink = self.memorySink(maxErrors=3)
         replies = await self.replies(sink, b"BAD\r\nWORSE\r\nWORST\r\nNOOP\r\n", 5)
         self.assertEqual(
             replies,
@@ -369,7 +387,7 @@ class ProtocolTests(SinkTestCase):
         self.assertGreater(time.monotonic() - start, 0.25)
 
     async def test_sequenceErrors(self) -> None:
-        sink = self.sink()
+        sink = self.memorySink()
         script = (
             b"MAIL FROM:<a@c>\r\nHELO c\r\nRCPT TO:<console@s>\r\nDATA\r\n"
             b"MAIL FROM:<a@c>\r\nMAIL FROM:<a@c>\r\nDATA\r\nRCPT TO:<x y@s>\r\n"
@@ -383,7 +401,7 @@ class ProtocolTests(SinkTestCase):
 
     async def test_neverAnOpenRelay(self) -> None:
         # Authenticated or not, source-routed or percent-hacked: 550 5.7.1.
-        sink = self.sink(accept="console@sink.test")
+        sink = self.memorySink(accept="console@sink.test")
         plain = b"AUTH PLAIN AGd1ZXN0AHBhc3N3b3Jk\r\n"  # guest / password
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<victim@elsewhere.test>\r\n"
