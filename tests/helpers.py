@@ -1012,7 +1012,7 @@ class MemorySink(Sink):
 
         client = IPv4Address("TCP", "127.0.0.1", 5555)
         transport = StringTransport(
-            hostAddress=IPv4Address("TCP", "127.0.0.1", self.port), peerAddress=client
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 2525), peerAddress=client
         )
         p = self.factory.buildProtocol(client)
         p.makeConnection(transport)
@@ -1049,7 +1049,8 @@ def startMemorySink(**settings: Any) -> MemorySink:
     factory = makeFactory(
         config, cast(Any, InlineThreads()), clock, output=lambda: output
     )
-    sink = MemorySink(2525, factory, cast(IListeningPort, None), output, config)
+    # Port 0: a test that tries a socket on it fails at once.
+    sink = MemorySink(0, factory, cast(IListeningPort, None), output, config)
     sink.clock = clock
     return sink
 

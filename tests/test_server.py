@@ -654,7 +654,7 @@ class AuthThrottleTests(SinkTestCase):
 class AddressTests(SinkTestCase):
     async def test_addressLiterals(self) -> None:
         # RFC 5321 §4.1.3: Twisted's parser refused them with 501.
-        sink = self.sink(accept="console", maildir=self.mktemp())
+        sink = self.memorySink(accept="console", maildir=self.mktemp())
         script = (
             b"EHLO c\r\nMAIL FROM:<app@[127.0.0.1]>\r\n"
             b"RCPT TO:<console@[127.0.0.1]>\r\n"
@@ -679,7 +679,7 @@ class AddressTests(SinkTestCase):
         self.assertTrue(stored.startswith(b"Return-Path: <app@[127.0.0.1]>\n"))
 
     async def test_literalPatterns(self) -> None:
-        sink = self.sink(accept="@[127.0.0.1], @[IPv6:0::1]")
+        sink = self.memorySink(accept="@[127.0.0.1], @[IPv6:0::1]")
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\n"
             b"RCPT TO:<anyone@[127.0.0.1]>\r\n"
@@ -695,7 +695,7 @@ class AddressTests(SinkTestCase):
     async def test_recipientWithoutDomain(self) -> None:
         # Only Postmaster may come without a domain (RFC 5321 §4.1.1.3);
         # Twisted filled in this host's name for anything.
-        sink = self.sink(accept="console, postmaster")
+        sink = self.memorySink(accept="console, postmaster")
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console>\r\n"
             b"RCPT TO:console\r\nRCPT TO:<PostMaster>\r\n"
@@ -716,7 +716,9 @@ class AddressTests(SinkTestCase):
         # RFC 5321 §4.5.1: postmaster is taken for every domain served here
         # (one SMTPTUT_ACCEPT names, the sink's name, the literal of the
         # address connected to), not for any other domain.
-        sink = self.sink(accept="app@sink.test, @other.test", maildir=self.mktemp())
+        sink = self.memorySink(
+            accept="app@sink.test, @other.test", maildir=self.mktemp()
+        )
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\n"
             b"RCPT TO:<postmaster>\r\n"
@@ -742,7 +744,7 @@ class AddressTests(SinkTestCase):
     async def test_postmasterWithConsolePattern(self) -> None:
         # A bare local part (the default "console") takes that name at every
         # domain, so every domain is one served: postmaster@ any of them.
-        sink = self.sink(accept="console")
+        sink = self.memorySink(accept="console")
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<postmaster@any.test>\r\n"
             b"RCPT TO:<postmaster>\r\nRCPT TO:<other@any.test>\r\n"
@@ -771,7 +773,7 @@ class ConsoleEscapeTests(SinkTestCase):
     async def test_controlCharactersShownNotSent(self) -> None:
         # A client must not drive the terminal the console prints on (title
         # changes, colours, cursor moves); the Maildir copy stays exact.
-        sink = self.sink(maildir=self.mktemp())
+        sink = self.memorySink(maildir=self.mktemp())
         body = (
             "Subject: \x1b]0;pwned\x07hi\r\n\r\n\x1b[31mred\x1b[0m\tTAB"
             " caf\u00e9 \x9b2J\x00\x08bare\rCR\x7f\r\n"
@@ -849,7 +851,7 @@ class ConsoleMIMETests(SinkTestCase):
     async def test_decodingDoesNotPassControls(self) -> None:
         # An encoded word or a base64 text part may hold escape sequences:
         # decoded, they are still shown as \\xNN.
-        sink = self.sink()
+        sink = self.memorySink()
         evil = base64.b64encode(b"\x1b]0;pwned\x07").decode()
         body = base64.b64encode(b"text \x1b[2J here\n").decode()
         data = (
@@ -874,7 +876,7 @@ class ConsoleMIMETests(SinkTestCase):
     async def test_nestedAndMalformed(self) -> None:
         # A message inside a multipart, a part with no header, a boundary
         # that never closes, an unknown charset: shown, no traceback.
-        sink = self.sink()
+        sink = self.memorySink()
         data = (
             b"Subject: nested\r\nMIME-Version: 1.0\r\n"
             b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
@@ -898,7 +900,7 @@ class ConsoleMIMETests(SinkTestCase):
 
     async def test_plainMessagesAsTheyCame(self) -> None:
         # No MIME: printed exactly as before (the tutorial's format).
-        sink = self.sink()
+        sink = self.memorySink()
         script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
         await self.replies(sink, script + b"Subject: hi\r\n\r\nbody =41\r\n.\r\n", 5)
         [printed] = sink.messages()
