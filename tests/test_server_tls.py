@@ -715,7 +715,7 @@ class SlotTests(ListenerTestCase):
             self.assertEqual(
                 [r[:3] for r in replies], [b"250", b"250", b"354", b"250", b"221"]
             )
-        # Well before the close timeout (CLOSE_TIMEOUT) could cut them.
+        # Well before the close timeout (deadlines.CLOSE_TIMEOUT) could cut them.
         await self.settle(sink.factory, 3.0)
         self.assertEqual(len(sink.stored()), 5)
         greeting = await threads.deferToThread(

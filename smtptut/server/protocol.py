@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import (
-    IDelayedCall,
     IHalfCloseableProtocol,
     IHandshakeListener,
     IPushProducer,
@@ -27,6 +26,7 @@ from smtptut.server.commands import (
     Reply,
     splitCommand,
 )
+from smtptut.server.deadlines import Deadlines
 from smtptut.server.flow import FlowControl
 from smtptut.server.framing import (
     CommandLine,
@@ -51,10 +51,6 @@ if TYPE_CHECKING:
 #: Replies gathered before they are written: the transport then says (as a
 #: producer's consumer) when the client is not reading them.
 REPLY_BATCH = 64
-#: Longest wait, in seconds, for a closing connection to finish (the client
-#: to read the last replies, TLS close_notify): then it is cut.
-CLOSE_TIMEOUT = 10.0
-
 #: Whether a peer's address is a loopback one, remembered: a sink sees the
 #: same few peers again and again.
 _isLoopbackPeer = functools.lru_cache(maxsize=1024)(isLoopbackAddress)
@@ -102,8 +98,6 @@ class ConsoleESMTP(
     delivery: smtp.IMessageDelivery
     #: The client's address, as the factory counts its connections.
     peerHost: str | None = None
-    _lineTimer: IDelayedCall | None = None
-    _sessionTimer: IDelayedCall | None = None
 
     # -- connection
 
@@ -124,7 +118,6 @@ class ConsoleESMTP(
         self._waiting = False
         self._repliesBlocked = False
         self._readingPaused = False
-        self._abortLater: IDelayedCall | None = None
         self._eof = False
         self._auth: AuthExchange | None = None
         self._onLogout: Callable[[], None] | None = None
@@ -133,10 +126,8 @@ class ConsoleESMTP(
         self.session.startedTLS = ISSLTransport.providedBy(transport)
         self.handshaking = self.session.startedTLS
         self.setTimeout(self.settings.idleTimeout)
-        # The idle timer restarts with every octet: a client trickling one a
-        # second would hold its slot forever without these two.
-        self._sessionTimer = self.clock.callLater(
-            self.settings.sessionTimeout, self._timedOut, Replies.SESSION_TOO_LONG
+        self.deadlines = Deadlines(
+            self.clock, self.settings, self._timedOut, self._abortClose
         )
         transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._producing = True
@@ -160,10 +151,7 @@ class ConsoleESMTP(
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.setTimeout(None)
-        for timer in (self._sessionTimer, self._lineTimer, self._abortLater):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._sessionTimer = self._lineTimer = self._abortLater = None
+        self.deadlines.cancel()
         if self.handshaking:
             self.log.info(
                 "TLS handshake with {peer} failed: {reason}",
@@ -217,25 +205,11 @@ class ConsoleESMTP(
 
     def _watchLine(self, lineEnded: bool) -> None:
         """
-        Give the line the framer holds the start of (a command, AUTH or
-        message text) C{settings.commandTimeout} seconds from its first
-        octet to its end, as Postfix's smtpd_timeout; no deadline while the
-        server itself is busy or nothing is pending.
+        A deadline for the line the framer holds the start of (a command,
+        AUTH or message text), unless the server itself is busy.
         """
         pending = self.framer.pending and not self.session.closed
-        timer = self._lineTimer
-        if not pending or self._waiting:
-            if timer is not None:
-                if timer.active():
-                    timer.cancel()
-                self._lineTimer = None
-            return
-        if timer is None or not timer.active():
-            self._lineTimer = self.clock.callLater(
-                self.settings.commandTimeout, self._timedOut, Replies.LINE_TOO_SLOW
-            )
-        elif lineEnded:
-            timer.reset(self.settings.commandTimeout)
+        self.deadlines.watchLine(pending and not self._waiting, lineEnded)
 
     # -- input
 
@@ -318,12 +292,7 @@ class ConsoleESMTP(
             self._producing = False
             self.transport.unregisterProducer()  # type: ignore[attr-defined]
         self.transport.loseConnection()
-        if self._abortLater is None:
-            # A client that reads no more, or never answers TLS
-            # close_notify, would hold the connection (and its slot) forever.
-            self._abortLater = self.clock.callLater(
-                min(self.settings.idleTimeout, CLOSE_TIMEOUT), self._abortClose
-            )
+        self.deadlines.closing()
 
     def _abortClose(self) -> None:
         if self.transport is not None:
