@@ -1,4 +1,4 @@
-"""ConsoleESMTP: the sink's protocol, wiring framing, session, commands and delivery; flow and timers."""
+"""ConsoleESMTP: the sink's protocol: the connection, its octets through the framer to the commands."""
 
 from __future__ import annotations
 

@@ -221,6 +221,8 @@ def makeServerService(
     The console server as a service listening on C{settings.listen};
     C{reactor} is a whole reactor (its threads, its clock, its TCP).
     """
+    # One reactor provides all three; a type cannot say so (zope interfaces
+    # do not intersect).
     factory = makeFactory(
         settings, cast(IReactorThreads, reactor), cast(IReactorTime, reactor)
     )
