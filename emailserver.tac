@@ -6,23 +6,33 @@ The tutorial's console email server, on Python 3, as a development mail sink.
 It listens on SMTPTUT_LISTEN (default tcp:2525:interface=127.0.0.1), takes mail
 for the recipients SMTPTUT_ACCEPT names (default: the local part "console"),
 prints each message it receives and, with SMTPTUT_MAILDIR, stores it; the
-other SMTPTUT_* settings are in README.md.  The pieces it is built from
-(ConsoleMessageDelivery, ConsoleMessage, ConsoleSMTPFactory, SimpleRealm) are in
-smtptut/server.py.
+other SMTPTUT_* settings are in README.md.  The pieces (ConsoleMessageDelivery,
+ConsoleSMTPFactory, SimpleRealm in the portal) are in smtptut/server/.
 """
 
 from twisted.application import service
+from twisted.internet import reactor
 
-from smtptut.config import ServerSettings
 from smtptut.errors import exitOnBadInput
-from smtptut.server import makeServerService
+from smtptut.server.factory import ConsoleSMTPFactory
+from smtptut.server.service import SinkService, makeDelivery, sinkPortal, sinkTLS
+from smtptut.server.settings import ServerSettings
 
 
 def main():
     settings = exitOnBadInput("emailserver.tac", ServerSettings.fromEnvironment)
+    # The tutorial's ConsoleMessageDelivery, printing (and storing) messages.
+    delivery = exitOnBadInput(
+        "emailserver.tac", lambda: makeDelivery(settings, reactor, reactor)
+    )
+    # The tutorial's Portal(SimpleRealm()) with its checker.
+    portal = sinkPortal(settings, delivery, reactor)
+    tls = exitOnBadInput("emailserver.tac", lambda: sinkTLS(settings))
     a = service.Application("Console SMTP Server")
-    sink = exitOnBadInput("emailserver.tac", lambda: makeServerService(settings))
-    sink.setServiceParent(a)
+    # In the place of the tutorial's strports.service(listen, factory): it
+    # also waits for transactions in flight when the server stops.
+    factory = ConsoleSMTPFactory(reactor, delivery, portal, settings, tls)
+    SinkService(settings, factory, reactor).setServiceParent(a)
     return a
 
 

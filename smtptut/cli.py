@@ -31,7 +31,8 @@ def passwdMain(argv: list[str]) -> int:
     """
     C{smtptut passwd}: the console server's command, from its own module.
     """
-    from smtptut.passwords import passwdMain as serverPasswdMain
+    # Imported here: "smtptut send" needs none of the server's modules.
+    from smtptut.server.passwords import passwdMain as serverPasswdMain
 
     return serverPasswdMain(argv)
 

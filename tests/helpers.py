@@ -12,7 +12,7 @@ import socket
 import sys
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer, error, protocol
 from twisted.internet import reactor as _reactor
@@ -21,8 +21,11 @@ from twisted.names import authority, dns, server
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from smtptut.config import AcceptPolicy
-from smtptut.server import ConsoleMessageDelivery, ConsoleSMTPFactory, makePortal
+from smtptut.server.delivery import ConsoleMessageDelivery
+from smtptut.server.factory import ConsoleSMTPFactory
+from smtptut.server.realm import makePortal
+from smtptut.server.sasl import AuthThrottle
+from smtptut.server.settings import AcceptPolicy
 
 #: The global reactor, typed loosely: tests hand it to code that wants one
 #: interface or another of it.
@@ -179,9 +182,9 @@ def startConsoleServer(
     policy = AcceptPolicy.parse(accept)
 
     def makeDelivery() -> ConsoleMessageDelivery:
-        return ConsoleMessageDelivery(policy, output=lambda: output)
+        return ConsoleMessageDelivery(reactor, reactor, policy, output=lambda: output)
 
-    factory = ConsoleSMTPFactory(makePortal(makeDelivery), makeDelivery())
+    factory = ConsoleSMTPFactory(reactor, makeDelivery(), makePortal(makeDelivery))
     listener = reactor.listenTCP(port, factory, interface=interface)
     return ConsoleServer(listener.getHost().port, listener, output)
 
@@ -878,7 +881,7 @@ def startAiosmtpd(
 @dataclass
 class Sink:
     """
-    An in-process console server made by L{smtptut.server.makeFactory}.
+    An in-process console server made by L{smtptut.server.service.makeFactory}.
     """
 
     port: int
@@ -923,18 +926,105 @@ def startSink(reactor: Any, interface: str = "127.0.0.1", **settings: Any) -> Si
     """
     from dataclasses import replace
 
-    from smtptut.config import ServerSettings
-    from smtptut.server import makeFactory
+    from smtptut.server.service import makeFactory
+    from smtptut.server.settings import ServerSettings
 
     if isinstance(settings.get("accept"), str):
         settings["accept"] = AcceptPolicy.parse(settings["accept"])
     listen = f"tcp:0:interface={interface}"
     config = replace(ServerSettings(listen=listen), **settings)
     output = io.StringIO()
-    factory = makeFactory(config, reactor, output=lambda: output)
-    factory.authDelay = 0.05
+    factory = makeFactory(config, reactor, reactor, output=lambda: output)
+    factory.authThrottle = AuthThrottle(reactor, baseDelay=0.05)
     listener = reactor.listenTCP(0, factory, interface=interface)
     return Sink(listener.getHost().port, factory, listener, output, config)
+
+
+class InlineThreads:
+    """
+    A reactor's threads for a test on a Clock: what would run in the thread
+    pool (a Maildir's fsync and rename) runs at once, and its result is
+    delivered at once too.
+    """
+
+    def getThreadPool(self) -> InlineThreads:
+        return self
+
+    def callInThreadWithCallback(
+        self, onResult: Any, f: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            onResult(False, Failure())
+        else:
+            onResult(True, result)
+
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)
+
+
+class MemorySink(Sink):
+    """
+    The console server on StringTransport and a Clock: a L{Sink} for tests
+    of protocol detail, which need no socket.
+    """
+
+    clock: Any = None
+
+    def replies(
+        self, script: bytes, replies: int, chunk: int | None = None
+    ) -> list[bytes]:
+        """
+        As L{smtpReplies} does over a socket: each reply's last line, the
+        greeting first, up to C{replies} after it.
+        """
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        client = IPv4Address("TCP", "127.0.0.1", 5555)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 2525), peerAddress=client
+        )
+        p = self.factory.buildProtocol(client)
+        p.makeConnection(transport)
+        step = chunk or len(script) or 1
+        for i in range(0, len(script), step):
+            p.dataReceived(script[i : i + step])
+        finals = [
+            line for line in transport.value().split(b"\r\n") if line[3:4] == b" "
+        ]
+        p.connectionLost(Failure(error.ConnectionDone()))
+        return finals[: replies + 1]
+
+    def stop(self) -> defer.Deferred[Any]:
+        return defer.succeed(None)
+
+
+def startMemorySink(**settings: Any) -> MemorySink:
+    """
+    L{startSink} on StringTransport and a Clock: its settings replaced by
+    C{settings}, messages printed into memory, a Maildir written at once.
+    """
+    from dataclasses import replace
+
+    from twisted.internet import task
+
+    from smtptut.server.service import makeFactory
+    from smtptut.server.settings import ServerSettings
+
+    if isinstance(settings.get("accept"), str):
+        settings["accept"] = AcceptPolicy.parse(settings["accept"])
+    config = replace(ServerSettings(listen="tcp:2525:interface=127.0.0.1"), **settings)
+    output = io.StringIO()
+    clock = task.Clock()
+    factory = makeFactory(
+        config, cast(Any, InlineThreads()), clock, output=lambda: output
+    )
+    # Port 0: a test that tries a socket on it fails at once.
+    sink = MemorySink(0, factory, cast(IListeningPort, None), output, config)
+    sink.clock = clock
+    return sink
 
 
 def smtpReplies(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 #: Characters a message line may hold: anything but CR, LF and NUL, 8-bit included.
@@ -66,3 +67,16 @@ smtpStreams = st.lists(
     st.tuples(smtpPieces, st.sampled_from([b"\r\n", b"\n", b"\r", b""])),
     max_size=30,
 ).map(lambda pieces: b"".join(p + end for p, end in pieces))
+
+
+def fuzzSettings(examples: int) -> settings:
+    """
+    Hypothesis settings for a fuzz run: C{examples} of them, no deadline or
+    database, no health check (the streams are large on purpose).
+    """
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )

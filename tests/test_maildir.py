@@ -13,9 +13,9 @@ from twisted.internet import task, threads
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from smtptut.config import ServerSettings
-from smtptut.maildir import Maildir
-from smtptut.server import makeFactory
+from smtptut.server.maildir import Maildir
+from smtptut.server.service import makeFactory
+from smtptut.server.settings import ServerSettings
 from smtptut.settings import ConfigError
 
 from .helpers import (
@@ -203,6 +203,32 @@ class MaildirTests(TestCase):
             sorted(b"Subject: %d\n\n" % i for i in range(25)),
         )
 
+    async def test_observersSeeEachStoredMessage(self) -> None:
+        # The seam for what shows stored mail (the inbox): told each file in
+        # new/ once it is there, before the client's 250; an observer's
+        # exception loses no message.
+        maildir = self.sink.factory.delivery.maildir
+        seen: list[tuple[str, bool]] = []
+
+        def broken(path: str) -> None:
+            raise RuntimeError("an observer's bug")
+
+        maildir.observers += [broken, lambda p: seen.append((p, os.path.exists(p)))]
+        script = b"EHLO c\r\n" + b"".join(
+            b"MAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n%d\r\n.\r\n" % i
+            for i in range(2)
+        )
+        replies: list[bytes] = await threads.deferToThread(
+            smtpReplies, self.sink.port, script + b"QUIT\r\n", 1 + 2 * 4 + 1
+        )
+        self.assertEqual(replies.count(b"250 2.0.0 Delivery in progress"), 2)
+        new = os.path.join(maildir.path, "new")
+        self.assertEqual(
+            sorted(seen), sorted((os.path.join(new, n), True) for n in os.listdir(new))
+        )
+        self.assertEqual(len(seen), 2)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
 
 class MaildirFailureTests(TestCase):
     timeout = 30
@@ -331,7 +357,7 @@ class MaildirFailureTests(TestCase):
         Maildir(box)
         remountReadOnly(self, disk)
         settings = ServerSettings(maildir=box)
-        e = self.assertRaises(ConfigError, makeFactory, settings, reactor)
+        e = self.assertRaises(ConfigError, makeFactory, settings, reactor, reactor)
         self.assertEqual(str(e), f"SMTPTUT_MAILDIR: {box}: Read-only file system")
 
 
@@ -345,5 +371,5 @@ class MaildirUnitTests(TestCase):
 
     def test_uniqueNames(self) -> None:
         box = Maildir(self.mktemp())
-        names = {box.uniqueName() for _ in range(1000)}
+        names = {box.uniqueName(time.time()) for _ in range(1000)}
         self.assertEqual(len(names), 1000)

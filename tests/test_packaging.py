@@ -173,13 +173,22 @@ class WheelTests(TestCase):
         self.assertIn("twisted/plugins/smtptut_plugin.py", names)
         for module in (
             "cli",
-            "tap",
-            "server",
             "client/protocol",
             "client/send",
-            "config",
+            "server/protocol",
+            "server/tap",
         ):
             self.assertIn(f"smtptut/{module}.py", names)
+        # Every module of each side's package (a subpackage setuptools ships
+        # only when pyproject.toml lists it).
+        top = os.path.join(os.path.dirname(os.path.dirname(__file__)), "smtptut")
+        for side in ("client", "server"):
+            modules = [
+                n for n in os.listdir(os.path.join(top, side)) if n.endswith(".py")
+            ]
+            self.assertIn("__init__.py", modules)
+            for module in modules:
+                self.assertIn(f"smtptut/{side}/{module}", names)
         # Twisted's own twisted/__init__.py and twisted/plugins/__init__.py
         # would be overwritten by ours.
         self.assertNotIn("twisted/__init__.py", names)
@@ -207,7 +216,7 @@ class WheelTests(TestCase):
         for name in [
             "pyproject.toml",
             "twisted/plugins/smtptut_plugin.py",
-            "smtptut/tap.py",
+            "smtptut/server/tap.py",
             "tests/helpers.py",
             "tools/demo.py",
             "emailserver.tac",

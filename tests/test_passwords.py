@@ -11,7 +11,7 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.trial.unittest import TestCase
 
-from smtptut.passwords import (
+from smtptut.server.passwords import (
     UsersFileChecker,
     checkPassword,
     hashPassword,

@@ -808,7 +808,7 @@ class PasswordTests(SynchronousTestCase):
 
 class PasswdWiringTests(SynchronousTestCase):
     def test_passwdGoesToTheServerModule(self) -> None:
-        from smtptut import passwords
+        from smtptut.server import passwords
 
         calls: list[list[str]] = []
 

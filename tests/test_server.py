@@ -12,7 +12,7 @@ import time
 from email.message import EmailMessage
 from typing import Any, cast
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer, task, threads
 from twisted.internet.address import IPv4Address
@@ -22,13 +22,24 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from smtptut import server
 from smtptut.client.message import TUTORIAL_MESSAGE
-from smtptut.config import ServerSettings
-from smtptut.server import AuthThrottle, _printable, makeFactory
+from smtptut.server import transaction
+from smtptut.server.commands import printable
+from smtptut.server.sasl import AuthThrottle
+from smtptut.server.service import makeFactory
+from smtptut.server.settings import ServerSettings
 
-from .helpers import SMTPTUT, Sink, reactor, runProcess, smtpReplies, startSink
-from .strategies import smtpStreams
+from .helpers import (
+    SMTPTUT,
+    MemorySink,
+    Sink,
+    reactor,
+    runProcess,
+    smtpReplies,
+    startMemorySink,
+    startSink,
+)
+from .strategies import fuzzSettings, smtpStreams
 
 MESSAGE = b"Subject: hello\r\n\r\nbody\r\n"
 
@@ -46,7 +57,16 @@ class SinkTestCase(TestCase):
         self.addCleanup(sink.stop)
         return sink
 
+    def memorySink(self, **settings: Any) -> MemorySink:
+        """
+        A sink on StringTransport and a Clock, for protocol detail.
+        """
+        settings.setdefault("accept", "console")
+        return startMemorySink(**settings)
+
     def replies(self, sink: Sink, script: bytes, n: int, **kw: Any) -> Any:
+        if isinstance(sink, MemorySink):
+            return defer.succeed(sink.replies(script, n, **kw))
         return threads.deferToThread(smtpReplies, sink.port, script, n, **kw)
 
     def logEvents(self) -> list[dict[str, Any]]:
@@ -179,7 +199,7 @@ class ProtocolTests(SinkTestCase):
             self.assertEqual(len({x.split()[1] for x in lines}), 1)
 
     async def test_sizeInMailCommand(self) -> None:
-        sink = self.sink(maxSize=1000)
+        sink = self.memorySink(maxSize=1000)
         replies = await self.replies(
             sink,
             b"EHLO c\r\nMAIL FROM:<a@c> SIZE=1001\r\nMAIL FROM:<a@c> SIZE=1000\r\n",
@@ -191,7 +211,7 @@ class ProtocolTests(SinkTestCase):
         self.assertEqual(replies[3][:3], b"250")
 
     async def test_sizeWhileReceiving(self) -> None:
-        sink = self.sink(maxSize=1000, maildir=self.mktemp())
+        sink = self.memorySink(maxSize=1000, maildir=self.mktemp())
         big = b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n"
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
@@ -208,7 +228,7 @@ class ProtocolTests(SinkTestCase):
         self.assertEqual(sink.tmpFiles(), [])
 
     async def test_longCommandLine(self) -> None:
-        sink = self.sink()
+        sink = self.memorySink()
         long = b"NOOP " + b"x" * 600 + b"\r\n"
         replies = await self.replies(sink, b"EHLO c\r\n" + long + b"NOOP\r\n", 3)
         self.assertEqual(codes(replies), [b"220", b"250", b"500", b"250"])
@@ -216,13 +236,13 @@ class ProtocolTests(SinkTestCase):
 
     async def test_endlessCommandLine(self) -> None:
         # 200 kB without a line end, in pieces: one 500, then service as usual.
-        sink = self.sink()
+        sink = self.memorySink()
         script = b"x" * 200_000 + b"\r\nNOOP\r\n"
         replies = await self.replies(sink, script, 2, chunk=4096)
         self.assertEqual(codes(replies), [b"220", b"500", b"250"])
 
     async def test_longTextLine(self) -> None:
-        sink = self.sink(maildir=self.mktemp())
+        sink = self.memorySink(maildir=self.mktemp())
         line = b"y" * 999 + b"\r\n"  # 1001 octets with its CRLF
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
@@ -237,7 +257,7 @@ class ProtocolTests(SinkTestCase):
         self.assertEqual(sink.messages(), [])
 
     async def test_longestLegalLine(self) -> None:
-        sink = self.sink(maildir=self.mktemp(), printMessages=False)
+        sink = self.memorySink(maildir=self.mktemp(), printMessages=False)
         line = b"z" * 998
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
@@ -250,7 +270,7 @@ class ProtocolTests(SinkTestCase):
         self.assertTrue(stored.endswith(b"\n" + line + b"\n"))
 
     async def test_noSmugglingWithBareLineEnds(self) -> None:
-        sink = self.sink(maildir=self.mktemp())
+        sink = self.memorySink(maildir=self.mktemp())
         body = (
             b"Subject: one message\r\n\r\nfirst\n.\r\n"
             b"MAIL FROM:<evil@c>\r\nRCPT TO:<console@s>\r\nDATA\r\nsmuggled\r.\r\n"
@@ -274,7 +294,7 @@ class ProtocolTests(SinkTestCase):
         self.assertIn(b"smuggled\r.\n", stored)
 
     async def test_tooManyRecipients(self) -> None:
-        sink = self.sink(maxRecipients=3, accept="*")
+        sink = self.memorySink(maxRecipients=3, accept="*")
         rcpts = b"".join(b"RCPT TO:<r%d@s>\r\n" % i for i in range(4))
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\n" + rcpts + b"DATA\r\n" + MESSAGE + b".\r\n"
@@ -313,8 +333,8 @@ class ProtocolTests(SinkTestCase):
 
     async def test_recipientOvershootIsBounded(self) -> None:
         # Past Postfix's smtpd_recipient_overshoot_limit each one is an error.
-        self.patch(server, "RECIPIENT_OVERSHOOT_LIMIT", 5)
-        sink = self.sink(accept="*", maxRecipients=1, maxErrors=3)
+        self.patch(transaction, "RECIPIENT_OVERSHOOT_LIMIT", 5)
+        sink = self.memorySink(accept="*", maxRecipients=1, maxErrors=3)
         rcpts = b"".join(b"RCPT TO:<r%d@s>\r\n" % i for i in range(10))
         replies = await self.replies(sink, b"EHLO c\r\nMAIL FROM:<a@c>\r\n" + rcpts, 12)
         self.assertEqual(
@@ -322,7 +342,7 @@ class ProtocolTests(SinkTestCase):
         )
 
     async def test_tooManyErrors(self) -> None:
-        sink = self.sink(maxErrors=3)
+        sink = self.memorySink(maxErrors=3)
         replies = await self.replies(sink, b"BAD\r\nWORSE\r\nWORST\r\nNOOP\r\n", 5)
         self.assertEqual(
             replies,
@@ -367,7 +387,7 @@ class ProtocolTests(SinkTestCase):
         self.assertGreater(time.monotonic() - start, 0.25)
 
     async def test_sequenceErrors(self) -> None:
-        sink = self.sink()
+        sink = self.memorySink()
         script = (
             b"MAIL FROM:<a@c>\r\nHELO c\r\nRCPT TO:<console@s>\r\nDATA\r\n"
             b"MAIL FROM:<a@c>\r\nMAIL FROM:<a@c>\r\nDATA\r\nRCPT TO:<x y@s>\r\n"
@@ -381,7 +401,7 @@ class ProtocolTests(SinkTestCase):
 
     async def test_neverAnOpenRelay(self) -> None:
         # Authenticated or not, source-routed or percent-hacked: 550 5.7.1.
-        sink = self.sink(accept="console@sink.test")
+        sink = self.memorySink(accept="console@sink.test")
         plain = b"AUTH PLAIN AGd1ZXN0AHBhc3N3b3Jk\r\n"  # guest / password
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<victim@elsewhere.test>\r\n"
@@ -580,8 +600,9 @@ class AuthThrottleTests(SinkTestCase):
         # window's clock is frozen, so "T seconds" is the whole test.
         sink = self.sink(maxErrors=50)
         clock = task.Clock()
-        sink.factory.authThrottle = AuthThrottle(clock, limit=5, window=60)
-        sink.factory.authDelay = 0.01
+        sink.factory.authThrottle = AuthThrottle(
+            clock, limit=5, window=60, baseDelay=0.01
+        )
         script = b"EHLO c\r\n" + self.BAD * 3 + b"QUIT\r\n"
 
         def session(source: str) -> list[bytes]:
@@ -615,15 +636,14 @@ class AuthThrottleTests(SinkTestCase):
     def test_failuresFromTheAddressDelayExponentially(self) -> None:
         # Protocol detail: the delay of the 535, on a clock.
         clock = task.Clock()
-        factory = makeFactory(ServerSettings(), clock, output=io.StringIO)
-        factory.authDelay = 1.0
+        factory = makeFactory(ServerSettings(), reactor, clock, output=io.StringIO)
         for _ in range(4):
             factory.authThrottle.attempt("127.0.0.1")
         p = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555))
         p.makeConnection(transport)
         p.dataReceived(b"EHLO c\r\n" + self.BAD)
-        # The fifth failure from this address: 2**4 times authDelay.
+        # The fifth failure from this address: 2**4 times the base delay (1 s).
         clock.advance(15.9)
         self.assertNotIn(b"535 ", transport.value())
         clock.advance(0.2)
@@ -634,7 +654,7 @@ class AuthThrottleTests(SinkTestCase):
 class AddressTests(SinkTestCase):
     async def test_addressLiterals(self) -> None:
         # RFC 5321 §4.1.3: Twisted's parser refused them with 501.
-        sink = self.sink(accept="console", maildir=self.mktemp())
+        sink = self.memorySink(accept="console", maildir=self.mktemp())
         script = (
             b"EHLO c\r\nMAIL FROM:<app@[127.0.0.1]>\r\n"
             b"RCPT TO:<console@[127.0.0.1]>\r\n"
@@ -659,7 +679,7 @@ class AddressTests(SinkTestCase):
         self.assertTrue(stored.startswith(b"Return-Path: <app@[127.0.0.1]>\n"))
 
     async def test_literalPatterns(self) -> None:
-        sink = self.sink(accept="@[127.0.0.1], @[IPv6:0::1]")
+        sink = self.memorySink(accept="@[127.0.0.1], @[IPv6:0::1]")
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\n"
             b"RCPT TO:<anyone@[127.0.0.1]>\r\n"
@@ -675,7 +695,7 @@ class AddressTests(SinkTestCase):
     async def test_recipientWithoutDomain(self) -> None:
         # Only Postmaster may come without a domain (RFC 5321 §4.1.1.3);
         # Twisted filled in this host's name for anything.
-        sink = self.sink(accept="console, postmaster")
+        sink = self.memorySink(accept="console, postmaster")
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console>\r\n"
             b"RCPT TO:console\r\nRCPT TO:<PostMaster>\r\n"
@@ -696,7 +716,9 @@ class AddressTests(SinkTestCase):
         # RFC 5321 §4.5.1: postmaster is taken for every domain served here
         # (one SMTPTUT_ACCEPT names, the sink's name, the literal of the
         # address connected to), not for any other domain.
-        sink = self.sink(accept="app@sink.test, @other.test", maildir=self.mktemp())
+        sink = self.memorySink(
+            accept="app@sink.test, @other.test", maildir=self.mktemp()
+        )
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\n"
             b"RCPT TO:<postmaster>\r\n"
@@ -722,7 +744,7 @@ class AddressTests(SinkTestCase):
     async def test_postmasterWithConsolePattern(self) -> None:
         # A bare local part (the default "console") takes that name at every
         # domain, so every domain is one served: postmaster@ any of them.
-        sink = self.sink(accept="console")
+        sink = self.memorySink(accept="console")
         script = (
             b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<postmaster@any.test>\r\n"
             b"RCPT TO:<postmaster>\r\nRCPT TO:<other@any.test>\r\n"
@@ -751,7 +773,7 @@ class ConsoleEscapeTests(SinkTestCase):
     async def test_controlCharactersShownNotSent(self) -> None:
         # A client must not drive the terminal the console prints on (title
         # changes, colours, cursor moves); the Maildir copy stays exact.
-        sink = self.sink(maildir=self.mktemp())
+        sink = self.memorySink(maildir=self.mktemp())
         body = (
             "Subject: \x1b]0;pwned\x07hi\r\n\r\n\x1b[31mred\x1b[0m\tTAB"
             " caf\u00e9 \x9b2J\x00\x08bare\rCR\x7f\r\n"
@@ -829,7 +851,7 @@ class ConsoleMIMETests(SinkTestCase):
     async def test_decodingDoesNotPassControls(self) -> None:
         # An encoded word or a base64 text part may hold escape sequences:
         # decoded, they are still shown as \\xNN.
-        sink = self.sink()
+        sink = self.memorySink()
         evil = base64.b64encode(b"\x1b]0;pwned\x07").decode()
         body = base64.b64encode(b"text \x1b[2J here\n").decode()
         data = (
@@ -854,7 +876,7 @@ class ConsoleMIMETests(SinkTestCase):
     async def test_nestedAndMalformed(self) -> None:
         # A message inside a multipart, a part with no header, a boundary
         # that never closes, an unknown charset: shown, no traceback.
-        sink = self.sink()
+        sink = self.memorySink()
         data = (
             b"Subject: nested\r\nMIME-Version: 1.0\r\n"
             b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
@@ -878,7 +900,7 @@ class ConsoleMIMETests(SinkTestCase):
 
     async def test_plainMessagesAsTheyCame(self) -> None:
         # No MIME: printed exactly as before (the tutorial's format).
-        sink = self.sink()
+        sink = self.memorySink()
         script = b"EHLO c\r\nMAIL FROM:<a@c>\r\nRCPT TO:<console@s>\r\nDATA\r\n"
         await self.replies(sink, script + b"Subject: hi\r\n\r\nbody =41\r\n.\r\n", 5)
         [printed] = sink.messages()
@@ -917,12 +939,9 @@ class SinkFuzzTests(SinkTestCase):
         )
         port = sink.port
 
-        @settings(
-            max_examples=100,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        # A short run over real sockets (the many examples run on
+        # StringTransport: test_protocol.ProtocolFuzzTests).
+        @fuzzSettings(25)
         @given(smtpStreams, st.integers(min_value=1, max_value=64))
         def run(data: bytes, chunk: int) -> None:
             # After the stream: end any message, cancel any AUTH, then NOOP.
@@ -963,15 +982,15 @@ class FactoryTests(TestCase):
     def test_noGuestOffLoopback(self) -> None:
         # Listening beyond loopback without SMTPTUT_USERS: nobody can log in.
         settings = ServerSettings(listen="tcp:2525:interface=0.0.0.0")
-        self.assertIsNone(makeFactory(settings, reactor).portal)
-        self.assertIsNotNone(makeFactory(ServerSettings(), reactor).portal)
+        self.assertIsNone(makeFactory(settings, reactor, reactor).portal)
+        self.assertIsNotNone(makeFactory(ServerSettings(), reactor, reactor).portal)
 
     def test_clientTextInLogsIsPrintable(self) -> None:
-        self.assertEqual(_printable(b"helo\r\x1b[2Jname"), "helo\\x0d\\x1b[2Jname")
-        self.assertEqual(_printable(b"x" * 300), "x" * 200 + "...")
+        self.assertEqual(printable(b"helo\r\x1b[2Jname"), "helo\\x0d\\x1b[2Jname")
+        self.assertEqual(printable(b"x" * 300), "x" * 200 + "...")
 
     def test_shutdownWithNothingOpen(self) -> None:
-        d = makeFactory(ServerSettings(), reactor).shutdown(1.0)
+        d = makeFactory(ServerSettings(), reactor, reactor).shutdown(1.0)
         self.assertIsNone(self.successResultOf(d))
 
 
@@ -992,7 +1011,7 @@ class FlowControlTests(SinkTestCase):
         total = 0
         for p in sink.factory.protocols:
             t = p.transport
-            total += len(p._buffer) + sum(map(len, p._replies))
+            total += p.framer.buffered + sum(map(len, p._replies))
             total += len(t.dataBuffer) + t._tempDataLen
         return total
 

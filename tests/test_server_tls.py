@@ -13,14 +13,18 @@ import threading
 import time
 from typing import Any, cast
 
-from twisted.internet import task, threads
+from twisted.internet import endpoints, task, threads
+from twisted.internet.ssl import CertificateOptions
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from smtptut.client.message import TUTORIAL_MESSAGE
-from smtptut.config import AcceptPolicy, ServerSettings
-from smtptut.passwords import passwdMain
-from smtptut.server import SinkService, makeFactory
+from smtptut.server.passwords import passwdMain
+from smtptut.server.protocol import ConsoleESMTP
+from smtptut.server.sasl import AuthThrottle
+from smtptut.server.service import SinkService, makeFactory
+from smtptut.server.settings import AcceptPolicy, ServerSettings
+from smtptut.server.tls import ServerTLS, sinkTLSEndpoint
 
 from .helpers import (
     SMTPTUT,
@@ -38,6 +42,16 @@ MESSAGE = b"Subject: over TLS\r\n\r\nsecret body\r\n"
 def clientContext(certificates: Certificates) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=certificates.caCert)
     return context
+
+
+class RemoteClientESMTP(ConsoleESMTP):
+    """
+    The sink as it serves a client that is not on loopback (every test
+    client is).
+    """
+
+    def trustsPeer(self, peer: object) -> bool:
+        return False
 
 
 class TLSTestCase(TestCase):
@@ -204,7 +218,9 @@ class ImplicitTLSTests(TLSTestCase):
         settings = ServerSettings(listen=listen)
         output = io.StringIO()
         sink = SinkService(
-            settings, makeFactory(settings, reactor, output=lambda: output), reactor
+            settings,
+            makeFactory(settings, reactor, reactor, output=lambda: output),
+            reactor,
         )
         sink.startService()
         self.addCleanup(sink.stopService)
@@ -244,10 +260,8 @@ class AuthTests(TLSTestCase):
             tlsKey=self.certificates.serverKey,
         )
         output = io.StringIO()
-        factory = makeFactory(
-            settings, reactor, output=lambda: output, loopbackPeersTrusted=False
-        )
-        self.assertFalse(factory.loopbackPeersTrusted)
+        factory = makeFactory(settings, reactor, reactor, output=lambda: output)
+        factory.protocol = RemoteClientESMTP
         listener = reactor.listenTCP(0, factory, interface="127.0.0.1")
         sink = Sink(listener.getHost().port, factory, listener, output, settings)
         self.addCleanup(sink.stop)
@@ -299,7 +313,7 @@ class AuthTests(TLSTestCase):
 
     async def test_repeatedFailuresSlowDownAndEndTheSession(self) -> None:
         sink = self.sink()
-        sink.factory.authDelay = 0.2
+        sink.factory.authThrottle = AuthThrottle(reactor, baseDelay=0.2)
         bad = base64.b64encode(b"\0guest\0not-the-password-XYZZY")
         login = (
             b"AUTH LOGIN\r\n"
@@ -391,7 +405,7 @@ class ListenerTestCase(TLSTestCase):
         )
         config = ServerSettings(listen=listen, **settings)
         output = io.StringIO()
-        self.factory = makeFactory(config, reactor, output=lambda: output)
+        self.factory = makeFactory(config, reactor, reactor, output=lambda: output)
         service = SinkService(config, self.factory, reactor)
         service.startService()
         self.addCleanup(service.stopService)
@@ -445,6 +459,28 @@ class ALPNTests(ListenerTestCase):
 
         await threads.deferToThread(session)
         self.assertIn("secret body", output.getvalue())
+
+    def test_sslEndpointKeepsItsContextWhereTheSwapLooks(self) -> None:
+        # The one private attribute swapped at run time (sinkTLSEndpoint, for
+        # the ALPN bug): if Twisted renames or changes it, this fails first.
+        certificates = self.certificates
+        endpoint = endpoints.serverFromString(
+            reactor,
+            "ssl:0:interface=127.0.0.1"
+            f":certKey={certificates.serverCert}:privateKey={certificates.serverKey}",
+        )
+        self.assertIsInstance(endpoint, endpoints.SSL4ServerEndpoint)
+        options = endpoint._sslContextFactory
+        self.assertIsInstance(options, CertificateOptions)
+        self.assertIsNotNone(options.privateKey)
+        self.assertIsNotNone(options.certificate)
+        self.assertIs(sinkTLSEndpoint(endpoint), endpoint)
+        tls = endpoint._sslContextFactory
+        self.assertIsInstance(tls, ServerTLS)
+        self.assertEqual(tls.options.certificate, options.certificate)
+        # Any other endpoint is left as it is.
+        tcp = endpoints.serverFromString(reactor, "tcp:0:interface=127.0.0.1")
+        self.assertIs(sinkTLSEndpoint(tcp), tcp)
 
     async def opensslSession(self, *argv: str) -> Any:
         return await runProcess(
@@ -679,7 +715,7 @@ class SlotTests(ListenerTestCase):
             self.assertEqual(
                 [r[:3] for r in replies], [b"250", b"250", b"354", b"250", b"221"]
             )
-        # Well before the close timeout (CLOSE_TIMEOUT) could cut them.
+        # Well before the close timeout (deadlines.CLOSE_TIMEOUT) could cut them.
         await self.settle(sink.factory, 3.0)
         self.assertEqual(len(sink.stored()), 5)
         greeting = await threads.deferToThread(

@@ -11,9 +11,9 @@ from twisted.internet import task, threads
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
-from smtptut import tap
-from smtptut.config import SERVER_SETTINGS, ServerSettings
-from smtptut.maildir import Maildir
+from smtptut.server import tap
+from smtptut.server.maildir import Maildir
+from smtptut.server.settings import SERVER_SETTINGS, ServerSettings
 from smtptut.settings import ConfigError
 
 from .helpers import (
@@ -50,7 +50,8 @@ class OptionsTests(TestCase):
     def test_everySettingIsAnOption(self) -> None:
         options = tap.Options()
         text = str(options)
-        for variable, _, _ in SERVER_SETTINGS:
+        for setting in SERVER_SETTINGS:
+            variable = setting.variable
             flag = "--" + variable.removeprefix("SMTPTUT_").lower().replace("_", "-")
             self.assertIn(flag + "=", text)
             self.assertIn(variable, text)
@@ -70,6 +71,24 @@ class OptionsTests(TestCase):
             usage.UsageError, options.parseOptions, ["--max-size", "lots"]
         )
         self.assertEqual(str(e), "--max-size: 'lots' is not a whole number")
+
+    def test_serviceErrorsNameTheOption(self) -> None:
+        # Found when the service is made (the file is no certificate): named
+        # as given, the option here, the variable from the environment.
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("not a certificate\n")
+        options = tap.Options()
+        options.parseOptions(["--tls-cert", path])
+        e = self.assertRaises(usage.UsageError, tap.makeService, options)
+        self.assertTrue(str(e).startswith(f"--tls-cert: cannot load {path}"), str(e))
+        self.patch(os, "environ", {"SMTPTUT_TLS_CERT": path})
+        options = tap.Options()
+        options.parseOptions([])
+        e = self.assertRaises(usage.UsageError, tap.makeService, options)
+        self.assertTrue(
+            str(e).startswith(f"SMTPTUT_TLS_CERT: cannot load {path}"), str(e)
+        )
 
     def test_badListenNamesTheOption(self) -> None:
         e = self.assertRaises(
@@ -206,8 +225,8 @@ class ProcessTests(TestCase):
     async def test_pluginHelpListsEverySetting(self) -> None:
         result = await runProcess(reactor, pluginArgv("--help"))
         self.assertEqual(result.code, 0, result.err)
-        for variable, _, _ in SERVER_SETTINGS:
-            self.assertIn(variable, result.out)
+        for setting in SERVER_SETTINGS:
+            self.assertIn(setting.variable, result.out)
 
     async def test_pluginBadOption(self) -> None:
         result = await runProcess(reactor, pluginArgv("--accept", "@"))

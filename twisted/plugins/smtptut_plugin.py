@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 smtptutServer = ServiceMaker(
     "smtptut-server",
-    "smtptut.tap",
+    "smtptut.server.tap",
     "smtptut's console ESMTP server: a development mail sink",
     "smtptut-server",
 )

@@ -6,10 +6,15 @@ import errno
 import itertools
 import os
 import socket
-import time
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO
 
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
 
 _counter = itertools.count()
 
@@ -17,10 +22,14 @@ _counter = itertools.count()
 class Maildir:
     """
     A Maildir directory (C{tmp}, C{new}, C{cur}), created if missing.
+
+    @ivar observers: called with the path in C{new/} of each message once it
+        is stored (durably): the seam for whatever shows or indexes them.
     """
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
+        self.observers: list[Callable[[str], object]] = []
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
         self.host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
@@ -30,7 +39,8 @@ class Maildir:
         Raise L{OSError} unless messages can be written into C{tmp/} and
         moved into C{new/} (a read-only mount, a full disk, wrong owner).
         """
-        probe = os.path.join(self.path, "tmp", self.uniqueName() + ".probe")
+        # Any unique name will do: the probe's time is no message's.
+        probe = os.path.join(self.path, "tmp", self.uniqueName(0.0) + ".probe")
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         os.unlink(probe)
         new = os.path.join(self.path, "new")
@@ -47,20 +57,21 @@ class Maildir:
         finally:
             os.close(fd)
 
-    def uniqueName(self) -> str:
+    def uniqueName(self, now: float) -> str:
         """
-        A file name no other delivery uses (the Maildir convention).
+        A file name no other delivery uses (the Maildir convention), for a
+        message received at C{now} (the clock's seconds).
         """
-        now = time.time()
         seconds = int(now)
         micro = int((now - seconds) * 1e6)
         return f"{seconds}.M{micro}P{os.getpid()}Q{next(_counter)}.{self.host}"
 
-    def newMessage(self, reactor: Any) -> MaildirMessage:
+    def newMessage(self, reactor: IReactorThreads, now: float) -> MaildirMessage:
         """
-        Start a message in C{tmp/}.
+        Start a message received at C{now} in C{tmp/}; its commit runs in
+        C{reactor}'s thread pool.
         """
-        return MaildirMessage(self, self.uniqueName(), reactor)
+        return MaildirMessage(self, self.uniqueName(now), reactor)
 
 
 class MaildirMessage:
@@ -68,7 +79,7 @@ class MaildirMessage:
     One message being written into C{tmp/}; L{commit} moves it to C{new/}.
     """
 
-    def __init__(self, maildir: Maildir, name: str, reactor: Any) -> None:
+    def __init__(self, maildir: Maildir, name: str, reactor: IReactorThreads) -> None:
         self.maildir = maildir
         self.name = name
         self.reactor = reactor
@@ -103,11 +114,24 @@ class MaildirMessage:
             self.reactor, self.reactor.getThreadPool(), self._commit
         )
 
-        def failed(failure: Any) -> Any:
+        def stored(path: str) -> str:
+            for observer in list(self.maildir.observers):
+                try:
+                    observer(path)
+                except Exception:
+                    # An observer's bug loses no message: it is stored.
+                    log.failure(
+                        "while telling {observer} of {path}",
+                        observer=observer,
+                        path=path,
+                    )
+            return path
+
+        def failed(failure: Failure) -> Failure:
             self.abort()
             return failure
 
-        d.addErrback(failed)
+        d.addCallbacks(stored, failed)
         return d
 
     def abort(self) -> None:

@@ -11,12 +11,12 @@ import hmac
 import os
 import sys
 import tempfile
-from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from zope.interface import implementer
 
 from smtptut.errors import EX_CANTCREAT, EX_DATAERR, EX_NOUSER, EX_OK, EX_USAGE
@@ -114,11 +114,7 @@ class UsersFileChecker:
     #: of AUTH attempts waits in line rather than fill the thread pool.
     concurrentChecks = 2
 
-    def __init__(self, path: str, reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
+    def __init__(self, path: str, reactor: IReactorThreads) -> None:
         self.path = path
         self.reactor = reactor
         self._checks = defer.DeferredSemaphore(self.concurrentChecks)
@@ -134,7 +130,9 @@ class UsersFileChecker:
             raise UnauthorizedLogin()
         return username
 
-    def requestAvatarId(self, credentials: Any) -> defer.Deferred[bytes | tuple[()]]:
+    def requestAvatarId(
+        self, credentials: IUsernamePassword
+    ) -> defer.Deferred[bytes | tuple[()]]:
         return self._checks.run(
             threads.deferToThreadPool,
             self.reactor,

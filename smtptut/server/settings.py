@@ -1,34 +1,48 @@
-"""The server's settings from the environment (``SMTPTUT_*``), checked up front with one-line errors."""
+"""The server's settings: the SERVER_SETTINGS table, ServerSettings and the AcceptPolicy."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
-from smtptut.addresses import (
-    AddressError,
-    checkHostName,
-    normalLiteral,
-    parseAddress,
-)
+from smtptut.addresses import AddressError, checkHostName, normalLiteral, parseAddress
 from smtptut.settings import (
     ConfigError,
+    Setting,
+    labels,
     parseAs,
     parseEndpoint,
     parseFlag,
     parsePositiveInt,
     parseReadableFile,
     parseSeconds,
+    readSettings,
 )
-
-T = TypeVar("T")
 
 DEFAULT_LISTEN = "tcp:2525:interface=127.0.0.1"
 DEFAULT_ACCEPT = "console"
+DEFAULT_MAX_SIZE = 25 * 1024 * 1024
+DEFAULT_MAX_RECIPIENTS = 100
+DEFAULT_MAX_ERRORS = 20
+DEFAULT_MAX_CONNECTIONS = 100
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_SHUTDOWN_GRACE = 10.0
+#: Postfix's smtpd_timeout: one command line, from its first octet to its end.
+DEFAULT_COMMAND_TIMEOUT = 300.0
+#: A whole session, however busy (Postfix has no such bound; an hour is
+#: plenty for a development sink and frees a slot a trickling client holds).
+DEFAULT_SESSION_TIMEOUT = 3600.0
+#: Postfix's smtpd_client_connection_count_limit.
+DEFAULT_MAX_PEER_CONNECTIONS = 50
+#: The largest SMTPTUT_MAX_SIZE: 1 TiB (a bound, so that a typo such as
+#: 10^26 is an error and not an unlimited sink).
+MAX_MAX_SIZE = 2**40
+#: The longest any server timeout may be: a day.
+MAX_TIMEOUT = 86400.0
 
 
 def _split(text: str) -> list[str]:
@@ -109,87 +123,18 @@ class AcceptPolicy:
         return False
 
 
-#: Server defaults (issue 4).
-DEFAULT_MAX_SIZE = 25 * 1024 * 1024
-DEFAULT_MAX_RECIPIENTS = 100
-DEFAULT_MAX_ERRORS = 20
-DEFAULT_MAX_CONNECTIONS = 100
-DEFAULT_IDLE_TIMEOUT = 300.0
-DEFAULT_SHUTDOWN_GRACE = 10.0
-#: Postfix's smtpd_timeout: one command line, from its first octet to its end.
-DEFAULT_COMMAND_TIMEOUT = 300.0
-#: A whole session, however busy (Postfix has no such bound; an hour is
-#: plenty for a development sink and frees a slot a trickling client holds).
-DEFAULT_SESSION_TIMEOUT = 3600.0
-#: Postfix's smtpd_client_connection_count_limit.
-DEFAULT_MAX_PEER_CONNECTIONS = 50
-#: The largest SMTPTUT_MAX_SIZE: 1 TiB (a bound, so that a typo such as
-#: 10^26 is an error and not an unlimited sink).
-MAX_MAX_SIZE = 2**40
-#: The longest any server timeout may be: a day.
-MAX_TIMEOUT = 86400.0
+def _parseAccept(text: str) -> AcceptPolicy:
+    # The setting is named by readSettings (the variable or the option).
+    return AcceptPolicy.parse(text, "SMTPTUT_ACCEPT")
 
-#: Every server setting: variable, default as text, meaning (README, --help).
-SERVER_SETTINGS: tuple[tuple[str, str, str], ...] = (
-    ("SMTPTUT_LISTEN", DEFAULT_LISTEN, "a Twisted server endpoint string"),
-    (
-        "SMTPTUT_ACCEPT",
-        DEFAULT_ACCEPT,
-        "recipients taken, comma-separated: a local part, user@domain, @domain or *",
-    ),
-    ("SMTPTUT_HOSTNAME", "localhost", "the name in the greeting and Received: fields"),
-    ("SMTPTUT_MAILDIR", "", "store every accepted message in this Maildir"),
-    ("SMTPTUT_PRINT", "1", "print messages on standard output (0 to only store)"),
-    ("SMTPTUT_MAX_SIZE", str(DEFAULT_MAX_SIZE), "largest message taken, in octets"),
-    (
-        "SMTPTUT_MAX_RECIPIENTS",
-        str(DEFAULT_MAX_RECIPIENTS),
-        "recipients per message",
-    ),
-    (
-        "SMTPTUT_MAX_ERRORS",
-        str(DEFAULT_MAX_ERRORS),
-        "refused commands before the session is closed",
-    ),
-    (
-        "SMTPTUT_MAX_CONNECTIONS",
-        str(DEFAULT_MAX_CONNECTIONS),
-        "connections served at once (421 beyond)",
-    ),
-    (
-        "SMTPTUT_IDLE_TIMEOUT",
-        f"{DEFAULT_IDLE_TIMEOUT:g}",
-        "seconds of client silence before 421 and close",
-    ),
-    (
-        "SMTPTUT_COMMAND_TIMEOUT",
-        f"{DEFAULT_COMMAND_TIMEOUT:g}",
-        "seconds one command line may take, first octet to last (421 beyond)",
-    ),
-    (
-        "SMTPTUT_SESSION_TIMEOUT",
-        f"{DEFAULT_SESSION_TIMEOUT:g}",
-        "seconds a whole session may last (421 beyond)",
-    ),
-    (
-        "SMTPTUT_MAX_PEER_CONNECTIONS",
-        str(DEFAULT_MAX_PEER_CONNECTIONS),
-        "connections served at once from one client address (421 beyond)",
-    ),
-    ("SMTPTUT_TLS_CERT", "", "PEM certificate (chain): offer STARTTLS"),
-    ("SMTPTUT_TLS_KEY", "", "PEM private key (default: the certificate file)"),
-    (
-        "SMTPTUT_USERS",
-        "",
-        "AUTH accounts, user:hash lines (smtptut passwd);"
-        " without it guest/password on loopback only",
-    ),
-    (
-        "SMTPTUT_SHUTDOWN_GRACE",
-        f"{DEFAULT_SHUTDOWN_GRACE:g}",
-        "seconds SIGTERM waits for transactions in flight",
-    ),
-)
+
+def _parseDirectory(text: str) -> str:
+    """
+    A Maildir's path: a directory, or nothing yet (it is created).
+    """
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise ValueError(f"{text}: not a directory")
+    return text
 
 
 #: A server timeout: positive seconds, at most L{MAX_TIMEOUT}.
@@ -197,15 +142,161 @@ _serverSeconds = functools.partial(parseSeconds, maximum=MAX_TIMEOUT)
 #: SMTPTUT_MAX_SIZE: a positive number of octets, at most L{MAX_MAX_SIZE}.
 _maxSize = functools.partial(parsePositiveInt, maximum=MAX_MAX_SIZE)
 
-
-def _read(
-    env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T
-) -> T:
-    """
-    The setting C{name} from C{env}, stripped, parsed; C{default} if empty.
-    """
-    text = env.get(name, "").strip()
-    return parseAs(name, parse, text) if text else default
+#: Every server setting, in README's order: README's table, the twistd
+#: plugin's options and L{ServerSettings.fromEnvironment} are made from it.
+SERVER_SETTINGS: tuple[Setting[Any], ...] = (
+    Setting(
+        "listen",
+        "SMTPTUT_LISTEN",
+        parseEndpoint,
+        DEFAULT_LISTEN,
+        "a Twisted server endpoint string",
+        DEFAULT_LISTEN,
+        "ENDPOINT",
+    ),
+    Setting(
+        "accept",
+        "SMTPTUT_ACCEPT",
+        _parseAccept,
+        AcceptPolicy(),
+        "recipients taken, comma-separated: a local part, user@domain, @domain or *",
+        DEFAULT_ACCEPT,
+        "PATTERNS",
+    ),
+    Setting(
+        "hostname",
+        "SMTPTUT_HOSTNAME",
+        checkHostName,
+        "localhost",
+        "the name in the greeting and Received: fields",
+        "localhost",
+        "NAME",
+    ),
+    Setting(
+        "maildir",
+        "SMTPTUT_MAILDIR",
+        _parseDirectory,
+        None,
+        "store every accepted message in this Maildir",
+        metavar="DIRECTORY",
+    ),
+    Setting(
+        "printMessages",
+        "SMTPTUT_PRINT",
+        parseFlag,
+        True,
+        "print messages on standard output (0 to only store)",
+        "1",
+        "0|1",
+    ),
+    Setting(
+        "maxSize",
+        "SMTPTUT_MAX_SIZE",
+        _maxSize,
+        DEFAULT_MAX_SIZE,
+        "largest message taken, in octets",
+        f"{DEFAULT_MAX_SIZE} (25 MiB)",
+        "OCTETS",
+    ),
+    Setting(
+        "maxRecipients",
+        "SMTPTUT_MAX_RECIPIENTS",
+        parsePositiveInt,
+        DEFAULT_MAX_RECIPIENTS,
+        "recipients per message",
+        str(DEFAULT_MAX_RECIPIENTS),
+        "COUNT",
+    ),
+    Setting(
+        "maxErrors",
+        "SMTPTUT_MAX_ERRORS",
+        parsePositiveInt,
+        DEFAULT_MAX_ERRORS,
+        "refused commands before the session is closed",
+        str(DEFAULT_MAX_ERRORS),
+        "COUNT",
+    ),
+    Setting(
+        "maxConnections",
+        "SMTPTUT_MAX_CONNECTIONS",
+        parsePositiveInt,
+        DEFAULT_MAX_CONNECTIONS,
+        "connections served at once (421 beyond)",
+        str(DEFAULT_MAX_CONNECTIONS),
+        "COUNT",
+    ),
+    Setting(
+        "maxPeerConnections",
+        "SMTPTUT_MAX_PEER_CONNECTIONS",
+        parsePositiveInt,
+        DEFAULT_MAX_PEER_CONNECTIONS,
+        "connections served at once from one client address (421 beyond)",
+        str(DEFAULT_MAX_PEER_CONNECTIONS),
+        "COUNT",
+    ),
+    Setting(
+        "idleTimeout",
+        "SMTPTUT_IDLE_TIMEOUT",
+        _serverSeconds,
+        DEFAULT_IDLE_TIMEOUT,
+        "seconds of client silence before 421 and close",
+        f"{DEFAULT_IDLE_TIMEOUT:g}",
+        "SECONDS",
+    ),
+    Setting(
+        "commandTimeout",
+        "SMTPTUT_COMMAND_TIMEOUT",
+        _serverSeconds,
+        DEFAULT_COMMAND_TIMEOUT,
+        "seconds one command line may take, first octet to last (421 beyond)",
+        f"{DEFAULT_COMMAND_TIMEOUT:g}",
+        "SECONDS",
+    ),
+    Setting(
+        "sessionTimeout",
+        "SMTPTUT_SESSION_TIMEOUT",
+        _serverSeconds,
+        DEFAULT_SESSION_TIMEOUT,
+        "seconds a whole session may last (421 beyond)",
+        f"{DEFAULT_SESSION_TIMEOUT:g}",
+        "SECONDS",
+    ),
+    Setting(
+        "tlsCert",
+        "SMTPTUT_TLS_CERT",
+        parseReadableFile,
+        None,
+        "PEM certificate (chain): offer STARTTLS",
+        metavar="FILE",
+    ),
+    Setting(
+        "tlsKey",
+        "SMTPTUT_TLS_KEY",
+        parseReadableFile,
+        None,
+        "PEM private key",
+        "the certificate file",
+        "FILE",
+    ),
+    Setting(
+        "users",
+        "SMTPTUT_USERS",
+        parseReadableFile,
+        None,
+        "AUTH accounts, user:hash lines (smtptut passwd);"
+        " without it guest/password on loopback only",
+        metavar="FILE",
+    ),
+    Setting(
+        "shutdownGrace",
+        "SMTPTUT_SHUTDOWN_GRACE",
+        _serverSeconds,
+        DEFAULT_SHUTDOWN_GRACE,
+        "seconds SIGTERM waits for transactions in flight",
+        f"{DEFAULT_SHUTDOWN_GRACE:g}",
+        "SECONDS",
+    ),
+)
 
 
 def isLoopbackListen(listen: str) -> bool:
@@ -248,10 +339,10 @@ class ServerSettings:
     maxRecipients: int = DEFAULT_MAX_RECIPIENTS
     maxErrors: int = DEFAULT_MAX_ERRORS
     maxConnections: int = DEFAULT_MAX_CONNECTIONS
+    maxPeerConnections: int = DEFAULT_MAX_PEER_CONNECTIONS
     idleTimeout: float = DEFAULT_IDLE_TIMEOUT
     commandTimeout: float = DEFAULT_COMMAND_TIMEOUT
     sessionTimeout: float = DEFAULT_SESSION_TIMEOUT
-    maxPeerConnections: int = DEFAULT_MAX_PEER_CONNECTIONS
     tlsCert: str | None = None
     tlsKey: str | None = None
     users: str | None = None
@@ -266,62 +357,22 @@ class ServerSettings:
 
     @classmethod
     def fromEnvironment(
-        cls, environ: Mapping[str, str] | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
     ) -> ServerSettings:
         """
-        Read the C{SMTPTUT_*} server settings; raise L{ConfigError} on a bad one.
+        Read the server settings from C{options} (text by variable, as given
+        on a command line), else C{environ}'s C{SMTPTUT_*}, else defaults.
+
+        @raise ConfigError: naming the option or the variable that is wrong.
         """
         env = os.environ if environ is None else environ
-        listen = _read(env, "SMTPTUT_LISTEN", parseEndpoint, DEFAULT_LISTEN)
-        accept = AcceptPolicy.parse(env.get("SMTPTUT_ACCEPT", DEFAULT_ACCEPT))
-        hostname = _read(env, "SMTPTUT_HOSTNAME", checkHostName, "localhost")
-        maildir = env.get("SMTPTUT_MAILDIR", "").strip() or None
-        if maildir is not None and os.path.exists(maildir):
-            if not os.path.isdir(maildir):
-                raise ConfigError("SMTPTUT_MAILDIR", f"{maildir}: not a directory")
-        printMessages = _read(env, "SMTPTUT_PRINT", parseFlag, True)
-        tlsCert = _read(env, "SMTPTUT_TLS_CERT", parseReadableFile, None)
-        tlsKey = _read(env, "SMTPTUT_TLS_KEY", parseReadableFile, None)
-        if tlsKey is not None and tlsCert is None:
-            raise ConfigError("SMTPTUT_TLS_KEY", "given without SMTPTUT_TLS_CERT")
-        return cls(
-            listen=listen,
-            accept=accept,
-            hostname=hostname,
-            maildir=maildir,
-            printMessages=printMessages,
-            maxSize=_read(env, "SMTPTUT_MAX_SIZE", _maxSize, DEFAULT_MAX_SIZE),
-            maxRecipients=_read(
-                env, "SMTPTUT_MAX_RECIPIENTS", parsePositiveInt, DEFAULT_MAX_RECIPIENTS
-            ),
-            maxErrors=_read(
-                env, "SMTPTUT_MAX_ERRORS", parsePositiveInt, DEFAULT_MAX_ERRORS
-            ),
-            maxConnections=_read(
-                env,
-                "SMTPTUT_MAX_CONNECTIONS",
-                parsePositiveInt,
-                DEFAULT_MAX_CONNECTIONS,
-            ),
-            idleTimeout=_read(
-                env, "SMTPTUT_IDLE_TIMEOUT", _serverSeconds, DEFAULT_IDLE_TIMEOUT
-            ),
-            commandTimeout=_read(
-                env, "SMTPTUT_COMMAND_TIMEOUT", _serverSeconds, DEFAULT_COMMAND_TIMEOUT
-            ),
-            sessionTimeout=_read(
-                env, "SMTPTUT_SESSION_TIMEOUT", _serverSeconds, DEFAULT_SESSION_TIMEOUT
-            ),
-            maxPeerConnections=_read(
-                env,
-                "SMTPTUT_MAX_PEER_CONNECTIONS",
-                parsePositiveInt,
-                DEFAULT_MAX_PEER_CONNECTIONS,
-            ),
-            tlsCert=tlsCert,
-            tlsKey=tlsKey or tlsCert,
-            users=_read(env, "SMTPTUT_USERS", parseReadableFile, None),
-            shutdownGrace=_read(
-                env, "SMTPTUT_SHUTDOWN_GRACE", _serverSeconds, DEFAULT_SHUTDOWN_GRACE
-            ),
-        )
+        values = readSettings(SERVER_SETTINGS, env, options)
+        if values["tlsKey"] is not None and values["tlsCert"] is None:
+            named = labels(SERVER_SETTINGS, options)
+            raise ConfigError(
+                named["SMTPTUT_TLS_KEY"], f"given without {named['SMTPTUT_TLS_CERT']}"
+            )
+        values["tlsKey"] = values["tlsKey"] or values["tlsCert"]
+        return cls(**values)

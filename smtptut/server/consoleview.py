@@ -8,10 +8,14 @@ import email.errors
 import email.header
 import email.message
 import enum
+import re
+import sys
 from collections.abc import Callable, Iterator
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import IO
+from typing import IO, cast
+
+from twisted.logger import LoggingFile
 
 #: The most header octets looked at for the decision (and parsed at once).
 HEADER_LIMIT = 256 * 1024
@@ -281,3 +285,33 @@ def showMessage(
     body: Iterator[bytes] = lines if first is None else _prepend(first, lines)
     ConsoleView(write, safe).show(header, body)
     return True
+
+
+def consoleOutput() -> IO[str]:
+    """
+    Where messages are printed: standard output as the process got it.
+
+    Under twistd, C{sys.stdout} is a log file that drops blank lines (such as
+    the one between header and body), so the message goes to the real one.
+    """
+    return cast(
+        IO[str], sys.__stdout__ if isinstance(sys.stdout, LoggingFile) else sys.stdout
+    )
+
+
+#: What the console copy of a message must not pass to a terminal raw: C0
+#: controls but TAB and LF, DEL and C1 controls (escape sequences, bells,
+#: title changes, a bare CR overwriting a line).
+_CONSOLE_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def consoleSafe(text: str) -> str:
+    """
+    C{text} with every control character a terminal would act on shown as
+    C{\\xNN} instead: what a client sends cannot drive the console.
+    """
+    return _CONSOLE_UNSAFE.sub(_visible, text)

@@ -1,0 +1,1 @@
+"""The receiving side: bytes -> framing -> session -> delivery -> storage (console, Maildir)."""

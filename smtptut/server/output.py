@@ -1,0 +1,103 @@
+"""The sink's replies: gathered, refusals logged and counted, written at once when the socket has room."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet import tcp
+from twisted.internet.interfaces import ITransport
+from twisted.logger import Logger
+
+from smtptut.server.commands import KNOWN_VERBS, Replies, decode, printable
+from smtptut.server.session import Session
+from smtptut.server.settings import ServerSettings
+
+
+def writeNow(transport: ITransport, data: bytes) -> None:
+    """
+    Write C{data} to C{transport}, sending it at once if nothing is queued.
+
+    Twisted's TCP transport only queues in C{write}: the send comes on the
+    next reactor turn (an epoll_ctl to watch for writability, a poll, the
+    send, an epoll_ctl to stop).  A reply is small and the socket almost
+    always has room for it, so sending it here saves that turn for every
+    reply: the larger part of the server's work for a client that waits for
+    each reply.  Anything not sent (or a TLS connection, or any other
+    transport) goes the usual way.
+    """
+    if (
+        isinstance(transport, tcp.Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        # The queue is Twisted's (abstract.FileDescriptor): write only when
+        # it is empty, so that nothing is sent out of order.
+        and not transport.dataBuffer
+        and not transport._tempDataLen
+        and not transport._writeDisconnected
+    ):
+        sent = transport.writeSomeData(data)
+        # Otherwise (an exception: the connection is lost) write() finds out.
+        if isinstance(sent, int):
+            data = data[sent:]
+            if not data:
+                return
+    transport.write(data)
+
+
+class ReplyOutput:
+    """
+    L{ConsoleESMTP}'s replies: gathered while pipelined commands are
+    answered, then written together; each refusal logged in one line and
+    counted, too many of them ending the session.  What it uses of the
+    protocol is declared here.
+    """
+
+    log: Logger
+    transport: ITransport | None
+    settings: ServerSettings
+    session: Session
+    peer: str
+    _replies: list[bytes]
+    _close: Callable[[], None]
+
+    def _reply(self, code: int, text: bytes | str) -> None:
+        if isinstance(text, str):
+            text = text.encode("utf-8", "replace")
+        self._replies.append(b"%d %s\r\n" % (code, text))
+
+    def _flush(self) -> None:
+        if self._replies and self.transport is not None:
+            replies, self._replies = self._replies, []
+            writeNow(self.transport, b"".join(replies))
+
+    def _refused(
+        self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
+    ) -> None:
+        """
+        Refuse a command: the reply, and one log line (with the command's
+        argument only when given: never for AUTH).
+        """
+        self._reply(code, text)
+        if verb and not verb.startswith(b"(") and verb not in KNOWN_VERBS:
+            verb = b"(unrecognized)"
+        self.log.info(
+            "refused {command}{argument} from {peer}: {code} {reply}",
+            command=decode(verb) or "(line)",
+            argument=" " + printable(argument) if argument else "",
+            peer=self.peer,
+            code=code,
+            reply=text if isinstance(text, str) else decode(text),
+        )
+
+    def _error(
+        self, verb: bytes, code: int, text: bytes | str, argument: bytes = b""
+    ) -> None:
+        """
+        Refuse a command and count it; too many errors end the session.
+        """
+        self._refused(verb, code, text, argument)
+        self.session.errors += 1
+        if self.session.errors >= self.settings.maxErrors:
+            self._refused(b"(session)", *Replies.TOO_MANY_ERRORS)
+            self._close()
