@@ -24,6 +24,8 @@ from twisted.python.failure import Failure
 from smtptut.client import DEFERRED, DELIVERED, Envelope, RecipientOutcome
 from smtptut.config import TLS_MODES, ClientSettings, ConfigError
 from smtptut.delivery import deliverAll, stopReactor
+from smtptut.dkim import DKIM_SETTINGS, DKIMSettings, signMessage  # DKIM wiring
+from smtptut.dkim import exitStatusFor as dkimExitStatus  # DKIM wiring
 from smtptut.errors import (
     EX_OK,
     EX_SOFTWARE,
@@ -41,6 +43,8 @@ from smtptut.sending import (
     loadMessage,
     messageIdDomain,
 )
+from smtptut.settings import ConfigError as SettingError  # DKIM wiring
+from smtptut.settings import addArguments, givenOptions  # DKIM wiring
 
 log = Logger()
 
@@ -51,6 +55,7 @@ commands:
   send     send a message straight to the recipients' mail exchangers
            (or through a relay); "smtptut send --help" tells more
   passwd   manage the console server's password file (see "smtptut passwd --help")
+  dkim     "smtptut dkim keygen": make a DKIM key and its DNS TXT record
 """
 
 SEND_EPILOG = """\
@@ -194,6 +199,7 @@ def sendParser() -> argparse.ArgumentParser:
         " 5 to 10 minutes)",
     )
     add("-v", "--verbose", action="store_true", help="log each connection attempt")
+    addArguments(parser, DKIM_SETTINGS)  # DKIM wiring (issue 12): --dkim-* options
     return parser
 
 
@@ -344,6 +350,13 @@ def sendMain(
         print('Try "smtptut send --help".', file=sys.stderr)
         return EX_USAGE
     try:
+        # DKIM wiring (issue 12): the keys are read before the message, and
+        # the message is signed (read once more, streaming) before sending.
+        dkim = DKIMSettings.read(environ, givenOptions(args, DKIM_SETTINGS))
+    except SettingError as e:
+        print(f"smtptut send: {e}", file=sys.stderr)
+        return dkimExitStatus(e)
+    try:
         with namedAsGiven(optionsGiven(args)):
             settings = askPassword(settingsFrom(args, environ), stdin)
             dataSetting = args.data or environ.get("SMTPTUT_DATA")
@@ -361,9 +374,11 @@ def sendMain(
                 idDomain = messageIdDomain(settings)
                 with spooledMessage("standard input", stdinBytes, idDomain) as message:
                     # A bad address fails here, before the reactor runs.
-                    envelopes = envelopesByDomain(settings, message)
+                    signed = signMessage(message, dkim)  # DKIM wiring
+                    envelopes = envelopesByDomain(settings, signed)
                     return _run(settings, envelopes, args.verbose)
-            envelopes = envelopesByDomain(settings, loadMessage(settings))
+            signed = signMessage(loadMessage(settings), dkim)  # DKIM wiring
+            envelopes = envelopesByDomain(settings, signed)
         return _run(settings, envelopes, args.verbose)
     except (ConfigError, MessageError) as e:
         print(f"smtptut send: {e}", file=sys.stderr)
@@ -432,9 +447,19 @@ def passwdMain(argv: list[str]) -> int:
     return serverPasswdMain(argv)
 
 
+def dkimMain(argv: list[str]) -> int:
+    """
+    C{smtptut dkim keygen}: from its own module.  DKIM wiring (issue 12).
+    """
+    from smtptut.dkimkeys import dkimMain as keysMain
+
+    return keysMain(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "send": sendMain,
     "passwd": passwdMain,
+    "dkim": dkimMain,  # DKIM wiring (issue 12)
 }
 
 

@@ -1,0 +1,555 @@
+"""DKIM signing (RFC 6376) of the message as sent, in one streaming pass.
+
+How it streams.  dkimpy's C{DKIM.sign} takes the whole message as bytes
+(C{rfc822_parse} splits it, and the body is canonicalized and hashed in
+one piece), which would hold a message of up to 100 MiB in memory two or
+three times over.  So the work is split where RFC 6376 splits it:
+
+  - the body hash (C{bh=}, §3.7) is computed here, by L{RelaxedBodyHash}:
+    the message is read once in chunks cut at line ends, each chunk is
+    relaxed-canonicalized with dkimpy's own helpers
+    (C{dkim.canonicalization.strip_trailing_whitespace} and
+    C{compress_whitespace}) and fed to C{hashlib.sha256}; only the empty
+    lines at the end of what was read so far are held back (as a count),
+    since trailing empty lines are not hashed (§3.4.4);
+  - the header section, which is small (at most L{MAX_HEADER_SECTION}), is
+    kept and handed to dkimpy, whose C{DomainSigner.gen_header} builds the
+    C{DKIM-Signature} field from the tags given, C{bh=} included, and signs
+    the canonicalized header fields with RSA (its own PKCS#1 code) or
+    Ed25519 (PyNaCl).  That is the routine C{DKIM.sign} itself ends with;
+    it is not documented API, hence the upper bound on dkimpy in
+    pyproject.toml, and tests/test_dkim.py checks the result with Mail::DKIM
+    and against dkimpy's whole-message body hash.
+
+What is signed is what L{smtptut.message.MessageProducer} sends, less the
+dot-stuffing (transport only, RFC 5321 §4.5.2): the fields the client adds
+(C{Date:}, C{Message-ID:}), CRLF line ends, the final line end added when
+missing, and no C{Bcc:} fields (the source's reader already leaves them out).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from email.utils import getaddresses
+from enum import StrEnum
+from typing import Any, BinaryIO
+
+import dkim
+import idna
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dkim.canonicalization import (
+    CanonicalizationPolicy,
+    compress_whitespace,
+    strip_trailing_whitespace,
+)
+from twisted.logger import Logger
+
+from smtptut.errors import EX_NOINPUT, EX_USAGE
+from smtptut.message import CHUNK_SIZE, MAX_LINE, MessageError, MessageSource
+from smtptut.settings import ConfigError, Setting, labels, readSettings
+
+log = Logger()
+
+#: The largest header section signed (fields the client adds included): the
+#: header section is held in memory while the body streams past.
+MAX_HEADER_SECTION = 2**20
+
+#: The smallest RSA key taken: RFC 8301 §3.2 (verifiers may refuse smaller).
+MIN_RSA_BITS = 1024
+
+#: The header fields RFC 6376 §5.4.1 says should be signed, each instance
+#: present (dkimpy keeps the RFC's list).
+SIGNED_FIELDS: tuple[bytes, ...] = tuple(dkim.DKIM.SHOULD)
+
+#: Fields over-signed (RFC 6376 §8.15): named once more in C{h=} than the
+#: message holds them, so none can be added in transit without breaking the
+#: signature -- a second C{From:} or C{Subject:} shown instead of the signed
+#: one, or a C{Reply-To:} added to a message that had none.
+OVERSIGNED_FIELDS: tuple[bytes, ...] = (
+    b"from",
+    b"sender",
+    b"reply-to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"to",
+    b"cc",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+)
+
+RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+
+
+class Algorithm(StrEnum):
+    """
+    A DKIM signing algorithm (C{a=}), by the key that signs.
+    """
+
+    RSA = "rsa-sha256"
+    ED25519 = "ed25519-sha256"
+
+
+class KeyFileError(ConfigError):
+    """
+    A DKIM key file cannot be used: exit 66 when it cannot be read at all
+    (L{EX_NOINPUT}), 64 when it holds no usable key (L{EX_USAGE}).
+    """
+
+    def __init__(self, setting: str, reason: str, missing: bool = False) -> None:
+        super().__init__(setting, reason)
+        self.missing = missing
+
+    @property
+    def exitStatus(self) -> int:
+        return EX_NOINPUT if self.missing else EX_USAGE
+
+
+def exitStatusFor(error: ConfigError) -> int:
+    """
+    The sysexits status for a bad DKIM setting.
+    """
+    return error.exitStatus if isinstance(error, KeyFileError) else EX_USAGE
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """
+    A private key that signs, with the selector its public key is found under.
+
+    @ivar private: the key as dkimpy takes it: an RSAPrivateKey (PKCS#1) in
+        PEM, or the base64 32-octet Ed25519 seed.
+    """
+
+    algorithm: Algorithm
+    selector: str
+    private: bytes
+    path: str
+
+
+def _paths(text: str) -> tuple[str, ...]:
+    paths = tuple(p.strip() for p in text.split(",") if p.strip())
+    if len(paths) > 2:
+        raise ValueError(
+            "at most two keys: one RSA key, and an Ed25519 key to sign with too"
+        )
+    return paths
+
+
+def _selectors(text: str) -> tuple[str, ...]:
+    selectors = tuple(s.strip() for s in text.split(",") if s.strip())
+    for selector in selectors:
+        # RFC 6376 §3.1: selector = sub-domain *( "." sub-domain ).
+        if not all(_isLDHLabel(label) for label in selector.split(".")):
+            raise ValueError(f"{selector!r} is not a selector (DNS labels: a-z 0-9 -)")
+    return selectors
+
+
+def _isLDHLabel(label: str) -> bool:
+    return (
+        0 < len(label) <= 63
+        and label.isascii()
+        and all(c.isalnum() or c == "-" for c in label)
+        and not label.startswith("-")
+        and not label.endswith("-")
+    )
+
+
+def signingDomain(text: str) -> str:
+    """
+    A domain for C{d=}: in A-labels (RFC 5890), lower case, no final dot.
+
+    @raise ValueError: naming what is wrong with it.
+    """
+    name = text.strip().rstrip(".")
+    try:
+        ascii = idna.encode(name, uts46=True).decode("ascii").lower()
+    except idna.IDNAError as e:
+        raise ValueError(f"{text!r} is not a domain name: {e}") from None
+    labels = ascii.split(".")
+    if len(labels) < 2 or not all(_isLDHLabel(label) for label in labels):
+        raise ValueError(f"{text!r} is not a domain name")
+    return ascii
+
+
+#: The DKIM rows for the client's settings table (one mechanism:
+#: smtptut.settings).
+DKIM_SETTINGS: tuple[Setting[Any], ...] = (
+    Setting(
+        "keyPaths",
+        "SMTPTUT_DKIM_KEY",
+        _paths,
+        (),
+        "sign with the DKIM private key in this PEM file, RSA (rsa-sha256) or"
+        " Ed25519 (ed25519-sha256, only beside an RSA key); repeat, or"
+        " separate with a comma, for both",
+        metavar="FILE",
+        multiple=True,
+    ),
+    Setting(
+        "selectors",
+        "SMTPTUT_DKIM_SELECTOR",
+        _selectors,
+        (),
+        "the selector of each DKIM key (s=; its public key is the TXT record"
+        " SELECTOR._domainkey.DOMAIN), in the keys' order",
+        "none (needed with a key)",
+        metavar="SELECTOR",
+        multiple=True,
+    ),
+    Setting(
+        "domain",
+        "SMTPTUT_DKIM_DOMAIN",
+        signingDomain,
+        None,
+        "the signing domain (d=)",
+        "the From: address's domain",
+        metavar="DOMAIN",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DKIMSettings:
+    """
+    What to sign with: no key at all (nothing is signed), an RSA key, or an
+    RSA key and an Ed25519 key (two signatures).
+
+    @ivar keys: the RSA key first.
+    @ivar domain: C{d=}; L{None} for the domain of the message's C{From:}.
+    """
+
+    keys: tuple[SigningKey, ...] = ()
+    domain: str | None = None
+
+    @classmethod
+    def read(
+        cls, environ: Mapping[str, str], options: Mapping[str, str] | None = None
+    ) -> DKIMSettings:
+        """
+        The settings from C{options} (text by variable) and C{environ}, the
+        key files read.
+
+        @raise ConfigError: naming the setting as the user gave it; a
+            L{KeyFileError} for a key file that cannot be read or used.
+        """
+        values = readSettings(DKIM_SETTINGS, environ, options)
+        names = labels(DKIM_SETTINGS, options)
+        paths: tuple[str, ...] = values["keyPaths"]
+        selectors: tuple[str, ...] = values["selectors"]
+        keyName, selectorName = (
+            names["SMTPTUT_DKIM_KEY"],
+            names["SMTPTUT_DKIM_SELECTOR"],
+        )
+        if not paths:
+            if selectors:
+                raise ConfigError(selectorName, f"no key: set {keyName} too")
+            return cls((), values["domain"])
+        if len(selectors) != len(paths):
+            raise ConfigError(
+                selectorName,
+                f"{len(paths)} key(s) in {keyName} need {len(paths)} selector(s),"
+                f" one per key in its order, not {len(selectors)}",
+            )
+        keys = [
+            loadKey(path, selector, keyName)
+            for path, selector in zip(paths, selectors, strict=True)
+        ]
+        kinds = [k.algorithm for k in keys]
+        if len(set(kinds)) != len(kinds):
+            raise KeyFileError(
+                keyName, "two keys of one type: give one RSA key and one Ed25519 key"
+            )
+        if Algorithm.RSA not in kinds:
+            # RFC 8463 §4: an ed25519-sha256 signature alone is unusable to
+            # the many verifiers that do not know the algorithm yet.
+            raise KeyFileError(
+                keyName,
+                f"{paths[0]}: an Ed25519 key signs only beside an RSA key"
+                " (receivers that do not know ed25519-sha256 would find no"
+                " signature they can check): add an RSA key",
+            )
+        keys.sort(key=lambda k: k.algorithm != Algorithm.RSA)
+        return cls(tuple(keys), values["domain"])
+
+
+def loadKey(path: str, selector: str, setting: str = "SMTPTUT_DKIM_KEY") -> SigningKey:
+    """
+    Read a PEM private key file, RSA or Ed25519 (the type is detected).
+
+    @raise KeyFileError: naming the file and what is wrong.
+    """
+    try:
+        with open(path, "rb") as f:
+            pem = f.read(2**16 + 1)
+    except OSError as e:
+        raise KeyFileError(
+            setting, f"{path}: {e.strerror or e}", missing=True
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError:
+        raise KeyFileError(
+            setting, f"{path}: the key is encrypted; give it without a passphrase"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyFileError(
+            setting, f"{path}: not a PEM private key (RSA or Ed25519)"
+        ) from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise KeyFileError(
+                setting,
+                f"{path}: a {key.key_size}-bit RSA key; DKIM needs at least"
+                f" {MIN_RSA_BITS} bits (RFC 8301), 2048 is usual",
+            )
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        return SigningKey(Algorithm.RSA, selector, private, path)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        seed = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return SigningKey(Algorithm.ED25519, selector, base64.b64encode(seed), path)
+    raise KeyFileError(
+        setting,
+        f"{path}: a {type(key).__name__.removeprefix('_')} key; DKIM signs with"
+        " RSA or Ed25519",
+    )
+
+
+class RelaxedBodyHash:
+    """
+    The SHA-256 of a body under relaxed canonicalization (RFC 6376 §3.4.4),
+    fed whole CRLF lines in any number of pieces.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        # Empty lines read but not yet hashed: only hashed if a line with
+        # something on it follows (trailing empty lines are ignored).
+        self._emptyLines = 0
+
+    def update(self, lines: bytes) -> None:
+        """
+        Hash C{lines}: whole lines, each ending in CRLF.
+        """
+        canonical = compress_whitespace(strip_trailing_whitespace(lines))
+        content = canonical.rstrip(b"\r\n")
+        trailing = (len(canonical) - len(content)) // 2
+        if not content:
+            self._emptyLines += trailing
+            return
+        self._hash.update(b"\r\n" * self._emptyLines + content + b"\r\n")
+        self._emptyLines = trailing - 1
+
+    def digest(self) -> bytes:
+        # An empty body hashes as nothing at all (RFC 6376 §3.4.4, dkimpy's
+        # correct_empty_body): no line was ever hashed then.
+        return self._hash.copy().digest()
+
+
+@dataclass(frozen=True)
+class _Read:
+    """
+    A message read once: its header section (CRLF lines) and body hash.
+    """
+
+    headers: bytes
+    bodyHash: bytes
+
+
+def _toCRLF(lines: bytes) -> bytes:
+    return lines.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def readForSigning(source: MessageSource, chunkSize: int = CHUNK_SIZE) -> _Read:
+    """
+    Read C{source} once as it will be sent: keep the header section, hash
+    the body.
+
+    @raise MessageError: when the header section is over
+        L{MAX_HEADER_SECTION}.
+    """
+    headers = bytearray(source.extraHeaders)
+    body = RelaxedBodyHash()
+    with source.open() as f:
+        while True:
+            line = f.readline(MAX_LINE + 3)
+            if not line:
+                break
+            if not line.endswith(b"\n"):
+                line += b"\n"
+            if line in (b"\n", b"\r\n"):
+                break
+            headers += _toCRLF(line)
+            if len(headers) > MAX_HEADER_SECTION:
+                raise MessageError(
+                    f"{source.name}: the header section is over"
+                    f" {MAX_HEADER_SECTION} octets; it is not DKIM-signed"
+                )
+        _hashBody(f, body, chunkSize)
+    return _Read(bytes(headers), body.digest())
+
+
+def _hashBody(f: BinaryIO, body: RelaxedBodyHash, chunkSize: int) -> None:
+    pending = b""
+    while True:
+        chunk = f.read(chunkSize)
+        if not chunk:
+            break
+        data = pending + chunk
+        # Cut after an LF: a CRLF is never split between two chunks.
+        cut = data.rfind(b"\n") + 1
+        pending = data[cut:]
+        if cut:
+            body.update(_toCRLF(data[:cut]))
+    if pending:
+        # The producer ends an unterminated last line for SMTP: so here.
+        body.update(_toCRLF(pending + b"\n"))
+
+
+def signedFieldNames(headers: Sequence[Sequence[bytes]]) -> list[bytes]:
+    """
+    C{h=}: each field of RFC 6376's list present, in order, and then every
+    field in L{OVERSIGNED_FIELDS} once more.
+    """
+    present = [name.lower() for name, _ in headers if name.lower() in SIGNED_FIELDS]
+    return present + list(OVERSIGNED_FIELDS)
+
+
+def fromDomain(headers: Iterable[Sequence[bytes]], name: str) -> str:
+    """
+    The domain of the first address of the message's C{From:}, for C{d=}.
+
+    @raise MessageError: when there is none.
+    """
+    for field, value in headers:
+        if field.lower() == b"from":
+            text = value.decode("utf-8", "replace")
+            for _, address in getaddresses([text]):
+                domain = address.rpartition("@")[2]
+                if domain:
+                    try:
+                        return signingDomain(domain)
+                    except ValueError as e:
+                        raise MessageError(f"{name}: From: {e}") from None
+            break
+    raise MessageError(
+        f"{name}: no From: address to take the DKIM domain from (set"
+        " SMTPTUT_DKIM_DOMAIN or give the message a From: field)"
+    )
+
+
+def signatureFields(
+    key: SigningKey,
+    domain: str,
+    include: Sequence[bytes],
+    bodyHash: bytes,
+    now: float,
+) -> list[tuple[bytes, bytes]]:
+    """
+    The tags of a C{DKIM-Signature} field, C{b=} still to be filled.
+    """
+    return [
+        (b"v", b"1"),
+        (b"a", key.algorithm.value.encode("ascii")),
+        (b"c", RELAXED.to_c_value()),
+        (b"d", domain.encode("ascii")),
+        (b"s", key.selector.encode("ascii")),
+        (b"t", str(int(now)).encode("ascii")),
+        (b"h", b": ".join(include)),
+        (b"bh", base64.b64encode(bodyHash)),
+        # As dkimpy's own sign(): a placeholder b= long enough to be folded
+        # onto a line of its own, so that filling it in changes no folding
+        # of the tags before it.
+        (b"b", b"0" * 60),
+    ]
+
+
+def signHeaders(
+    headers: bytes,
+    bodyHash: bytes,
+    keys: Sequence[SigningKey],
+    domain: str | None,
+    name: str,
+    now: float,
+) -> bytes:
+    """
+    The C{DKIM-Signature} fields, one per key, in SMTP form, for a message
+    with C{headers} (its header section, CRLF lines) and C{bodyHash}.
+
+    @raise MessageError: when the header section cannot be parsed or has
+        no C{From:} to take the domain from.
+    """
+    result = b""
+    for key in keys:
+        algorithm = key.algorithm.value.encode("ascii")
+        try:
+            signer = dkim.DKIM(headers + b"\r\n", signature_algorithm=algorithm)
+        except dkim.MessageFormatError as e:
+            raise MessageError(f"{name}: cannot DKIM-sign: {e}") from None
+        d = domain or fromDomain(signer.headers, name)
+        include = signedFieldNames(signer.headers)
+        if key.algorithm is Algorithm.RSA:
+            pk = dkim.crypto.parse_pem_private_key(key.private)
+        else:
+            import nacl.encoding
+            import nacl.signing
+
+            pk = nacl.signing.SigningKey(
+                key.private, encoder=nacl.encoding.Base64Encoder
+            )
+        # gen_header hashes with signer.hasher, set by sign() before it.
+        signer.hasher = dkim.HASH_ALGORITHMS[algorithm]
+        fields = signatureFields(key, d, include, bodyHash, now)
+        value = signer.gen_header(fields, include, RELAXED, b"DKIM-Signature", pk)
+        result += b"DKIM-Signature: " + value
+    return result
+
+
+def signMessage(
+    source: MessageSource,
+    settings: DKIMSettings,
+    clock: Callable[[], float] = time.time,
+) -> MessageSource:
+    """
+    C{source} with a C{DKIM-Signature} field for each key in C{settings} in
+    front (none without keys); the message is read once to sign it.
+
+    @raise MessageError: when the message cannot be signed.
+    """
+    if not settings.keys:
+        return source
+    read = readForSigning(source)
+    signatures = signHeaders(
+        read.headers,
+        read.bodyHash,
+        settings.keys,
+        settings.domain,
+        source.name,
+        clock(),
+    )
+    log.info(
+        "DKIM-signed with {selectors}",
+        selectors=", ".join(f"{k.selector} ({k.algorithm})" for k in settings.keys),
+    )
+    return replace(
+        source,
+        extraHeaders=signatures + source.extraHeaders,
+        size=source.size + len(signatures),
+    )
