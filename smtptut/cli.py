@@ -25,7 +25,6 @@ from smtptut.client import DEFERRED, DELIVERED, Envelope, RecipientOutcome
 from smtptut.config import TLS_MODES, ClientSettings, ConfigError
 from smtptut.delivery import deliverAll, stopReactor
 from smtptut.dkim import DKIM_SETTINGS, DKIMSettings, signMessage  # DKIM wiring
-from smtptut.dkim import exitStatusFor as dkimExitStatus  # DKIM wiring
 from smtptut.errors import (
     EX_OK,
     EX_SOFTWARE,
@@ -355,7 +354,7 @@ def sendMain(
         dkim = DKIMSettings.read(environ, givenOptions(args, DKIM_SETTINGS))
     except SettingError as e:
         print(f"smtptut send: {e}", file=sys.stderr)
-        return dkimExitStatus(e)
+        return exitStatusFor(e)
     try:
         with namedAsGiven(optionsGiven(args)):
             settings = askPassword(settingsFrom(args, environ), stdin)

@@ -114,13 +114,6 @@ class KeyFileError(ConfigError):
         return EX_NOINPUT if self.missing else EX_USAGE
 
 
-def exitStatusFor(error: ConfigError) -> int:
-    """
-    The sysexits status for a bad DKIM setting.
-    """
-    return error.exitStatus if isinstance(error, KeyFileError) else EX_USAGE
-
-
 @dataclass(frozen=True)
 class SigningKey:
     """

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from smtptut.config import ConfigError
 from smtptut.message import MessageError
+from smtptut.settings import ConfigError as SettingError  # DKIM wiring (issue 12)
 
 EX_OK = 0
 EX_USAGE = 64
@@ -29,7 +30,9 @@ def exitStatusFor(error: Exception) -> int:
     """
     if isinstance(error, MessageError):
         return EX_NOINPUT if error.missing else EX_DATAERR
-    return EX_USAGE
+    # DKIM wiring (issue 12): a key file that cannot be read is 66
+    # (smtptut.dkim.KeyFileError).
+    return int(getattr(error, "exitStatus", EX_USAGE))
 
 
 def exitOnBadInput(program: str, load: Callable[[], T]) -> T:
@@ -39,6 +42,6 @@ def exitOnBadInput(program: str, load: Callable[[], T]) -> T:
     """
     try:
         return load()
-    except (ConfigError, MessageError) as e:
+    except (ConfigError, SettingError, MessageError) as e:  # DKIM wiring: SettingError
         print(f"{program}: {e}", file=sys.stderr)
         raise SystemExit(exitStatusFor(e)) from None

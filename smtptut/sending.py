@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from smtptut.client import Envelope
@@ -12,6 +13,7 @@ from smtptut.config import (
     isLoopbackAddress,
     parseAddress,
 )
+from smtptut.dkim import DKIMSettings, signMessage  # DKIM wiring (issue 12)
 from smtptut.exchange import ExchangeLookupError, toALabel
 from smtptut.message import MessageSource, messageFromPath, tutorialMessage
 from smtptut.tls import loadTrustRoot
@@ -163,4 +165,6 @@ def loadClientJob() -> tuple[ClientSettings, dict[str, Envelope]]:
     settings = ClientSettings.fromEnvironment()
     checkCredentials(settings)
     checkTrust(settings)
-    return settings, envelopesByDomain(settings, loadMessage(settings))
+    # DKIM wiring (issue 12): sign the message when SMTPTUT_DKIM_KEY is set.
+    message = signMessage(loadMessage(settings), DKIMSettings.read(os.environ))
+    return settings, envelopesByDomain(settings, message)

@@ -26,11 +26,10 @@ from smtptut.dkim import (
     DKIMSettings,
     KeyFileError,
     RelaxedBodyHash,
-    exitStatusFor,
     signMessage,
 )
 from smtptut.dkimkeys import KeyType, generateKey, txtRecord, writePrivateKey
-from smtptut.errors import EX_CANTCREAT, EX_NOINPUT, EX_USAGE
+from smtptut.errors import EX_CANTCREAT, EX_NOINPUT, EX_USAGE, exitStatusFor
 from smtptut.message import MessageProducer, MessageSource, checkMessage
 from smtptut.settings import ConfigError
 
@@ -44,6 +43,7 @@ from .helpers import (
     runProcess,
     startAiosmtpd,
     startDNSServer,
+    twistdArgv,
     txt,
 )
 from .strategies import lineEnds, messageLines
@@ -676,3 +676,43 @@ class MailDKIMTests(TestCase):
         )
         with open(path, "rb") as f:
             self.assertEqual(f.read(), before)
+
+    async def test_smtpclientTac(self) -> None:
+        """
+        smtpclient.tac signs with the same settings (SMTPTUT_DKIM_*), and a
+        missing key is one line and exit 66 there too.
+        """
+        key = await self.keygen(KeyType.RSA, "rsa2026")
+        dnsServer = self.startDNS()
+        path = os.path.join(self.directory, "message.eml")
+        with open(path, "wb") as f:
+            f.write(MESSAGE)
+        settings = {
+            "SMTPTUT_FROM": "sender@example.test",
+            "SMTPTUT_TO": "rcpt@example.test",
+            "SMTPTUT_DATA": path,
+            "SMTPTUT_NAMESERVER": dnsServer.nameserver,
+            "SMTPTUT_PORT": str(self.smtpPort),
+            "SMTPTUT_DKIM_KEY": key,
+            "SMTPTUT_DKIM_SELECTOR": "rsa2026",
+        }
+        result = await runProcess(reactor, twistdArgv("smtpclient.tac"), settings)
+        self.assertEqual(result.code, 0, result.out + result.err)
+        [envelope] = self.received
+        self.assertEqual(
+            await self.mailDKIM(envelope.original_content, dnsServer),
+            ["SIGNATURE rsa-sha256 rsa2026 example.test pass", "RESULT pass"],
+        )
+        missing = os.path.join(self.directory, "gone.pem")
+        result = await runProcess(
+            reactor,
+            twistdArgv("smtpclient.tac"),
+            {**settings, "SMTPTUT_DKIM_KEY": missing},
+        )
+        self.assertEqual(result.code, EX_NOINPUT, result.err)
+        self.assertIn(
+            f"smtpclient.tac: SMTPTUT_DKIM_KEY: {missing}: No such file or directory",
+            result.err,
+        )
+        self.assertNotIn("Traceback", result.out + result.err)
+        self.assertEqual(len(self.received), 1)
