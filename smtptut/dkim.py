@@ -33,7 +33,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email.utils import getaddresses
 from enum import StrEnum
 from typing import Any, BinaryIO
@@ -125,8 +125,8 @@ class SigningKey:
 
     algorithm: Algorithm
     selector: str
-    private: bytes
-    path: str
+    private: bytes = field(repr=False)
+    path: str = ""
 
 
 def _paths(text: str) -> tuple[str, ...]:
@@ -138,13 +138,20 @@ def _paths(text: str) -> tuple[str, ...]:
     return paths
 
 
+def checkSelector(text: str) -> str:
+    """
+    A selector (RFC 6376 §3.1: C{sub-domain *( "." sub-domain )}).
+
+    @raise ValueError: naming what is wrong with it.
+    """
+    selector = text.strip()
+    if not all(_isLDHLabel(label) for label in selector.split(".")):
+        raise ValueError(f"{text!r} is not a selector (DNS labels: a-z 0-9 -)")
+    return selector
+
+
 def _selectors(text: str) -> tuple[str, ...]:
-    selectors = tuple(s.strip() for s in text.split(",") if s.strip())
-    for selector in selectors:
-        # RFC 6376 §3.1: selector = sub-domain *( "." sub-domain ).
-        if not all(_isLDHLabel(label) for label in selector.split(".")):
-            raise ValueError(f"{selector!r} is not a selector (DNS labels: a-z 0-9 -)")
-    return selectors
+    return tuple(checkSelector(s) for s in text.split(",") if s.strip())
 
 
 def _isLDHLabel(label: str) -> bool:
@@ -320,7 +327,7 @@ def loadKey(path: str, selector: str, setting: str = "SMTPTUT_DKIM_KEY") -> Sign
         return SigningKey(Algorithm.ED25519, selector, base64.b64encode(seed), path)
     raise KeyFileError(
         setting,
-        f"{path}: a {type(key).__name__.removeprefix('_')} key; DKIM signs with"
+        f"{path}: a {type(key).__fieldName_.removeprefix('_')} key; DKIM signs with"
         " RSA or Ed25519",
     )
 
@@ -431,8 +438,8 @@ def fromDomain(headers: Iterable[Sequence[bytes]], name: str) -> str:
 
     @raise MessageError: when there is none.
     """
-    for field, value in headers:
-        if field.lower() == b"from":
+    for fieldName, value in headers:
+        if fieldName.lower() == b"from":
             text = value.decode("utf-8", "replace")
             for _, address in getaddresses([text]):
                 domain = address.rpartition("@")[2]

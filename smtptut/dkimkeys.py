@@ -13,7 +13,7 @@ from typing import NoReturn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from smtptut.dkim import MIN_RSA_BITS, _selectors, signingDomain
+from smtptut.dkim import MIN_RSA_BITS, checkSelector, signingDomain
 from smtptut.errors import EX_CANTCREAT, EX_OK, EX_USAGE
 
 #: The largest RSA key made: a TXT record of 4096 bits is already five strings.
@@ -139,9 +139,7 @@ def keygenMain(argv: Sequence[str]) -> int:
     args = keygenParser().parse_args(list(argv))
     prog = "smtptut dkim keygen"
     try:
-        [selector] = _selectors(args.selector) or [""]
-        if not selector:
-            raise ValueError("empty selector")
+        selector = checkSelector(args.selector)
     except ValueError as e:
         print(f"{prog}: --selector: {e}", file=sys.stderr)
         return EX_USAGE

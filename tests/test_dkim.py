@@ -26,11 +26,17 @@ from smtptut.dkim import (
     DKIMSettings,
     KeyFileError,
     RelaxedBodyHash,
+    readForSigning,
     signMessage,
 )
 from smtptut.dkimkeys import KeyType, generateKey, txtRecord, writePrivateKey
 from smtptut.errors import EX_CANTCREAT, EX_NOINPUT, EX_USAGE, exitStatusFor
-from smtptut.message import MessageProducer, MessageSource, checkMessage
+from smtptut.message import (
+    MessageError,
+    MessageProducer,
+    MessageSource,
+    checkMessage,
+)
 from smtptut.settings import ConfigError
 
 from .helpers import (
@@ -150,6 +156,48 @@ class BodyHashTests(SynchronousTestCase):
         self.assertEqual(streamed.digest(), whole)
 
 
+class SentBytesTests(SynchronousTestCase):
+    @settings(max_examples=150, deadline=None)
+    @given(
+        messageLines(),
+        messageLines(maxLines=5),
+        lineEnds,
+        st.booleans(),
+        st.integers(1, 300),
+    )
+    def test_hashesWhatIsSent(
+        self,
+        body: list[bytes],
+        extra: list[bytes],
+        end: bytes,
+        finalEnd: bool,
+        chunkSize: int,
+    ) -> None:
+        """
+        The header section kept and the body hash are those of the bytes
+        the producer sends (dots unstuffed), however the message is read in
+        chunks: LF or CRLF lines, a Bcc: field, lines of dots and
+        whitespace, no final line end.
+        """
+        headers = [b"From: a@example.test", b"Bcc: b@example.test", b"Subject: x"]
+        headers += [b"X-Extra: " + line.replace(b":", b"") for line in extra]
+        text = end.join(headers + [b""] + body)
+        if finalEnd or not text:
+            text += end
+        source = checkMessage("m", lambda: io.BytesIO(text))
+        sent = sentBytes(source)
+        if b"\r\n\r\n" in sent:
+            head, _, sentBody = sent.partition(b"\r\n\r\n")
+            head += b"\r\n"
+        else:  # no empty line: all of it is the header section
+            head, sentBody = sent, b""
+        read = readForSigning(source, chunkSize)
+        self.assertEqual(read.headers, head)
+        policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+        expected = hashlib.sha256(policy.canonicalize_body(sentBody)).digest()
+        self.assertEqual(read.bodyHash, expected)
+
+
 class SigningTests(SynchronousTestCase):
     """
     Signing in-process, checked with dkimpy (Mail::DKIM's checks are below).
@@ -229,12 +277,9 @@ class SigningTests(SynchronousTestCase):
         With no From: to take d= from, sending stops with one line (the
         message's fault: 65).
         """
-        from smtptut.errors import exitStatusFor as messageStatus
-        from smtptut.message import MessageError
-
         e = self.assertRaises(MessageError, self.sign, b"Subject: no sender\n\nhi\n")
         self.assertIn("no From: address", str(e))
-        self.assertEqual(messageStatus(e), 65)
+        self.assertEqual(exitStatusFor(e), 65)
 
 
 class SettingsTests(SynchronousTestCase):
