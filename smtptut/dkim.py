@@ -327,8 +327,8 @@ def loadKey(path: str, selector: str, setting: str = "SMTPTUT_DKIM_KEY") -> Sign
         return SigningKey(Algorithm.ED25519, selector, base64.b64encode(seed), path)
     raise KeyFileError(
         setting,
-        f"{path}: a {type(key).__fieldName_.removeprefix('_')} key; DKIM signs with"
-        " RSA or Ed25519",
+        f"{path}: a key of type {type(key).__name__.removesuffix('PrivateKey')};"
+        " DKIM signs with RSA or Ed25519 keys only",
     )
 
 
