@@ -24,7 +24,8 @@ from twisted.python.failure import Failure
 from smtptut.client import DEFERRED, DELIVERED, Envelope, RecipientOutcome
 from smtptut.config import TLS_MODES, ClientSettings, ConfigError
 from smtptut.delivery import deliverAll, stopReactor
-from smtptut.dkim import DKIM_SETTINGS, DKIMSettings, signMessage  # DKIM wiring
+from smtptut.dkim import signMessage  # DKIM wiring
+from smtptut.dkimsettings import DKIM_SETTINGS, DKIMSettings  # DKIM wiring
 from smtptut.errors import (
     EX_OK,
     EX_SOFTWARE,

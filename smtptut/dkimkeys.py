@@ -13,7 +13,7 @@ from typing import NoReturn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from smtptut.dkim import MIN_RSA_BITS, checkSelector, signingDomain
+from smtptut.dkimsettings import MIN_RSA_BITS, checkSelector, signingDomain
 from smtptut.errors import EX_CANTCREAT, EX_OK, EX_USAGE
 
 #: The largest RSA key made: a TXT record of 4096 bits is already five strings.

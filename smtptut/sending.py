@@ -13,7 +13,8 @@ from smtptut.config import (
     isLoopbackAddress,
     parseAddress,
 )
-from smtptut.dkim import DKIMSettings, signMessage  # DKIM wiring (issue 12)
+from smtptut.dkim import signMessage  # DKIM wiring (issue 12)
+from smtptut.dkimsettings import DKIMSettings  # DKIM wiring (issue 12)
 from smtptut.exchange import ExchangeLookupError, toALabel
 from smtptut.message import MessageSource, messageFromPath, tutorialMessage
 from smtptut.tls import loadTrustRoot

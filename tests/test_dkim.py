@@ -22,14 +22,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut.dkim import (
     OVERSIGNED_FIELDS,
-    Algorithm,
-    DKIMSettings,
-    KeyFileError,
     RelaxedBodyHash,
     readForSigning,
     signMessage,
 )
 from smtptut.dkimkeys import KeyType, generateKey, txtRecord, writePrivateKey
+from smtptut.dkimsettings import Algorithm, DKIMSettings, KeyFileError
 from smtptut.errors import EX_CANTCREAT, EX_NOINPUT, EX_USAGE, exitStatusFor
 from smtptut.message import (
     MessageError,
