@@ -8,6 +8,7 @@ LINTED := $(wildcard smtptut tests twisted bench tools) $(wildcard *.tac)
 .PHONY: venv demo test lint typecheck trial bench clean
 
 venv: $(STAMP)
+	sh tools/debian-test-packages.sh
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

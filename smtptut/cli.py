@@ -1,4 +1,4 @@
-"""The ``smtptut`` console script: ``smtptut send`` (client side) and ``smtptut passwd`` (server side)."""
+"""The ``smtptut`` console script: ``smtptut send`` and ``smtptut dkim`` (client side), ``smtptut passwd`` (server side)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ commands:
   send     send a message straight to the recipients' mail exchangers
            (or through a relay); "smtptut send --help" tells more
   passwd   manage the console server's password file (see "smtptut passwd --help")
+  dkim     "smtptut dkim keygen": make a DKIM key and its DNS TXT record
 """
 
 
@@ -37,9 +38,19 @@ def passwdMain(argv: list[str]) -> int:
     return serverPasswdMain(argv)
 
 
+def dkimMain(argv: list[str]) -> int:
+    """
+    C{smtptut dkim keygen}, from the client side.
+    """
+    from smtptut.client.dkimkeys import dkimMain as keysMain
+
+    return keysMain(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "send": sendMain,
     "passwd": passwdMain,
+    "dkim": dkimMain,
 }
 
 

@@ -43,6 +43,8 @@ def exitStatusFor(error: Exception) -> int:
     """
     if isinstance(error, MessageError):
         return EX_NOINPUT if error.missing else EX_DATAERR
+    if isinstance(error, ConfigError) and error.missing:
+        return EX_NOINPUT
     return EX_USAGE
 
 

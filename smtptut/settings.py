@@ -20,18 +20,22 @@ class ConfigError(ValueError):
     A setting is wrong: C{str(error)} is one line, C{"SETTING: reason"}, naming
     the setting as the user gave it (C{--to} on a command line, C{SMTPTUT_TO}
     in the environment).
+
+    @ivar missing: C{True} when a file the setting names cannot be read at
+        all (exit 66, as for a message file; a DKIM key file).
     """
 
-    def __init__(self, setting: str, reason: str) -> None:
+    def __init__(self, setting: str, reason: str, missing: bool = False) -> None:
         super().__init__(f"{setting}: {reason}")
         self.setting = setting
         self.reason = reason
+        self.missing = missing
 
     def renamed(self, setting: str) -> ConfigError:
         """
         The same error, naming C{setting} instead.
         """
-        return ConfigError(setting, self.reason)
+        return ConfigError(setting, self.reason, self.missing)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,14 @@ def cname(name: str) -> dns.Record_CNAME:
     return dns.Record_CNAME(name.encode(), ttl=1)
 
 
+def txt(*strings: str) -> dns.Record_TXT:
+    """
+    A TXT record of one or more <character-string>s (each at most 255 octets),
+    as a DKIM key record is published.
+    """
+    return dns.Record_TXT(*(s.encode("ascii") for s in strings), ttl=1)
+
+
 @dataclass
 class DNSServer:
     """

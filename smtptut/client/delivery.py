@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from smtptut.addresses import parseAddress, wireAddress
+from smtptut.client.dkim import signMessage
 from smtptut.client.exchange import (
     ExchangeLookupError,
     MailExchange,
@@ -106,12 +107,14 @@ def loadClientJob(
     environ: Mapping[str, str],
 ) -> tuple[ClientSettings, dict[str, Envelope]]:
     """
-    Settings from C{environ}, checked, and the envelopes they ask for.
+    Settings from C{environ}, checked, and the envelopes they ask for (the
+    message DKIM-signed when C{SMTPTUT_DKIM_KEY} is set).
     """
     settings = ClientSettings.fromEnvironment(environ)
     checkCredentials(settings)
     checkTrust(settings)
-    return settings, envelopesByDomain(settings, loadMessage(settings))
+    message = signMessage(loadMessage(settings), settings.dkim)
+    return settings, envelopesByDomain(settings, message)
 
 
 def lookupFailed(failure: Failure, envelope: Envelope) -> list[RecipientOutcome]:

@@ -29,6 +29,7 @@ from smtptut.client.delivery import (
     messageIdDomain,
     stopReactor,
 )
+from smtptut.client.dkim import signMessage
 from smtptut.client.exchange import makeResolver
 from smtptut.client.message import spooledMessage
 from smtptut.client.model import Envelope, RecipientOutcome, Status
@@ -73,7 +74,8 @@ exit status:
   69  every failure is permanent: bounced (EX_UNAVAILABLE)
   64  bad usage or setting (EX_USAGE)
   65  the message cannot be sent as it is, or is empty (EX_DATAERR)
-  66  the message file does not exist or is not a regular file (EX_NOINPUT)
+  66  the message file (or a DKIM key file) does not exist or is not a
+      regular file (EX_NOINPUT)
   70  smtptut itself failed: a bug, please report it (EX_SOFTWARE)
 
 examples:
@@ -227,10 +229,13 @@ def sendMain(
             stdinBytes = cast(BinaryIO, stdin.buffer)
             idDomain = messageIdDomain(settings)
             with spooledMessage("standard input", stdinBytes, idDomain) as message:
-                # A bad address fails here, before the reactor runs.
-                envelopes = envelopesByDomain(settings, message)
+                # A bad address fails here, before the reactor runs; the
+                # message is signed (read once more, streaming) before.
+                signed = signMessage(message, settings.dkim)
+                envelopes = envelopesByDomain(settings, signed)
                 return _run(settings, envelopes, args.verbose)
-        envelopes = envelopesByDomain(settings, loadMessage(settings))
+        signed = signMessage(loadMessage(settings), settings.dkim)
+        envelopes = envelopesByDomain(settings, signed)
         return _run(settings, envelopes, args.verbose)
     except (ConfigError, MessageError) as e:
         print(f"smtptut send: {e}", file=sys.stderr)

@@ -15,6 +15,13 @@ from smtptut.addresses import (
     parseAddress,
 )
 from smtptut.certificates import loadTrustRoot
+from smtptut.client.dkimkeys import (
+    DKIMSigning,
+    parseKeyPaths,
+    parseSelectors,
+    signingDomain,
+    signingKeys,
+)
 from smtptut.client.model import TLSPolicy
 from smtptut.settings import (
     NO_OPTION,
@@ -91,6 +98,7 @@ def parseTLSPolicy(text: str) -> TLSPolicy:
 
 
 #: Every client setting: README's client table lists the same, in this order.
+#: The three C{SMTPTUT_DKIM_*} rows make one value, L{ClientSettings.dkim}.
 CLIENT_SETTINGS: tuple[Setting[Any], ...] = (
     Setting(
         "sender",
@@ -216,6 +224,38 @@ CLIENT_SETTINGS: tuple[Setting[Any], ...] = (
         "RFC 5321 §4.5.3.2's",
         "SECONDS",
     ),
+    Setting(
+        "dkimKeys",
+        "SMTPTUT_DKIM_KEY",
+        parseKeyPaths,
+        (),
+        "sign with the DKIM private key in this PEM file, RSA (rsa-sha256) or"
+        " Ed25519 (ed25519-sha256, only beside an RSA key); repeat, or"
+        " separate with a comma, for both",
+        "none (nothing signed)",
+        "FILE",
+        multiple=True,
+    ),
+    Setting(
+        "dkimSelectors",
+        "SMTPTUT_DKIM_SELECTOR",
+        parseSelectors,
+        (),
+        "the selector of each DKIM key (s=; its public key is the TXT record"
+        " SELECTOR._domainkey.DOMAIN), in the keys' order",
+        "none (needed with a key)",
+        "SELECTOR",
+        multiple=True,
+    ),
+    Setting(
+        "dkimDomain",
+        "SMTPTUT_DKIM_DOMAIN",
+        signingDomain,
+        None,
+        "the signing domain (d=)",
+        "the From: address's domain",
+        "DOMAIN",
+    ),
 )
 
 
@@ -234,6 +274,8 @@ class ClientSettings:
         RFC 5321 §4.5.3.2 waits (5 minutes for most replies, 10 after the
         message).
     @ivar concurrency: how many domains are delivered to at the same time.
+    @ivar dkim: the keys to DKIM-sign with, read from their files
+        (C{SMTPTUT_DKIM_*}); none by default.
     @ivar labels: each variable's name as the user gave it (C{--tls} or
         C{SMTPTUT_TLS}), for checks across settings.
     """
@@ -252,6 +294,7 @@ class ClientSettings:
     insecureAuth: bool = False
     timeout: float | None = None
     concurrency: int = DEFAULT_CONCURRENCY
+    dkim: DKIMSigning = DKIMSigning()
     labels: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -263,12 +306,20 @@ class ClientSettings:
         """
         Read the client settings from C{environ}, overridden by C{options}
         (text by variable, see L{smtptut.settings.givenOptions}); raise
-        L{ConfigError} naming the bad one as the user gave it.
+        L{ConfigError} naming the bad one as the user gave it (a
+        L{smtptut.client.dkimkeys.KeyFileError} for a DKIM key file).
         """
         values = readSettings(CLIENT_SETTINGS, environ, options)
+        names = labels(CLIENT_SETTINGS, options)
         if values["helo"] is None:
             values["helo"] = localFQDN()
-        return cls(**values, labels=labels(CLIENT_SETTINGS, options))
+        dkim = signingKeys(
+            values.pop("dkimKeys"),
+            values.pop("dkimSelectors"),
+            values.pop("dkimDomain"),
+            names,
+        )
+        return cls(**values, dkim=dkim, labels=names)
 
     def label(self, variable: str) -> str:
         """
