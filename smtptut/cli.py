@@ -52,6 +52,7 @@ commands:
   send     send a message straight to the recipients' mail exchangers
            (or through a relay); "smtptut send --help" tells more
   passwd   manage the console server's password file (see "smtptut passwd --help")
+  queue    list, flush, delete or deliver queued mail (see "smtptut queue --help")
 """
 
 SEND_EPILOG = """\
@@ -195,6 +196,11 @@ def sendParser() -> argparse.ArgumentParser:
         " 5 to 10 minutes)",
     )
     add("-v", "--verbose", action="store_true", help="log each connection attempt")
+    # -- queue wiring (issue 12): --queue DIR, --queue-only
+    from smtptut.queue.command import addQueueArguments
+
+    addQueueArguments(parser)
+    # -- end queue wiring
     return parser
 
 
@@ -347,6 +353,11 @@ def sendMain(
     try:
         with namedAsGiven(optionsGiven(args)):
             settings = askPassword(settingsFrom(args, environ), stdin)
+            # -- queue wiring (issue 12): with --queue, run queues first
+            from smtptut.queue.command import queueSending
+
+            run = queueSending(args, environ, _run)
+            # -- end queue wiring
             dataSetting = args.data or environ.get("SMTPTUT_DATA")
             if dataSetting is None and not _isTerminal(stdin):
                 # Piped input would otherwise be ignored, and the tutorial's
@@ -364,9 +375,9 @@ def sendMain(
                 with spooledMessage("standard input", stdinBytes, idDomain) as message:
                     # A bad address fails here, before the reactor runs.
                     envelopes = envelopesByDomain(settings, message)
-                    return _run(settings, envelopes, args.verbose)
+                    return run(settings, envelopes, args.verbose)
             envelopes = envelopesByDomain(settings, loadMessage(settings))
-        return _run(settings, envelopes, args.verbose)
+        return run(settings, envelopes, args.verbose)
     except (ConfigError, MessageError) as e:
         print(f"smtptut send: {e}", file=sys.stderr)
         return exitStatusFor(e)
@@ -434,9 +445,20 @@ def passwdMain(argv: list[str]) -> int:
     return serverPasswdMain(argv)
 
 
+# -- queue wiring (issue 12): "smtptut queue", all in smtptut/queue/command.py
+def queueMain(argv: list[str]) -> int:
+    from smtptut.queue.command import queueMain as run
+
+    return run(argv)
+
+
+# -- end queue wiring
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "send": sendMain,
     "passwd": passwdMain,
+    "queue": queueMain,  # queue wiring (issue 12)
 }
 
 
