@@ -122,7 +122,7 @@ def makeNotice(
     """
     report = MIMEMultipart("report", report_type="delivery-status")
     report["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporter}>"
-    report["To"] = f"<{entry.sender}>"
+    report["To"] = entry.sender
     report["Subject"] = "Undelivered Mail Returned to Sender"
     report["Date"] = formatdate(now)
     report["Message-ID"] = make_msgid(domain=reporter)

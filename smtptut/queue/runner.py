@@ -277,7 +277,9 @@ class QueueRunner:
                 where += f", next try {formatTime(recipient.nextTry)}"
             elif recipient is not None and recipient.expired:
                 where += f", given up after {recipient.attempts} attempts"
-            self.write(f"{outcome} [{where}]")
+            line = f"{outcome} [{where}]"
+            log.info("{line}", line=line)
+            self.write(line)
 
     def _notify(self, lock: EntryLock) -> str | None:
         """
