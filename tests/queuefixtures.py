@@ -73,20 +73,26 @@ class GreylistingFactory(RecordingFactory):
 
 class SlowSMTP(RecordingSMTP):
     """
-    A receiver that takes 20 ms to answer the final dot, as a real one that
+    A receiver that takes a while (20 ms) to answer the final dot, as a real one that
     scans the message does: a runner killed at random is often killed with
     a transaction in flight.
     """
 
+    factory: SlowFactory
+
     def sendLine(self, line: bytes) -> None:
         if line.startswith(b"250 2.0.0 queued"):
-            reactor.callLater(0.02, super().sendLine, line)
+            reactor.callLater(self.factory.delay, super().sendLine, line)
             return
         super().sendLine(line)
 
 
 class SlowFactory(RecordingFactory):
     protocol = SlowSMTP
+
+    def __init__(self, delay: float = 0.02) -> None:
+        super().__init__()
+        self.delay = delay
 
 
 @dataclass

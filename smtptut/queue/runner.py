@@ -52,9 +52,11 @@ POLL_INTERVAL = 60.0
 #: How long stopping waits for the transactions in flight to end.
 STOP_GRACE = 10.0
 
-#: Entries locked at once per transaction slot: enough to keep every domain's
-#: slots busy, few enough that the lock files never run out of descriptors.
-ENTRIES_PER_SLOT = 4
+#: Entries locked at once per transaction slot: one waiting for each slot in
+#: use, so that slots never wait for an entry to be read, while a runner holds
+#: few entries that another runner on the same queue could deliver (and few
+#: lock files' descriptors).
+ENTRIES_PER_SLOT = 2
 
 
 def formatTime(when: float) -> str:
