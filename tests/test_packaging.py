@@ -173,6 +173,9 @@ class WheelTests(TestCase):
         self.assertIn("twisted/plugins/smtptut_plugin.py", names)
         for module in ("cli", "tap", "server", "client", "config"):
             self.assertIn(f"smtptut/{module}.py", names)
+        # The queue's package and its twistd plugin (issue 12).
+        for module in ("__init__", "store", "runner", "tap", "command"):
+            self.assertIn(f"smtptut/queue/{module}.py", names)
         # Twisted's own twisted/__init__.py and twisted/plugins/__init__.py
         # would be overwritten by ours.
         self.assertNotIn("twisted/__init__.py", names)
@@ -184,7 +187,7 @@ class WheelTests(TestCase):
         )
         self.assertEqual(
             {n for n in names if n.startswith("twisted/")},
-            {"twisted/plugins/smtptut_plugin.py"},
+            {"twisted/plugins/smtptut_plugin.py", "twisted/plugins/smtptut_queue.py"},
         )
         self.assertNotIn("smtptut/demo.py", names)
         self.assertEqual([n for n in names if n.endswith(".tac")], [])
@@ -223,6 +226,8 @@ class WheelTests(TestCase):
         server = await _run([i.bin("twistd"), "-n", "smtptut-server", "--help"], i.home)
         self.assertIn("smtptut-server [options]", server.out)
         self.assertIn("--maildir=", server.out)
+        queue = await _run([i.bin("twistd"), "-n", "smtptut-queue", "--help"], i.home)
+        self.assertIn("--queue-max-age=", queue.out)
         where = await _run(
             [
                 i.bin("python"),
