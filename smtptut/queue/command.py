@@ -310,7 +310,9 @@ def addQueueArguments(parser: argparse.ArgumentParser) -> None:
         "--queue-only",
         action="store_true",
         help="with --queue: only queue the message, make no connection (a"
-        " runner delivers it: smtptut queue run, twistd smtptut-queue)",
+        " runner delivers it: smtptut queue run, twistd smtptut-queue); with"
+        " --queue the exit status is 0 once the message is queued, 73 when it"
+        " cannot be",
     )
 
 

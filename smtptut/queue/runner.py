@@ -111,7 +111,10 @@ class QueueRunner:
         Deliver every due recipient of the entries C{ids} (default: the
         whole queue), and the DSNs this makes; fires with the outcomes.
         """
-        self.queue.cleanTmp(self.clock.seconds())
+        try:
+            self.queue.cleanTmp(self.clock.seconds())
+        except OSError:
+            log.failure("Cannot clean the queue's tmp/")
         ids = self.queue.ids() if ids is None else list(ids)
         done = [self._entries.run(self._process, entryId) for entryId in ids]
         d = gatherResults(done, consumeErrors=True)
@@ -162,6 +165,10 @@ class QueueRunner:
             notice = self._notify(lock)
             if lock.entry.finished:
                 lock.remove()
+        except OSError:
+            # A full disk, say: what was not saved is tried again later,
+            # so it may be sent twice, never lost.
+            log.failure("Cannot update queue entry {id}", id=entryId)
         finally:
             lock.release()
         if notice is not None:
@@ -218,6 +225,13 @@ class QueueRunner:
         # that another domain could use.
         d = perDomain.run(self._slots.run, self.deliver, envelope)
 
+        def forget(result: object) -> object:
+            # A semaphore per domain ever seen would grow without end.
+            idle = perDomain.tokens == perDomain.limit and not perDomain.waiting
+            if idle and self._domains.get(domain) is perDomain:
+                del self._domains[domain]
+            return result
+
         def failed(failure: Failure) -> list[RecipientOutcome]:
             log.failure("Queued delivery failed unexpectedly", failure)
             reason = f"internal error: {failure.getErrorMessage()}"
@@ -226,7 +240,7 @@ class QueueRunner:
                 for r in envelope.recipients
             ]
 
-        return d.addErrback(failed)
+        return d.addErrback(failed).addBoth(forget)
 
     def _record(
         self,
