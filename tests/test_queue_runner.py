@@ -304,3 +304,55 @@ class CrashSafetyTests(RunnerTestsMixin, TestCase):
         lock.release()
         self.successResultOf(runner.runOnce())
         self.assertEqual(len(calls), 1)
+
+
+class ConcurrencyTests(RunnerTestsMixin, TestCase):
+    def setUp(self) -> None:
+        self.setUpQueue()
+
+    def test_perDomainAndGlobalBounds(self) -> None:
+        """
+        At most C{domainConcurrency} transactions to one domain and
+        C{concurrency} in all are in flight; a busy domain does not hold
+        back another one's messages.
+        """
+        for n in range(5):
+            self.queue.enqueue("me@sender.test", [f"r{n}@busy.test"], [message(n)])
+        for n in range(2):
+            self.queue.enqueue("me@sender.test", [f"r{n}@other.test"], [message(n)])
+        inFlight: list[tuple[Envelope, Deferred[list[RecipientOutcome]]]] = []
+
+        def deliver(envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
+            d: Deferred[list[RecipientOutcome]] = Deferred()
+            inFlight.append((envelope, d))
+            return d
+
+        runner = QueueRunner(
+            self.queue,
+            deliver,
+            self.clock,
+            self.schedule,
+            "x.test",
+            concurrency=3,
+            domainConcurrency=2,
+        )
+        done = runner.runOnce()
+        most: dict[str, int] = {}
+        total = 0
+        while inFlight:
+            domains = [e.recipients[0].rpartition("@")[2] for e, _ in inFlight]
+            for domain in set(domains):
+                most[domain] = max(most.get(domain, 0), domains.count(domain))
+            if not total:
+                # At first: the busy domain's two, and one for the other.
+                self.assertEqual(
+                    sorted(domains), ["busy.test", "busy.test", "other.test"]
+                )
+            total = max(total, len(inFlight))
+            envelope, d = inFlight.pop(0)
+            d.callback(
+                [RecipientOutcome(r, DELIVERED, 250, "ok") for r in envelope.recipients]
+            )
+        self.assertEqual(len(self.successResultOf(done)), 7)
+        self.assertEqual((most, total), ({"busy.test": 2, "other.test": 1}, 3))
+        self.assertEqual(self.queue.ids(), [])
