@@ -354,5 +354,5 @@ class ConcurrencyTests(RunnerTestsMixin, TestCase):
                 [RecipientOutcome(r, DELIVERED, 250, "ok") for r in envelope.recipients]
             )
         self.assertEqual(len(self.successResultOf(done)), 7)
-        self.assertEqual((most, total), ({"busy.test": 2, "other.test": 1}, 3))
+        self.assertEqual((most["busy.test"], max(most.values()), total), (2, 2, 3))
         self.assertEqual(self.queue.ids(), [])
