@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet import task
@@ -356,3 +357,30 @@ class ConcurrencyTests(RunnerTestsMixin, TestCase):
         self.assertEqual(len(self.successResultOf(done)), 7)
         self.assertEqual((most["busy.test"], max(most.values()), total), (2, 2, 3))
         self.assertEqual(self.queue.ids(), [])
+
+
+class LeftoverTests(RunnerTestsMixin, TestCase):
+    def setUp(self) -> None:
+        self.setUpQueue()
+
+    def test_finishedEntryRemoved(self) -> None:
+        """
+        An entry whose recipients are all settled, left by a runner killed
+        before it removed it, is removed by the next pass (not listed
+        forever), and nothing is sent again.
+        """
+        entry = self.queue.enqueue("me@sender.test", ["a@one.test"], [message(7)])
+        lock = self.queue.lock(entry.id)
+        assert lock is not None
+        [a] = entry.recipients
+        lock.save(entry.updated([replace(a, state=RecipientState.DELIVERED)]))
+        lock.release()
+        calls: list[Envelope] = []
+
+        def deliver(envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
+            calls.append(envelope)
+            return succeed([])
+
+        runner = QueueRunner(self.queue, deliver, self.clock, self.schedule, "x.test")
+        self.successResultOf(runner.runOnce())
+        self.assertEqual((calls, self.queue.ids()), ([], []))

@@ -6,11 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import (
     FilteringLogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
     globalLogBeginner,
@@ -33,10 +36,12 @@ from smtptut.queue.outbound import (
     clientSettings,
     messageChunks,
 )
-from smtptut.queue.runner import QueueRunner, QueueService, clientRunner, formatTime
+from smtptut.queue.runner import QueueService, clientRunner, formatTime
 from smtptut.queue.settings import QUEUE_SETTINGS, QueueSettings, readQueueSettings
 from smtptut.queue.store import Entry, Queue, QueueError, RecipientState
 from smtptut.settings import ConfigError, addArguments, givenOptions
+
+log = Logger()
 
 QUEUE_EPILOG = """\
 The queue's settings can also be set in the environment (SMTPTUT_QUEUE,
@@ -209,8 +214,6 @@ def flushQueue(queue: Queue, now: float, write: Callable[[str], object]) -> None
     """
     Make every pending recipient due now (what a runner holds is left).
     """
-    from dataclasses import replace
-
     for entryId in queue.ids():
         lock = queue.lock(entryId)
         if lock is None:
@@ -282,8 +285,6 @@ def _runForever(
 
 
 def _stop(reactor: Any) -> None:
-    from twisted.internet.error import ReactorNotRunning
-
     try:
         reactor.stop()
     except ReactorNotRunning:
@@ -291,9 +292,7 @@ def _stop(reactor: Any) -> None:
 
 
 def _internalError(failure: Failure) -> None:
-    from twisted.logger import Logger
-
-    Logger().failure("smtptut queue failed unexpectedly", failure)
+    log.failure("smtptut queue failed unexpectedly", failure)
     reason = " ".join(failure.getErrorMessage().split()) or repr(failure.value)
     print(f"smtptut: internal error: {reason}", file=sys.stderr, flush=True)
 
@@ -370,11 +369,3 @@ def queueSending(
         return EX_OK
 
     return viaQueue
-
-
-__all__ = [
-    "QueueRunner",
-    "addQueueArguments",
-    "queueMain",
-    "queueSending",
-]

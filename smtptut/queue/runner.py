@@ -135,11 +135,15 @@ class QueueRunner:
         return min(times, default=None)
 
     def _due(self, entry: Entry) -> bool:
+        """
+        Whether there is work on C{entry}: recipients due, a DSN to make,
+        or (after a crash) a finished entry still to remove.
+        """
         unnotified = any(
             r.state is RecipientState.BOUNCED and not r.notified
             for r in entry.recipients
         )
-        return unnotified or bool(entry.due(self.clock.seconds()))
+        return entry.finished or unnotified or bool(entry.due(self.clock.seconds()))
 
     @inlineCallbacks
     def _process(

@@ -109,6 +109,9 @@ class Entry:
 
     @property
     def pending(self) -> list[Recipient]:
+        """
+        The recipients not delivered or bounced yet.
+        """
         return [r for r in self.recipients if r.state is RecipientState.PENDING]
 
     @property
@@ -129,11 +132,19 @@ class Entry:
         )
 
     def toJSON(self) -> bytes:
+        """
+        The envelope file's text.
+        """
         data: dict[str, Any] = {"version": VERSION, **asdict(self)}
         return json.dumps(data, indent=1).encode("ascii") + b"\n"
 
     @classmethod
     def fromJSON(cls, text: bytes) -> Entry:
+        """
+        An entry from its envelope file's text.
+
+        @raise ValueError: the text is not an envelope file.
+        """
         data = json.loads(text)
         if data.pop("version", None) != VERSION:
             raise ValueError("unknown envelope file version")
@@ -203,6 +214,9 @@ class Queue:
             os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
 
     def entryPath(self, entryId: str, name: str = "") -> str:
+        """
+        The directory of an entry, or the file C{name} in it.
+        """
         return os.path.join(self.path, ENTRIES, entryId, name)
 
     def messagePath(self, entryId: str) -> str:
@@ -358,6 +372,9 @@ class EntryLock:
 
     @property
     def id(self) -> str:
+        """
+        The entry's ID.
+        """
         return self.entry.id
 
     def save(self, entry: Entry) -> None:
@@ -369,6 +386,9 @@ class EntryLock:
         self.entry = entry
 
     def openMessage(self) -> IO[bytes]:
+        """
+        The queued message, to read.
+        """
         return open(self.queue.messagePath(self.id), "rb")
 
     def remove(self) -> None:
@@ -383,6 +403,9 @@ class EntryLock:
         self.release()
 
     def release(self) -> None:
+        """
+        Let another runner have the entry (again and again: idempotent).
+        """
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
