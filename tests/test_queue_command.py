@@ -308,7 +308,7 @@ class CrashTests(QueueCommandTestsMixin, TestCase):
         self.assertIn("delivered", second.output())
 
 
-class TwistdPluginTests(QueueCommandTestsMixin, TestCase):
+class ServiceTests(QueueCommandTestsMixin, TestCase):
     timeout = 120
 
     def setUp(self) -> None:
@@ -332,6 +332,25 @@ class TwistdPluginTests(QueueCommandTestsMixin, TestCase):
         ended = await process.stop()
         self.assertEqual(ended.signal, signal.SIGTERM, process.output())
         self.assertEqual(queueFiles(self.queueDir), [])
+
+    async def test_queueRunUntilStopped(self) -> None:
+        """
+        C{smtptut queue run} (without C{--once}) delivers, keeps running,
+        and exits 0 on SIGTERM.
+        """
+        [wanted] = _enqueue(self.queueDir, 1)
+        process = Process(
+            reactor,
+            [SMTPTUT, "queue", "run", "--queue", self.queueDir],
+            childEnvironment(self.env),
+            timeout=60,
+        )
+        self.addCleanup(process.stop)
+        await process.waitFor(r"r0@example\.test: delivered", timeout=30)
+        self.assertFalse(process.ended.called)
+        ended = await process.stop()
+        self.assertEqual(ended.code, 0, process.output())
+        self.assertEqual(messageIds(self.factory), [wanted])
 
     async def test_badOption(self) -> None:
         result = await runProcess(
