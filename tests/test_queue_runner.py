@@ -317,10 +317,15 @@ class ConcurrencyTests(RunnerTestsMixin, TestCase):
         C{concurrency} in all are in flight; a busy domain does not hold
         back another one's messages.
         """
+        # IDs in this order: the busy domain's messages come first.
         for n in range(5):
-            self.queue.enqueue("me@sender.test", [f"r{n}@busy.test"], [message(n)])
+            self.queue.enqueue(
+                "me@sender.test", [f"r{n}@busy.test"], [message(n)], f"1.a{n}"
+            )
         for n in range(2):
-            self.queue.enqueue("me@sender.test", [f"r{n}@other.test"], [message(n)])
+            self.queue.enqueue(
+                "me@sender.test", [f"r{n}@other.test"], [message(n)], f"1.b{n}"
+            )
         inFlight: list[tuple[Envelope, Deferred[list[RecipientOutcome]]]] = []
 
         def deliver(envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
