@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -40,6 +40,8 @@ class ScheduleTests(SynchronousTestCase):
         # Four hours of doubling, then one try an hour: about 124 in all.
         self.assertEqual(len(times), 124)
 
+    # No deadline: the machine is shared, and a slow example is no failure.
+    @settings(deadline=None)
     @given(schedules, st.integers(min_value=1, max_value=10_000))
     def test_delayBounded(self, schedule: Schedule, attempts: int) -> None:
         """
@@ -50,6 +52,7 @@ class ScheduleTests(SynchronousTestCase):
         self.assertTrue(schedule.retry <= delay <= schedule.maxRetry)
         self.assertLessEqual(delay, schedule.delay(attempts + 1))
 
+    @settings(deadline=None)
     @given(
         schedules,
         st.floats(min_value=0, max_value=2e9),
@@ -71,6 +74,7 @@ class ScheduleTests(SynchronousTestCase):
         if not schedule.expired(created, now):
             self.assertGreater(nextTry, now)
 
+    @settings(deadline=None)
     @given(
         st.builds(
             lambda retry, extra, tries: Schedule(retry, retry + extra, retry * tries),
