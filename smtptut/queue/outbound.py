@@ -1,8 +1,7 @@
-"""The one place the queue meets smtptut's client: envelopes, outcomes and delivery.
+"""The one place the queue meets smtptut's client: envelopes, outcomes and delivery."""
 
-Everything else in smtptut.queue imports the client's names from here, so
-that moving the client's modules means changing only this file.
-"""
+# Everything else in smtptut.queue imports the client's names from here, so
+# that moving the client's modules means changing only this file.
 
 from __future__ import annotations
 
