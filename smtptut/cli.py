@@ -1,4 +1,4 @@
-"""The ``smtptut`` console script: ``smtptut send`` and ``smtptut dkim`` (client side), ``smtptut passwd`` (server side)."""
+"""The ``smtptut`` console script: ``smtptut send`` and ``smtptut dkim`` (client side), ``smtptut passwd`` (server side), ``smtptut queue``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ commands:
            (or through a relay); "smtptut send --help" tells more
   passwd   manage the console server's password file (see "smtptut passwd --help")
   dkim     "smtptut dkim keygen": make a DKIM key and its DNS TXT record
+  queue    list, flush, delete or deliver queued mail (see "smtptut queue --help")
 """
 
 
@@ -47,10 +48,20 @@ def dkimMain(argv: list[str]) -> int:
     return keysMain(argv)
 
 
+def queueMain(argv: list[str]) -> int:
+    """
+    C{smtptut queue}: the delivery queue's command (issue 12).
+    """
+    from smtptut.queue.command import queueMain as run
+
+    return run(argv)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "send": sendMain,
     "passwd": passwdMain,
     "dkim": dkimMain,
+    "queue": queueMain,
 }
 
 

@@ -179,10 +179,10 @@ class WheelTests(TestCase):
             "server/tap",
         ):
             self.assertIn(f"smtptut/{module}.py", names)
-        # Every module of each side's package (a subpackage setuptools ships
-        # only when pyproject.toml lists it).
+        # Every module of each side's package and of the queue's (issue 12): a
+        # subpackage setuptools ships only when pyproject.toml lists it.
         top = os.path.join(os.path.dirname(os.path.dirname(__file__)), "smtptut")
-        for side in ("client", "server"):
+        for side in ("client", "server", "queue"):
             modules = [
                 n for n in os.listdir(os.path.join(top, side)) if n.endswith(".py")
             ]
@@ -200,7 +200,7 @@ class WheelTests(TestCase):
         )
         self.assertEqual(
             {n for n in names if n.startswith("twisted/")},
-            {"twisted/plugins/smtptut_plugin.py"},
+            {"twisted/plugins/smtptut_plugin.py", "twisted/plugins/smtptut_queue.py"},
         )
         self.assertNotIn("smtptut/demo.py", names)
         self.assertEqual([n for n in names if n.endswith(".tac")], [])
@@ -239,6 +239,8 @@ class WheelTests(TestCase):
         server = await _run([i.bin("twistd"), "-n", "smtptut-server", "--help"], i.home)
         self.assertIn("smtptut-server [options]", server.out)
         self.assertIn("--maildir=", server.out)
+        queue = await _run([i.bin("twistd"), "-n", "smtptut-queue", "--help"], i.home)
+        self.assertIn("--queue-max-age=", queue.out)
         where = await _run(
             [
                 i.bin("python"),

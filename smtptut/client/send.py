@@ -117,6 +117,11 @@ def sendParser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log each connection attempt"
     )
+    # -- queue wiring (issue 12): --queue DIR, --queue-only.  Imported here:
+    # the queue builds on the client, not the other way round.
+    from smtptut.queue.command import addQueueArguments
+
+    addQueueArguments(parser)
     return parser
 
 
@@ -214,6 +219,11 @@ def sendMain(
         return EX_USAGE
     try:
         settings = askPassword(settingsFrom(args, environ), stdin)
+        # -- queue wiring (issue 12): with --queue, the (signed) message is
+        # queued first and the runner delivers it.
+        from smtptut.queue.command import queueSending
+
+        run = queueSending(args, environ, _run)
         dataSetting = args.SMTPTUT_DATA or environ.get("SMTPTUT_DATA")
         if dataSetting is None and not _isTerminal(stdin):
             # Piped input would otherwise be ignored, and the tutorial's
@@ -233,10 +243,10 @@ def sendMain(
                 # message is signed (read once more, streaming) before.
                 signed = signMessage(message, settings.dkim)
                 envelopes = envelopesByDomain(settings, signed)
-                return _run(settings, envelopes, args.verbose)
+                return run(settings, envelopes, args.verbose)
         signed = signMessage(loadMessage(settings), settings.dkim)
         envelopes = envelopesByDomain(settings, signed)
-        return _run(settings, envelopes, args.verbose)
+        return run(settings, envelopes, args.verbose)
     except (ConfigError, MessageError) as e:
         print(f"smtptut send: {e}", file=sys.stderr)
         return exitStatusFor(e)
