@@ -37,11 +37,7 @@ from .queuefixtures import (
     queueFiles,
     startQueueDNS,
 )
-
-#: Perl's Mail::DKIM, a verifier that is not dkimpy (see tests/test_dkim.py).
-MAIL_DKIM_VERIFIER = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "mail_dkim_verify.pl"
-)
+from .test_dkim import VERIFIER  # Perl's Mail::DKIM: not dkimpy
 
 
 class QueueCommandTestsMixin:
@@ -227,7 +223,7 @@ class SignedQueueTests(QueueCommandTestsMixin, TestCase):
         self.assertEqual(received.data.count(b"DKIM-Signature:"), 1)
         verdict = await runProcess(
             reactor,
-            ["perl", MAIL_DKIM_VERIFIER, str(self.dns.port)],
+            ["perl", VERIFIER, str(self.dns.port)],
             stdin=received.data,
             timeout=120,
         )

@@ -93,7 +93,11 @@ class UsageError(Exception):
     """
 
 
-class _Parser(argparse.ArgumentParser):
+class CommandParser(argparse.ArgumentParser):
+    """
+    An argument parser that raises L{UsageError} instead of exiting.
+    """
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
@@ -103,7 +107,7 @@ def sendParser() -> argparse.ArgumentParser:
     The options of C{smtptut send}: one per row of L{CLIENT_SETTINGS}, and
     C{--verbose}.
     """
-    parser = _Parser(
+    parser = CommandParser(
         prog="smtptut send",
         description=(
             "Send one message to its recipients: each recipient domain's mail\n"
@@ -267,17 +271,7 @@ def _run(
     from twisted.internet import reactor as globalReactor
 
     reactor = cast(IReactorCore, globalReactor)
-
-    level = LogLevel.info if verbose else LogLevel.warn
-    globalLogBeginner.beginLoggingTo(
-        [
-            FilteringLogObserver(
-                textFileLogObserver(sys.stderr),
-                [LogLevelFilterPredicate(defaultLogLevel=level)],
-            )
-        ],
-        redirectStandardIO=False,
-    )
+    startLogging(verbose)
     status = [EX_SOFTWARE]
 
     def finished(result: int) -> None:
@@ -295,12 +289,29 @@ def _run(
     return status[0]
 
 
-def internalError(failure: Failure) -> int:
+def startLogging(verbose: bool) -> None:
     """
-    A bug in the send path: log it, say so in one line, exit with
+    Log to standard error: warnings and errors, and with C{verbose} each
+    connection attempt too.
+    """
+    level = LogLevel.info if verbose else LogLevel.warn
+    globalLogBeginner.beginLoggingTo(
+        [
+            FilteringLogObserver(
+                textFileLogObserver(sys.stderr),
+                [LogLevelFilterPredicate(defaultLogLevel=level)],
+            )
+        ],
+        redirectStandardIO=False,
+    )
+
+
+def internalError(failure: Failure, command: str = "smtptut send") -> int:
+    """
+    A bug in C{command}'s path: log it, say so in one line, exit with
     C{EX_SOFTWARE} (the reactor is stopped all the same).
     """
-    log.failure("smtptut send failed unexpectedly", failure)
+    log.failure("{command} failed unexpectedly", failure, command=command)
     reason = " ".join(failure.getErrorMessage().split()) or repr(failure.value)
-    print(f"smtptut send: internal error: {reason}", file=sys.stderr, flush=True)
+    print(f"{command}: internal error: {reason}", file=sys.stderr, flush=True)
     return EX_SOFTWARE

@@ -7,19 +7,13 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import NoReturn, cast
+from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import (
-    FilteringLogObserver,
     Logger,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
 )
-from twisted.python.failure import Failure
 
 from smtptut.errors import (
     EX_CANTCREAT,
@@ -31,10 +25,14 @@ from smtptut.errors import (
 )
 from smtptut.queue.outbound import (
     ClientSettings,
+    CommandParser,
     Envelope,
     RecipientOutcome,
+    UsageError,
     clientSettings,
+    internalError,
     messageChunks,
+    startLogging,
     stopReactor,
 )
 from smtptut.queue.runner import QueueService, clientRunner, formatTime
@@ -59,22 +57,11 @@ exit status:
 """
 
 
-class QueueUsageError(Exception):
-    """
-    The command line is wrong; the text says how.
-    """
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise QueueUsageError(message)
-
-
 def queueParser() -> argparse.ArgumentParser:
     """
     The options of C{smtptut queue}.
     """
-    parser = _Parser(
+    parser = CommandParser(
         prog="smtptut queue",
         description="Look at and deliver the messages queued by smtptut send --queue.",
         epilog=QUEUE_EPILOG,
@@ -112,7 +99,7 @@ def queueMain(
     environ = os.environ if environ is None else environ
     try:
         args = queueParser().parse_args(argv)
-    except QueueUsageError as e:
+    except UsageError as e:
         print(f"smtptut queue: {e}", file=sys.stderr)
         print('Try "smtptut queue --help".', file=sys.stderr)
         return EX_USAGE
@@ -223,19 +210,6 @@ def flushQueue(queue: Queue, now: float, write: Callable[[str], object]) -> None
             lock.save(entry.updated(replace(r, nextTry=now) for r in entry.pending))
 
 
-def _startLogging(verbose: bool) -> None:
-    level = LogLevel.info if verbose else LogLevel.warn
-    globalLogBeginner.beginLoggingTo(
-        [
-            FilteringLogObserver(
-                textFileLogObserver(sys.stderr),
-                [LogLevelFilterPredicate(defaultLogLevel=level)],
-            )
-        ],
-        redirectStandardIO=False,
-    )
-
-
 def _runOnce(
     reactor: IReactorCore,
     queue: Queue,
@@ -248,7 +222,7 @@ def _runOnce(
     """
     One pass over the queue (or the entries C{ids}) with the global reactor.
     """
-    _startLogging(verbose)
+    startLogging(verbose)
     runner = clientRunner(reactor, queue, settings, client, write)
     status = [EX_SOFTWARE]
 
@@ -257,7 +231,10 @@ def _runOnce(
 
     def start() -> None:
         d: Deferred[list[RecipientOutcome]] = runner.runOnce(ids)
-        d.addCallbacks(lambda _: status.__setitem__(0, EX_OK), _internalError)
+        d.addCallbacks(
+            lambda _: status.__setitem__(0, EX_OK),
+            lambda f: internalError(f, "smtptut queue"),
+        )
         d.addBoth(lambda _: stopReactor(reactor))
 
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
@@ -274,7 +251,7 @@ def _runForever(
     verbose: bool,
     write: Callable[[str], object],
 ) -> int:
-    _startLogging(verbose)
+    startLogging(verbose)
     queueService = QueueService(
         clientRunner(reactor, queue, settings, client, write), IReactorTime(reactor)
     )
@@ -288,12 +265,6 @@ def _globalReactor() -> IReactorCore:
     from twisted.internet import reactor
 
     return cast(IReactorCore, reactor)
-
-
-def _internalError(failure: Failure) -> None:
-    log.failure("smtptut queue failed unexpectedly", failure)
-    reason = " ".join(failure.getErrorMessage().split()) or repr(failure.value)
-    print(f"smtptut: internal error: {reason}", file=sys.stderr, flush=True)
 
 
 # The queue's part of "smtptut send" (wired into smtptut/client/send.py).

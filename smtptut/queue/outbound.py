@@ -22,6 +22,12 @@ from smtptut.client.exchange import getMailExchange, makeResolver
 from smtptut.client.message import CHUNK_SIZE, MessageSource, messageFromPath
 from smtptut.client.model import NO_REPLY, Envelope, RecipientOutcome, Status
 from smtptut.client.routing import INTERRUPTED, deliverToExchanges
+from smtptut.client.send import (
+    CommandParser,
+    UsageError,
+    internalError,
+    startLogging,
+)
 from smtptut.client.settings import ClientSettings, checkCredentials, checkTrust
 
 # The runner compares outcomes' statuses with these.
@@ -30,6 +36,8 @@ DEFERRED = Status.DEFERRED
 DELIVERED = Status.DELIVERED
 
 __all__ = [
+    "CommandParser",
+    "UsageError",
     "BOUNCED",
     "DEFERRED",
     "DELIVERED",
@@ -42,9 +50,11 @@ __all__ = [
     "RecipientOutcome",
     "clientDelivery",
     "clientSettings",
+    "internalError",
     "messageChunks",
     "queuedMessage",
     "reportingName",
+    "startLogging",
     "stopReactor",
 ]
 
