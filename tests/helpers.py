@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -265,6 +266,19 @@ def runProcess(
         path,
         usePTY,
     ).ended
+
+
+def pythonOutput(code: str) -> str:
+    """
+    What a fresh Python (this venv's) prints running C{code}; it must exit 0.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        check=True,
+    ).stdout
 
 
 def twistdArgv(tac: str) -> list[str]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import subprocess
-import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
 import smtptut
+
+from .helpers import pythonOutput
 
 #: The main entry points, by home module: what a user of the client or an
 #: embedder of the sink needs (klein's test_exports keeps such a list).
@@ -93,11 +93,4 @@ class ExportsTests(SynchronousTestCase):
             "print(sorted(m for m in sys.modules"
             " if m.startswith(('smtptut.', 'twisted', 'typing'))))\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-        self.assertEqual(out, "[]\n")
+        self.assertEqual(pythonOutput(code), "[]\n")

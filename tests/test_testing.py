@@ -6,8 +6,6 @@ import base64
 import os
 import smtplib
 import socket
-import subprocess
-import sys
 import textwrap
 from typing import Any
 
@@ -28,7 +26,7 @@ from smtptut.testing import (
     startSink,
 )
 
-from .helpers import TOP, reactor
+from .helpers import TOP, pythonOutput, reactor
 
 
 class ReadmeExampleTests(TestCase):
@@ -43,6 +41,18 @@ class ReadmeExampleTests(TestCase):
             readme = f.read()
         self.assertIn("```python\n" + example + "```\n", readme)
 
+    def test_publicAndDocumented(self) -> None:
+        """
+        Every name in C{smtptut.testing.__all__} is there, with a docstring.
+        """
+        for name in testing.__all__:
+            value = getattr(testing, name)
+            if name == "Zone":
+                continue  # a type alias
+            doc = value.__doc__ or ""
+            self.assertTrue(doc.strip(), name)
+            self.assertFalse(doc.startswith(name + "("), f"{name}: no docstring")
+
     def test_runtimeDependenciesOnly(self) -> None:
         """
         Importing smtptut.testing needs no development dependency.
@@ -55,14 +65,7 @@ class ReadmeExampleTests(TestCase):
                 "aiosmtplib") if m in sys.modules))
             """
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-        self.assertEqual(out, "[]\n")
+        self.assertEqual(pythonOutput(code), "[]\n")
 
 
 # ----------------------------------------------------------------- the sink
