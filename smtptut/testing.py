@@ -92,8 +92,8 @@ class Sink:
         new = os.path.join(self.maildir, "new")
         if not os.path.isdir(new):
             return []
-        # Maildir names start with the delivery time, then a sequence: sorting
-        # by modification time, then name, keeps arrival order.
+        # Each file is written once, before its rename into new/: its
+        # modification time is its arrival (the name breaks a tie).
         paths = [os.path.join(new, name) for name in os.listdir(new)]
         paths.sort(key=lambda p: (os.path.getmtime(p), os.path.basename(p)))
         result = []
