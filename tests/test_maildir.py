@@ -38,16 +38,24 @@ def wire(lines: list[bytes]) -> bytes:
     return b"".join((b"." + x if x.startswith(b".") else x) + b"\r\n" for x in lines)
 
 
-def withoutTrace(stored: bytes) -> bytes:
+def withoutTrace(stored: bytes, recipients: int = 1) -> bytes:
     """
-    The stored file after its C{Return-Path:}, C{Received:} and
-    C{Delivered-To:} fields.
+    The stored file after its trace: C{Return-Path:}, C{Received:} (with its
+    C{for} clause when there is one recipient) and one C{Delivered-To:} per
+    recipient, exactly; the message's own lines (a TAB line, a
+    C{Delivered-To:} field) are left to it.
     """
     lines = stored.split(b"\n")
     assert lines[0].startswith(b"Return-Path: <"), lines[0]
     assert lines[1].startswith(b"Received: from "), lines[1]
-    i = 2
-    while lines[i].startswith((b"\t", b"Delivered-To: ")):
+    assert lines[2].startswith(b"\tby "), lines[2]
+    i = 3
+    if recipients == 1:
+        assert lines[i].startswith(b"\tfor <"), lines[i]
+        i += 1
+    assert b"; " in lines[i - 1], lines[i - 1]
+    for _ in range(recipients):
+        assert lines[i].startswith(b"Delivered-To: "), lines[i]
         i += 1
     return b"\n".join(lines[i:])
 
@@ -87,6 +95,23 @@ class MaildirTests(TestCase):
         self.assertEqual(stored, expected)
         # The printed copy is the same text.
         self.assertIn("..two dots\n.\n..\nend", self.sink.messages()[0])
+
+    async def test_traceLookalikesByteExact(self) -> None:
+        """
+        A message whose first lines look like trace (a TAB continuation, a
+        C{Delivered-To:} of its own) is stored as sent, after the trace.
+        """
+        cases = [
+            [b"\tjust a tab line"],
+            [b"\t", b"x"],
+            [b"Delivered-To: someone@else.test", b"", b"body"],
+        ]
+        for lines in cases:
+            replies = await self.send(wire(lines))
+            self.assertEqual(replies[5][:3], b"250", (lines, replies))
+        stored = [withoutTrace(s) for s in self.sink.stored()]
+        expected = [b"".join(x + b"\n" for x in lines) for lines in cases]
+        self.assertEqual(stored, expected)
 
     async def test_traceFields(self) -> None:
         await self.send(b"Subject: x\r\n\r\nbody\r\n")

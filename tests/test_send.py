@@ -93,10 +93,11 @@ class SendCommandTests(TestCase):
     def assertNoTraceback(self, result: ProcessResult) -> None:
         self.assertNotIn("Traceback", result.out + result.err)
 
-    async def test_toTheConsoleServerInOneLine(self) -> None:
-        result = await self.smtptut(
-            "send", "--to", "console@localhost", "--port", str(self.server.port)
-        )
+    def assertTutorialDelivered(self, result: ProcessResult) -> None:
+        """
+        C{result} is README's first example's: one line saying the
+        tutorial's message was delivered to the console server, which has it.
+        """
         self.assertEqual(result.code, 0, result.out + result.err)
         [line, sent] = result.out.splitlines()
         self.assertTrue(
@@ -108,6 +109,12 @@ class SendCommandTests(TestCase):
         self.assertEqual(sent, "Sent 1 messages")
         [message] = self.server.messages()
         self.assertIn("Subject: Tutorate!", message)
+
+    async def test_toTheConsoleServerInOneLine(self) -> None:
+        result = await self.smtptut(
+            "send", "--to", "console@localhost", "--port", str(self.server.port)
+        )
+        self.assertTutorialDelivered(result)
 
     async def test_tutorialMessageOnATerminal(self) -> None:
         """
@@ -126,17 +133,7 @@ class SendCommandTests(TestCase):
             ],
             usePTY=True,
         )
-        self.assertEqual(result.code, 0, result.out + result.err)
-        [line, sent] = result.out.splitlines()
-        self.assertTrue(
-            line.startswith(
-                "console@localhost: delivered via localhost [127.0.0.1]: 250 "
-            ),
-            line,
-        )
-        self.assertEqual(sent, "Sent 1 messages")
-        [message] = self.server.messages()
-        self.assertIn("Subject: Tutorate!", message)
+        self.assertTutorialDelivered(result)
 
     async def test_messageFromStandardInput(self) -> None:
         data = b"Subject: from stdin\r\n\r\n.a dot\nline two\n"
@@ -730,6 +727,24 @@ async def interruptedMidTransaction(
     return result, servers
 
 
+def assertInterruptedCleanly(
+    test: TestCase, result: ProcessResult, servers: Exchanges
+) -> None:
+    """
+    After L{interruptedMidTransaction}: both recipients deferred as
+    interrupted, no traceback, and no new connection after the signal (the
+    second exchange is never tried).
+    """
+    everything = result.out + result.err
+    for recipient in ("a@stall.test", "b@stall.test"):
+        test.assertIn(f"{recipient}: deferred (interrupted)", result.out)
+    for bad in ("Traceback", "Unhandled", "ReactorNotRunning"):
+        test.assertNotIn(bad, everything)
+    test.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+    test.assertIn("Connecting to mx1.stall.test", everything)
+    test.assertNotIn("Connecting to mx2.stall.test", everything)
+
+
 class InterruptTests(TestCase):
     """
     SIGTERM or Ctrl-C (SIGINT) while a transaction waits for its reply.
@@ -745,18 +760,9 @@ class InterruptTests(TestCase):
             result, servers = await interruptedMidTransaction(
                 self, [SMTPTUT, "send", "-v", "--data", message], {}, sig
             )
-            everything = result.out + result.err
-            self.assertEqual(result.code, 75, everything)
-            for recipient in ("a@stall.test", "b@stall.test"):
-                self.assertIn(f"{recipient}: deferred (interrupted)", result.out)
+            self.assertEqual(result.code, 75, result.out + result.err)
             self.assertIn("Sent 0 messages", result.out)
-            for bad in ("Traceback", "Unhandled", "ReactorNotRunning"):
-                self.assertNotIn(bad, everything)
-            # No new connection after the signal: the second exchange is
-            # never tried.
-            self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
-            self.assertIn("Connecting to mx1.stall.test", everything)
-            self.assertNotIn("Connecting to mx2.stall.test", everything)
+            assertInterruptedCleanly(self, result, servers)
             await servers.stop()
 
 

@@ -474,25 +474,7 @@ class ProcessTests(TestCase):
         # The console copy spools to a temporary file, then is printed.
         size = 100 * 1024 * 1024
         log = os.path.abspath(self.mktemp())
-        command = f"exec {TWISTD} -n --pidfile= -l {log} -y emailserver.tac >/dev/null"
-        env = childEnvironment(
-            {
-                "SMTPTUT_LISTEN": "tcp:0:interface=127.0.0.1",
-                "SMTPTUT_MAX_SIZE": str(2 * size),
-            }
-        )
-        process = Process(reactor, ["/bin/sh", "-c", command], env, timeout=120)
-        self.addCleanup(process.stop)
-        port = 0
-        for _ in range(500):
-            await task.deferLater(reactor, 0.02)
-            if os.path.exists(log):
-                with open(log) as f:
-                    found = re.search(r"starting on (\d+)", f.read())
-                if found:
-                    port = int(found.group(1))
-                    break
-        self.assertTrue(port, "the server did not start")
+        process, port = await self.startLoggingServer(log, "/dev/null", 2 * size)
         await self.measureBigMessage(process.transport.pid, port, size)
         with open(log) as f:
             self.assertIn("message accepted", f.read())
@@ -503,25 +485,7 @@ class ProcessTests(TestCase):
         size = 100 * 1024 * 1024
         log = os.path.abspath(self.mktemp())
         out = os.path.abspath(self.mktemp())
-        command = f"exec {TWISTD} -n --pidfile= -l {log} -y emailserver.tac >{out}"
-        env = childEnvironment(
-            {
-                "SMTPTUT_LISTEN": "tcp:0:interface=127.0.0.1",
-                "SMTPTUT_MAX_SIZE": str(2 * size),
-            }
-        )
-        process = Process(reactor, ["/bin/sh", "-c", command], env, timeout=120)
-        self.addCleanup(process.stop)
-        port = 0
-        for _ in range(500):
-            await task.deferLater(reactor, 0.02)
-            if os.path.exists(log):
-                with open(log) as f:
-                    found = re.search(r"starting on (\d+)", f.read())
-                if found:
-                    port = int(found.group(1))
-                    break
-        self.assertTrue(port, "the server did not start")
+        process, port = await self.startLoggingServer(log, out, 2 * size)
         header = (
             b"Subject: big\r\nMIME-Version: 1.0\r\n"
             b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
@@ -541,6 +505,34 @@ class ProcessTests(TestCase):
             printed,
             r"see attached\n\[attachment: big\.bin, application/octet-stream, \d{8,} octets\]",
         )
+
+    async def startLoggingServer(
+        self, log: str, out: str, maxSize: int
+    ) -> tuple[Process, int]:
+        """
+        C{emailserver.tac} under twistd, logging into C{log}, printing into
+        C{out}, on a free port (read from its log), taking C{maxSize} octets.
+        """
+        command = f"exec {TWISTD} -n --pidfile= -l {log} -y emailserver.tac >{out}"
+        env = childEnvironment(
+            {
+                "SMTPTUT_LISTEN": "tcp:0:interface=127.0.0.1",
+                "SMTPTUT_MAX_SIZE": str(maxSize),
+            }
+        )
+        process = Process(reactor, ["/bin/sh", "-c", command], env, timeout=120)
+        self.addCleanup(process.stop)
+        port = 0
+        for _ in range(500):
+            await task.deferLater(reactor, 0.02)
+            if os.path.exists(log):
+                with open(log) as f:
+                    found = re.search(r"starting on (\d+)", f.read())
+                if found:
+                    port = int(found.group(1))
+                    break
+        self.assertTrue(port, "the server did not start")
+        return process, port
 
     async def measureBigMessage(
         self,
