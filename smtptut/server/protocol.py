@@ -26,6 +26,7 @@ from smtptut.server.commands import (
     Reply,
     splitCommand,
 )
+from smtptut.server.data import DataCommands
 from smtptut.server.deadlines import Deadlines
 from smtptut.server.flow import FlowControl
 from smtptut.server.framing import (
@@ -60,6 +61,7 @@ _isLoopbackPeer = functools.lru_cache(maxsize=1024)(isLoopbackAddress)
 class ConsoleESMTP(
     SessionCommands,
     TransactionCommands,
+    DataCommands,
     ReplyOutput,
     FlowControl,
     protocol.Protocol,
@@ -84,9 +86,9 @@ class ConsoleESMTP(
         where its interface promises all of them (twisted/twisted#8804).
     No Twisted ticket was found for the STARTTLS injection or the memory use.
 
-    Octets go through a L{Framer}; commands are C{do_VERB} methods (a
-    subclass may add some: L{SessionCommands}, L{TransactionCommands});
-    what the session knows is a L{Session}.
+    Octets go through a L{Framer}; commands are C{do_VERB} methods (from
+    L{SessionCommands}, L{TransactionCommands} and L{DataCommands}; a
+    subclass may add some); what the session knows is a L{Session}.
     Replies to pipelined commands are gathered and written at once; as the
     transport's producer it stops reading while the client leaves its
     replies unread.
