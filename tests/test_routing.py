@@ -204,6 +204,61 @@ class RoutingTests(TestCase):
         )
         self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
 
+    async def test_temporaryMailRefusalFallsBack(self) -> None:
+        # A greylisting first exchange (451 to MAIL, as Postfix's postscreen
+        # or a policy server answers): Postfix tries the next MX, so do we.
+        greylist = Behaviour(mailReply=b"451 4.7.1 greylisted, try again later")
+        servers = self.serve({"127.0.0.2": greylist, "127.0.0.3": Behaviour()})
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange),
+            (Status.DELIVERED, "second.example.test"),
+        )
+        self.assertEqual(servers.factories["127.0.0.2"].messages, [])
+        self.assertEqual(len(servers.factories["127.0.0.3"].messages), 1)
+
+    async def test_temporaryMailRefusalEverywhere(self) -> None:
+        greylist = Behaviour(mailReply=b"451 4.7.1 greylisted, try again later")
+        servers = self.serve({"127.0.0.2": greylist, "127.0.0.3": greylist})
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(servers.factories["127.0.0.2"].connections, 1)
+        self.assertEqual(servers.factories["127.0.0.3"].connections, 1)
+        self.assertEqual(
+            str(outcome),
+            "user@example.test: deferred via second.example.test [127.0.0.3]:"
+            " 451 4.7.1 greylisted, try again later",
+        )
+
+    async def test_everyRecipientDeferredFallsBack(self) -> None:
+        busy = Behaviour(deferRecipients=("a", "b"))
+        servers = self.serve({"127.0.0.2": busy, "127.0.0.3": Behaviour()})
+        outcomes = await self.send(servers.port, "a@example.test", "b@example.test")
+        self.assertEqual(
+            [(o.recipient, o.status, o.exchange) for o in outcomes],
+            [
+                ("a@example.test", Status.DELIVERED, "second.example.test"),
+                ("b@example.test", Status.DELIVERED, "second.example.test"),
+            ],
+        )
+        self.assertEqual(servers.factories["127.0.0.2"].messages, [])
+        [received] = servers.factories["127.0.0.3"].messages
+        self.assertEqual(received.recipients, [b"a@example.test", b"b@example.test"])
+
+    async def test_someRecipientsDeferredStayDeferred(self) -> None:
+        # One recipient deferred, one taken: the message went, and only the
+        # deferred one waits (it is not sent to the next exchange).
+        busy = Behaviour(deferRecipients=("a",))
+        servers = self.serve({"127.0.0.2": busy, "127.0.0.3": Behaviour()})
+        outcomes = await self.send(servers.port, "a@example.test", "b@example.test")
+        self.assertEqual(
+            [(o.recipient, o.status, o.code, o.exchange) for o in outcomes],
+            [
+                ("a@example.test", Status.DEFERRED, 450, "first.example.test"),
+                ("b@example.test", Status.DELIVERED, 250, "first.example.test"),
+            ],
+        )
+        self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+
     async def test_implicitMX(self) -> None:
         servers = self.serve({"127.0.0.3": Behaviour()})
         [outcome] = await self.send(servers.port, "user@implicit.example.test")

@@ -86,6 +86,19 @@ class Settle:
 
 
 @dataclass(frozen=True)
+class PassOn:
+    """
+    The server deferred a whole transaction (a 4xx reply to MAIL, or to
+    every RCPT): its recipients are left for the next exchange, as Postfix
+    does, with C{code} and C{reason} the reply in case none takes them.
+    """
+
+    recipients: tuple[str, ...]
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Refuse:
     """
     These recipients bounce with C{reason}, no command sent for them.
@@ -129,7 +142,7 @@ class Hangup:
     """
 
 
-Step = Send | Transfer | Settle | Refuse | Close | Abort | Quit | Hangup
+Step = Send | Transfer | Settle | PassOn | Refuse | Close | Abort | Quit | Hangup
 Reply = tuple[int, bytes]
 _Handler = Callable[[int, bytes], list[Step]]
 
@@ -158,6 +171,8 @@ class TransactionPlanner:
         self._rcptReplies: list[Reply] = []
         self._dataReply: Reply | None = None
         self._messageSent = False
+        #: Envelopes this server deferred whole (see L{PassOn}).
+        self._passedOn: list[Envelope] = []
 
     def begin(self, extensions: Mapping[bytes, bytes | None]) -> list[Step]:
         """
@@ -200,7 +215,9 @@ class TransactionPlanner:
         steps: list[Step] = []
         if self.current is not None:
             steps = self._settleWhatArrived()
-        unsettled = [] if self.current is None else [self.current]
+        unsettled = list(self._passedOn)
+        if self.current is not None:
+            unsettled.append(self.current)
         self.current = None
         unsettled.extend(self._envelopes)
         return steps, unsettled
@@ -314,6 +331,20 @@ class TransactionPlanner:
         """
         assert self.current is not None
         mail = self._mailReply or (0, b"no reply to MAIL")
+        deferredWhole = self._deferredWhole()
+        if deferredWhole is not None:
+            passed = self.current
+            self._passedOn.append(passed)
+            self.current = None
+            self._unsent.clear()
+            code, resp = deferredWhole
+            steps: list[Step] = [PassOn(passed.recipients, code, replyText(resp))]
+            if not carryOn:
+                return steps
+            if open:
+                self._waiting.append(lambda code, resp: self._nextTransaction())
+                return steps + [Send(b"RSET")]
+            return steps + self._nextTransaction()
         results: list[tuple[str, int, bytes]] = []
         again: list[str] = []
         progress = self._anyAccepted()
@@ -332,7 +363,7 @@ class TransactionPlanner:
                 code, resp = rcpt or mail
             results.append((recipient, code, resp))
         final = self._dataReply or mail
-        steps: list[Step] = [Settle(final[0], final[1], tuple(results))]
+        steps = [Settle(final[0], final[1], tuple(results))]
         if again:
             rest = Envelope(self.current.sender, tuple(again), self.current.message)
             self._envelopes = chain([rest], self._envelopes)
@@ -344,6 +375,27 @@ class TransactionPlanner:
             self._waiting.append(lambda code, resp: self._nextTransaction())
             return steps + [Send(b"RSET")]
         return steps + self._nextTransaction()
+
+    def _deferredWhole(self) -> Reply | None:
+        """
+        The 4xx reply that deferred the current transaction as a whole: to
+        MAIL, or to every RCPT (none taken, none refused for good).
+        """
+        assert self.current is not None
+        mail = self._mailReply
+        if mail is None:
+            return None
+        if 400 <= mail[0] < 500:
+            return mail
+        replies = self._rcptReplies
+        if (
+            mail[0] == 250
+            and replies
+            and len(replies) == len(self.current.recipients)
+            and all(400 <= code < 500 for code, _ in replies)
+        ):
+            return replies[-1]
+        return None
 
     def _settleWhatArrived(self) -> list[Step]:
         """

@@ -34,6 +34,7 @@ from smtptut.client.planner import (
     Abort,
     Close,
     Hangup,
+    PassOn,
     Quit,
     Refuse,
     Send,
@@ -241,6 +242,10 @@ class SMTPTutorialClient(BoundedESMTPClient):
                 results: list[tuple[bytes | str, int, bytes | str]] = [*step.results]
                 okCount = sum(1 for _, code, _ in results if 200 <= code < 300)
                 self.sentMail(step.code, step.resp, okCount, results, self.log)
+            elif isinstance(step, PassOn):
+                # Why the next exchange is tried (and, if none takes the
+                # recipients, the reply they are deferred with).
+                self._setFailure(step.reason, step.code)
             elif isinstance(step, Refuse):
                 for recipient in step.recipients:
                     self._record(recipient, NO_REPLY, step.reason, Status.BOUNCED)
