@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -109,7 +111,15 @@ def clientFactory(
         timeout=settings.timeout,
         username=settings.username,
         clock=clock,
+        transcript=transcriptLine if settings.debug else None,
     )
+
+
+def transcriptLine(line: str) -> None:
+    """
+    One line of C{--debug}'s transcript, on standard error (as swaks).
+    """
+    print(line, file=sys.stderr, flush=True)
 
 
 def deliverToExchanges(
@@ -168,6 +178,8 @@ def deliverWith(
     trustRoot = loadTrustRoot(settings.ca) if verify else None
     targets = [(e, address) for e in exchanges for address in e.addresses]
     sessions = 0
+    #: How many connections each recipient was offered on.
+    tried: Counter[str] = Counter()
     for exchange, address in targets[:MX_ADDRESS_LIMIT]:
         if not pending or interrupted() or sessions >= MX_SESSION_LIMIT:
             break
@@ -179,9 +191,10 @@ def deliverWith(
             attempt = forAttempt(
                 factory, pending, settings, exchange, address, tlsPolicy, trustRoot
             )
+            tried.update(r for left in pending for r in left.recipients)
             result = yield _attempt(reactor, attempt, address, exchangePort)
             outcomes.extend(
-                replace(o, notes=notes + o.notes) if notes else o
+                replace(o, notes=notes + o.notes, attempts=tried[o.recipient])
                 for o in result.outcomes
             )
             pending = result.unsettled
@@ -212,9 +225,12 @@ def deliverWith(
         if answered:
             sessions += 1
     if pending and interrupted():
-        return outcomes + interruptedOutcomes(
-            [r for left in pending for r in left.recipients]
-        )
+        return outcomes + [
+            replace(o, attempts=tried[o.recipient])
+            for o in interruptedOutcomes(
+                [r for left in pending for r in left.recipients]
+            )
+        ]
     status = Status.BOUNCED if cause.permanent else Status.DEFERRED
     for left in pending:
         for recipient in left.recipients:
@@ -226,6 +242,7 @@ def deliverWith(
                     cause.reason,
                     cause.exchange,
                     cause.address,
+                    attempts=tried[recipient],
                 )
             )
     return outcomes

@@ -119,7 +119,17 @@ def sendParser() -> argparse.ArgumentParser:
     )
     addArguments(parser, CLIENT_SETTINGS)
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log each connection attempt"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log each connection attempt; twice (-vv), as --debug too",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the SMTP transcript on standard error (-> client, <- server;"
+        " AUTH payloads and the password as ***)",
     )
     # -- queue wiring (issue 12): --queue DIR, --queue-only.  Imported here:
     # the queue builds on the client, not the other way round.
@@ -223,6 +233,8 @@ def sendMain(
         return EX_USAGE
     try:
         settings = askPassword(settingsFrom(args, environ), stdin)
+        if args.debug or args.verbose >= 2:
+            settings = replace(settings, debug=True)
         # -- queue wiring (issue 12): with --queue, the (signed) message is
         # queued first and the runner delivers it.
         from smtptut.queue.command import queueSending

@@ -256,6 +256,15 @@ CLIENT_SETTINGS: tuple[Setting[Any], ...] = (
         "the From: address's domain",
         "DOMAIN",
     ),
+    Setting(
+        "json",
+        "SMTPTUT_JSON",
+        parseFlag,
+        False,
+        "print one JSON object per recipient instead of the text lines",
+        "0",
+        flag=True,
+    ),
 )
 
 
@@ -295,6 +304,9 @@ class ClientSettings:
     timeout: float | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     dkim: DKIMSigning = DKIMSigning()
+    json: bool = False
+    #: C{--debug} (or C{-vv}): the SMTP transcript on standard error.
+    debug: bool = False
     labels: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
