@@ -30,6 +30,33 @@ def tooManyRecipients(code: int, resp: bytes) -> bool:
     return text[1:6] == b".5.3 " or b"too many recipients" in text
 
 
+#: Why a recipient whose address is not ASCII bounces at a server without
+#: SMTPUTF8 (RFC 6531 §3.2: no downgrade; its domain alone would have gone
+#: as A-labels).
+UTF8_ADDRESS_REFUSED = (
+    "the server does not offer SMTPUTF8 (RFC 6531), which this non-ASCII address needs"
+)
+
+#: Why everyone bounces there when the sender's address, or a header field
+#: (RFC 6532), is not ASCII.
+UTF8_MESSAGE_REFUSED = (
+    "the server does not offer SMTPUTF8 (RFC 6531), which the message's"
+    " non-ASCII sender or header fields need"
+)
+
+
+def needsUTF8(envelope: Envelope) -> bool:
+    """
+    Whether the transaction needs SMTPUTF8: a non-ASCII address (a local
+    part: domains go as A-labels) or header field.
+    """
+    return (
+        not envelope.sender.isascii()
+        or envelope.message.eightBitHeaders
+        or not all(r.isascii() for r in envelope.recipients)
+    )
+
+
 def pathOf(address: str) -> bytes:
     """
     The RFC 5321 path for an address the settings already checked.
@@ -227,14 +254,24 @@ class TransactionPlanner:
     def _nextTransaction(self) -> list[Step]:
         steps: list[Step] = []
         envelope = next(self._envelopes, None)
-        while (
-            envelope is not None
-            and envelope.message.eightBit
-            and b"8BITMIME" not in self._extensions
-        ):
-            # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
-            # Converting it would change the message: it bounces instead.
-            steps.append(Refuse(envelope.recipients, EIGHT_BIT_REFUSED))
+        utf8 = b"SMTPUTF8" in self._extensions
+        while envelope is not None:
+            if envelope.message.eightBit and b"8BITMIME" not in self._extensions:
+                # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
+                # Converting it would change the message: it bounces instead.
+                steps.append(Refuse(envelope.recipients, EIGHT_BIT_REFUSED))
+            elif utf8 or not needsUTF8(envelope):
+                break
+            elif not envelope.sender.isascii() or envelope.message.eightBitHeaders:
+                steps.append(Refuse(envelope.recipients, UTF8_MESSAGE_REFUSED))
+            else:
+                # Only the non-ASCII recipients bounce; the others go.
+                wide = tuple(r for r in envelope.recipients if not r.isascii())
+                steps.append(Refuse(wide, UTF8_ADDRESS_REFUSED))
+                ascii = tuple(r for r in envelope.recipients if r.isascii())
+                if ascii:
+                    envelope = Envelope(envelope.sender, ascii, envelope.message)
+                    break
             envelope = next(self._envelopes, None)
         self.current = envelope
         if envelope is None:
@@ -257,6 +294,8 @@ class TransactionPlanner:
             line += b" SIZE=%d" % envelope.message.size
         if envelope.message.eightBit and b"8BITMIME" in self._extensions:
             line += b" BODY=8BITMIME"
+        if b"SMTPUTF8" in self._extensions and needsUTF8(envelope):
+            line += b" SMTPUTF8"
         return line
 
     def _sendNext(self) -> Step:
