@@ -66,7 +66,10 @@ standard input, which may hold at most 100 MiB).  Bcc: fields are removed.
 One line per recipient says what happened to it: "delivered", "deferred" (a
 4xx reply, a timeout, an unreachable server or DNS trouble: try again later)
 or "bounced" (a 5xx reply, a domain that does not exist or takes no mail),
-with the reply or cause and the exchange and address used.
+with the reply or cause and the exchange and address used.  With --json, one
+JSON object per recipient instead (recipient, status, code, enhanced, reply,
+notes, mx, address, tls, tls_verified, dkim, queue_id, attempts); with
+--debug (or -vv), the SMTP session on standard error, AUTH hidden as ***.
 
 exit status:
   0   every recipient was delivered
