@@ -38,6 +38,8 @@ class Behaviour:
     @ivar extensions: EHLO keywords offered (STARTTLS and AUTH are added
         from C{tls} and C{auth}).
     @ivar refuse: local parts refused at RCPT with 550.
+    @ivar mailReply: the reply to every MAIL (a greylisting C{451}, say).
+    @ivar deferRecipients: local parts deferred at RCPT with 450.
     @ivar silent: accept the connection, never say anything.
     @ivar dropInData: close the connection after the first line of message.
     @ivar stallAtDot: take the whole message, then never answer the final dot.
@@ -50,6 +52,8 @@ class Behaviour:
     greeting: bytes = b"220 recorder.test ESMTP"
     extensions: tuple[bytes, ...] = (b"PIPELINING", b"8BITMIME", b"SIZE 10000000")
     refuse: tuple[str, ...] = ("bad",)
+    mailReply: bytes = b"250 2.1.0 sender ok"
+    deferRecipients: tuple[str, ...] = ()
     silent: bool = False
     dropInData: bool = False
     stallAtDot: bool = False
@@ -234,9 +238,12 @@ class RecordingSMTP(LineReceiver):
         if self.sender is not None:
             self.sendLine(b"503 5.5.1 nested MAIL command")
             return
+        if not self.behaviour.mailReply.startswith(b"2"):
+            self.sendLine(self.behaviour.mailReply)
+            return
         self.mailLine = rest
         self.sender = rest.partition(b">")[0].partition(b"<")[2]
-        self.sendLine(b"250 2.1.0 sender ok")
+        self.sendLine(self.behaviour.mailReply)
 
     def do_RCPT(self, rest: bytes) -> None:
         if self.sender is None:
@@ -246,6 +253,9 @@ class RecordingSMTP(LineReceiver):
         local = address.rpartition(b"@")[0].decode("utf-8", "replace")
         if local in self.behaviour.refuse:
             self.sendLine(b"550 5.1.1 no such user here")
+            return
+        if local in self.behaviour.deferRecipients:
+            self.sendLine(b"450 4.2.0 mailbox busy, try later")
             return
         self.recipients.append(address)
         self.sendLine(b"250 2.1.5 recipient ok")

@@ -501,8 +501,15 @@ class SessionTests(SynchronousTestCase):
         )
         self.assertEqual(sent, b"RSET\r\n")
         self.assertEqual(self.reply(b"250 reset"), b"QUIT\r\n")
+        # Every RCPT deferred: the recipient is left for the next exchange
+        # (issue 12), deferred with the 452 if none takes it.
+        self.reply(b"221 bye")
+        self.client.connectionLost()
+        result = self.successResultOf(self.factory.finished)
+        self.assertEqual(result.outcomes, [])
+        self.assertEqual([e.recipients for e in result.unsettled], [("a@x.test",)])
         self.assertEqual(
-            [(o.status, o.code) for o in self.client.outcomes], [(Status.DEFERRED, 452)]
+            (result.errorCode, result.error), (452, "4.5.3 too many recipients")
         )
 
     def test_replyBeforeTheFinalDot(self) -> None:

@@ -17,6 +17,7 @@ from smtptut.client.planner import (
     Abort,
     Close,
     Hangup,
+    PassOn,
     Quit,
     Refuse,
     Send,
@@ -100,6 +101,8 @@ class Run:
     settled: dict[str, int] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
     unsettled: list[str] = field(default_factory=list)
+    #: The recipients of transactions the server deferred whole (L{PassOn}).
+    passedOn: list[str] = field(default_factory=list)
     end: Step | None = None
     mostOutstanding: int = 0
 
@@ -127,6 +130,9 @@ def session(
                 for recipient, code, _ in step.results:
                     assert recipient not in run.settled, recipient
                     run.settled[recipient] = code
+            elif isinstance(step, PassOn):
+                assert 400 <= step.code < 500, step
+                run.passedOn.extend(step.recipients)
             elif isinstance(step, Refuse):
                 assert step.reason == EIGHT_BIT_REFUSED
                 run.refused.extend(step.recipients)
@@ -196,9 +202,11 @@ class PlannerPropertyTests(SynchronousTestCase):
         self.assertEqual(sorted([*run.settled, *run.refused, *run.unsettled]), everyone)
         delivered = sorted(r for r, code in run.settled.items() if 200 <= code < 300)
         self.assertEqual(delivered, sorted(set(server.delivered)))
+        # What the server deferred whole is left for the next exchange.
+        self.assertLessEqual(set(run.passedOn), set(run.unsettled))
         if run.end is None or isinstance(run.end, Hangup):
-            # A session that ran its course leaves nothing behind.
-            self.assertEqual(run.unsettled, [])
+            # A session that ran its course leaves nothing else behind.
+            self.assertEqual(sorted(run.unsettled), sorted(run.passedOn))
 
     @settings(max_examples=200, deadline=None)
     @given(envelopeLists(), extensionSets, st.data())

@@ -48,4 +48,4 @@ class ClientTableTests(SynchronousTestCase):
                 setting.parse(setting.defaultText), setting.default, setting.variable
             )
             checked += 1
-        self.assertEqual(checked, 5)
+        self.assertEqual(checked, 6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from twisted.trial.unittest import TestCase
 from smtptut.addresses import parseAddress
 from smtptut.client.delivery import deliverAll, envelopesByDomain
 from smtptut.client.exchange import MailExchange, getMailExchange, makeResolver
+from smtptut.client.eyeballs import CONNECT_DELAY
 from smtptut.client.message import tutorialMessage
 from smtptut.client.model import Envelope, RecipientOutcome, Status, TLSPolicy
 from smtptut.client.routing import deliverToExchanges
@@ -27,6 +29,8 @@ from .helpers import (
     startDNSServer,
     startFailingDNSServer,
 )
+
+TUTORIAL = tutorialMessage()
 
 #: Three exchanges of example.test, on 127.0.0.2, .3 and .4.
 ZONE: Zone = {
@@ -200,6 +204,61 @@ class RoutingTests(TestCase):
             [
                 ("bad@example.test", Status.BOUNCED, 550),
                 ("good@example.test", Status.DELIVERED, 250),
+            ],
+        )
+        self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
+
+    async def test_temporaryMailRefusalFallsBack(self) -> None:
+        # A greylisting first exchange (451 to MAIL, as Postfix's postscreen
+        # or a policy server answers): Postfix tries the next MX, so do we.
+        greylist = Behaviour(mailReply=b"451 4.7.1 greylisted, try again later")
+        servers = self.serve({"127.0.0.2": greylist, "127.0.0.3": Behaviour()})
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(
+            (outcome.status, outcome.exchange),
+            (Status.DELIVERED, "second.example.test"),
+        )
+        self.assertEqual(servers.factories["127.0.0.2"].messages, [])
+        self.assertEqual(len(servers.factories["127.0.0.3"].messages), 1)
+
+    async def test_temporaryMailRefusalEverywhere(self) -> None:
+        greylist = Behaviour(mailReply=b"451 4.7.1 greylisted, try again later")
+        servers = self.serve({"127.0.0.2": greylist, "127.0.0.3": greylist})
+        [outcome] = await self.send(servers.port, "user@example.test")
+        self.assertEqual(servers.factories["127.0.0.2"].connections, 1)
+        self.assertEqual(servers.factories["127.0.0.3"].connections, 1)
+        self.assertEqual(
+            str(outcome),
+            "user@example.test: deferred via second.example.test [127.0.0.3]:"
+            " 451 4.7.1 greylisted, try again later",
+        )
+
+    async def test_everyRecipientDeferredFallsBack(self) -> None:
+        busy = Behaviour(deferRecipients=("a", "b"))
+        servers = self.serve({"127.0.0.2": busy, "127.0.0.3": Behaviour()})
+        outcomes = await self.send(servers.port, "a@example.test", "b@example.test")
+        self.assertEqual(
+            [(o.recipient, o.status, o.exchange) for o in outcomes],
+            [
+                ("a@example.test", Status.DELIVERED, "second.example.test"),
+                ("b@example.test", Status.DELIVERED, "second.example.test"),
+            ],
+        )
+        self.assertEqual(servers.factories["127.0.0.2"].messages, [])
+        [received] = servers.factories["127.0.0.3"].messages
+        self.assertEqual(received.recipients, [b"a@example.test", b"b@example.test"])
+
+    async def test_someRecipientsDeferredStayDeferred(self) -> None:
+        # One recipient deferred, one taken: the message went, and only the
+        # deferred one waits (it is not sent to the next exchange).
+        busy = Behaviour(deferRecipients=("a",))
+        servers = self.serve({"127.0.0.2": busy, "127.0.0.3": Behaviour()})
+        outcomes = await self.send(servers.port, "a@example.test", "b@example.test")
+        self.assertEqual(
+            [(o.recipient, o.status, o.code, o.exchange) for o in outcomes],
+            [
+                ("a@example.test", Status.DEFERRED, 450, "first.example.test"),
+                ("b@example.test", Status.DELIVERED, 250, "first.example.test"),
             ],
         )
         self.assertEqual(servers.factories["127.0.0.3"].connections, 0)
@@ -412,3 +471,57 @@ class DeferredCauseTests(TestCase):
             (Status.DEFERRED, "second.example.test", "127.0.0.4"),
         )
         self.assertIn("cannot connect", outcome.reply)
+
+
+def blackHole(host: str, port: int) -> list[socket.socket]:
+    """
+    A TCP address on loopback that never answers a connection: a listener
+    with a backlog of 0 that never accepts, its queue filled, so Linux drops
+    every further SYN (as a firewall or a broken IPv6 route would).  The
+    sockets are returned to be closed.
+    """
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(0)
+    held = [listener]
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex((host, port))
+        held.append(filler)
+    return held
+
+
+class HappyEyeballsTests(TestCase):
+    timeout = 60
+
+    async def test_blackHoledAddressCostsTheConnectDelay(self) -> None:
+        servers = listenOnLoopbacks(reactor, {"127.0.0.2": Behaviour()})
+        self.addCleanup(servers.stop)
+        held = blackHole("127.0.0.5", servers.port)
+        for s in held:
+            self.addCleanup(s.close)
+        # The hole is one: a plain connect to it times out.
+        probe = socket.socket()
+        self.addCleanup(probe.close)
+        probe.settimeout(0.5)
+        self.assertRaises(OSError, probe.connect, ("127.0.0.5", servers.port))
+        exchange = MailExchange(10, "dual.example.test", ("127.0.0.5", "127.0.0.2"))
+        settings = ClientSettings(
+            sender="sender@client.test",
+            recipients=(parseAddress("user@example.test"),),
+            port=servers.port,
+            tlsPolicy=TLSPolicy.OFF,
+            timeout=20,
+        )
+        envelope = Envelope("sender@client.test", ("user@example.test",), TUTORIAL)
+        start = reactor.seconds()
+        [outcome] = await deliverToExchanges(reactor, [exchange], envelope, settings)
+        elapsed = reactor.seconds() - start
+        self.assertEqual(
+            (outcome.status, outcome.address), (Status.DELIVERED, "127.0.0.2")
+        )
+        # CONNECT_DELAY (0.25 s) and a session, not the 20 s connect timeout.
+        self.assertLess(elapsed, 4 * CONNECT_DELAY + 2)
+        self.assertEqual(len(servers.factories["127.0.0.2"].messages), 1)

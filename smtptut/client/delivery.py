@@ -24,6 +24,7 @@ from smtptut.client.exchange import (
     MailExchange,
     getMailExchange,
 )
+from smtptut.client.jsonreport import outcomeJSON
 from smtptut.client.message import MessageSource, messageFromPath, tutorialMessage
 from smtptut.client.model import NO_REPLY, Envelope, RecipientOutcome, Status
 from smtptut.client.protocol import SMTPClientFactory
@@ -147,8 +148,14 @@ class Report:
         whenDone: Callable[[list[RecipientOutcome]], object],
         write: Callable[[str], object] = print,
         concurrency: int = DEFAULT_CONCURRENCY,
+        line: Callable[[RecipientOutcome], str] = str,
+        summary: bool = True,
     ) -> None:
         self._waiting = domains
+        #: The line written for each outcome (the text, or C{--json}'s).
+        self._line = line
+        #: Whether the tutorial's C{Sent N messages} ends the report.
+        self._summary = summary
         self._whenDone = whenDone
         self._write = write
         self._finished = False
@@ -194,7 +201,7 @@ class Report:
             # Reported already as interrupted.
             return
         for outcome in outcomes:
-            self._write(str(outcome))
+            self._write(self._line(outcome))
         self.outcomes.extend(outcomes)
         self._waiting -= 1
         if self._waiting == 0:
@@ -203,7 +210,8 @@ class Report:
     def _finish(self) -> None:
         self._finished = True
         sent = sum(1 for o in self.outcomes if o.status is Status.DELIVERED)
-        self._write(f"Sent {sent} messages")
+        if self._summary:
+            self._write(f"Sent {sent} messages")
         self._whenDone(self.outcomes)
 
 
@@ -251,6 +259,18 @@ class SMTPClientService(service.Service):
         self.delivered.addCallback(self.report.domainDone)
 
 
+def outcomeLine(
+    settings: ClientSettings, queueId: str | None = None
+) -> Callable[[RecipientOutcome], str]:
+    """
+    How an outcome is written: its text, or with C{--json} its JSON object.
+    """
+    if not settings.json:
+        return str
+    selectors = [key.selector for key in settings.dkim.keys]
+    return lambda outcome: outcomeJSON(outcome, selectors, queueId)
+
+
 def deliverAll(
     reactor: IReactorCore,
     settings: ClientSettings,
@@ -270,7 +290,14 @@ def deliverAll(
     @return: a L{Deferred} firing with every recipient's outcome.
     """
     done: Deferred[list[RecipientOutcome]] = Deferred()
-    report = Report(len(envelopes), done.callback, write, settings.concurrency)
+    report = Report(
+        len(envelopes),
+        done.callback,
+        write,
+        settings.concurrency,
+        line=outcomeLine(settings),
+        summary=not settings.json,
+    )
     report.watchShutdown(reactor, envelopes.values())
     services = service.MultiService()
     services.startService()

@@ -58,6 +58,9 @@ class MessageSource:
     eightBit: bool
     extraHeaders: bytes
     size: int
+    #: Whether a header field holds non-ASCII text (RFC 6532): it may go
+    #: only to a server that offers SMTPUTF8.
+    eightBitHeaders: bool = False
 
 
 def tutorialMessage() -> MessageSource:
@@ -167,6 +170,7 @@ class MessageChecker:
         self.offset = 0
         self.size = 0
         self.eightBit = False
+        self.eightBitHeaders = False
         self.blank = True
         self.inHeaders = True
         self.seen: set[bytes] = set()
@@ -195,6 +199,8 @@ class MessageChecker:
             )
         if not self.eightBit and not content.isascii():
             self.eightBit = True
+        if self.inHeaders and not content.isascii():
+            self.eightBitHeaders = True
         if self.blank and content.strip():
             self.blank = False
         start, self.offset = self.offset, self.offset + len(line)
@@ -236,7 +242,12 @@ class MessageChecker:
                 return io.BufferedReader(_OmittingReader(inner(), omit), CHUNK_SIZE)
 
         return MessageSource(
-            self.name, opener, self.eightBit, extra, self.size + len(extra)
+            self.name,
+            opener,
+            self.eightBit,
+            extra,
+            self.size + len(extra),
+            self.eightBitHeaders,
         )
 
 

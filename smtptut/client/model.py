@@ -78,6 +78,12 @@ class RecipientOutcome:
     #: after the status: C{interrupted}, C{unencrypted: TLS handshake
     #: failed: ...} or C{not authenticated: ...}.
     notes: tuple[str, ...] = ()
+    #: The session's TLS version (C{TLSv1.3}), L{None} in plaintext.
+    tlsVersion: str | None = None
+    #: Whether the server's certificate was verified (C{SMTPTUT_TLS=verify}).
+    tlsVerified: bool = False
+    #: How many connections tried to deliver to this recipient.
+    attempts: int = 0
 
     def __str__(self) -> str:
         via = ""

@@ -30,6 +30,33 @@ def tooManyRecipients(code: int, resp: bytes) -> bool:
     return text[1:6] == b".5.3 " or b"too many recipients" in text
 
 
+#: Why a recipient whose address is not ASCII bounces at a server without
+#: SMTPUTF8 (RFC 6531 §3.2: no downgrade; its domain alone would have gone
+#: as A-labels).
+UTF8_ADDRESS_REFUSED = (
+    "the server does not offer SMTPUTF8 (RFC 6531), which this non-ASCII address needs"
+)
+
+#: Why everyone bounces there when the sender's address, or a header field
+#: (RFC 6532), is not ASCII.
+UTF8_MESSAGE_REFUSED = (
+    "the server does not offer SMTPUTF8 (RFC 6531), which the message's"
+    " non-ASCII sender or header fields need"
+)
+
+
+def needsUTF8(envelope: Envelope) -> bool:
+    """
+    Whether the transaction needs SMTPUTF8: a non-ASCII address (a local
+    part: domains go as A-labels) or header field.
+    """
+    return (
+        not envelope.sender.isascii()
+        or envelope.message.eightBitHeaders
+        or not all(r.isascii() for r in envelope.recipients)
+    )
+
+
 def pathOf(address: str) -> bytes:
     """
     The RFC 5321 path for an address the settings already checked.
@@ -86,6 +113,19 @@ class Settle:
 
 
 @dataclass(frozen=True)
+class PassOn:
+    """
+    The server deferred a whole transaction (a 4xx reply to MAIL, or to
+    every RCPT): its recipients are left for the next exchange, as Postfix
+    does, with C{code} and C{reason} the reply in case none takes them.
+    """
+
+    recipients: tuple[str, ...]
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Refuse:
     """
     These recipients bounce with C{reason}, no command sent for them.
@@ -129,7 +169,7 @@ class Hangup:
     """
 
 
-Step = Send | Transfer | Settle | Refuse | Close | Abort | Quit | Hangup
+Step = Send | Transfer | Settle | PassOn | Refuse | Close | Abort | Quit | Hangup
 Reply = tuple[int, bytes]
 _Handler = Callable[[int, bytes], list[Step]]
 
@@ -158,6 +198,8 @@ class TransactionPlanner:
         self._rcptReplies: list[Reply] = []
         self._dataReply: Reply | None = None
         self._messageSent = False
+        #: Envelopes this server deferred whole (see L{PassOn}).
+        self._passedOn: list[Envelope] = []
 
     def begin(self, extensions: Mapping[bytes, bytes | None]) -> list[Step]:
         """
@@ -200,7 +242,9 @@ class TransactionPlanner:
         steps: list[Step] = []
         if self.current is not None:
             steps = self._settleWhatArrived()
-        unsettled = [] if self.current is None else [self.current]
+        unsettled = list(self._passedOn)
+        if self.current is not None:
+            unsettled.append(self.current)
         self.current = None
         unsettled.extend(self._envelopes)
         return steps, unsettled
@@ -210,14 +254,24 @@ class TransactionPlanner:
     def _nextTransaction(self) -> list[Step]:
         steps: list[Step] = []
         envelope = next(self._envelopes, None)
-        while (
-            envelope is not None
-            and envelope.message.eightBit
-            and b"8BITMIME" not in self._extensions
-        ):
-            # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
-            # Converting it would change the message: it bounces instead.
-            steps.append(Refuse(envelope.recipients, EIGHT_BIT_REFUSED))
+        utf8 = b"SMTPUTF8" in self._extensions
+        while envelope is not None:
+            if envelope.message.eightBit and b"8BITMIME" not in self._extensions:
+                # RFC 6152 §3: 8-bit data only to a server that offers 8BITMIME.
+                # Converting it would change the message: it bounces instead.
+                steps.append(Refuse(envelope.recipients, EIGHT_BIT_REFUSED))
+            elif utf8 or not needsUTF8(envelope):
+                break
+            elif not envelope.sender.isascii() or envelope.message.eightBitHeaders:
+                steps.append(Refuse(envelope.recipients, UTF8_MESSAGE_REFUSED))
+            else:
+                # Only the non-ASCII recipients bounce; the others go.
+                wide = tuple(r for r in envelope.recipients if not r.isascii())
+                steps.append(Refuse(wide, UTF8_ADDRESS_REFUSED))
+                ascii = tuple(r for r in envelope.recipients if r.isascii())
+                if ascii:
+                    envelope = Envelope(envelope.sender, ascii, envelope.message)
+                    break
             envelope = next(self._envelopes, None)
         self.current = envelope
         if envelope is None:
@@ -240,6 +294,8 @@ class TransactionPlanner:
             line += b" SIZE=%d" % envelope.message.size
         if envelope.message.eightBit and b"8BITMIME" in self._extensions:
             line += b" BODY=8BITMIME"
+        if b"SMTPUTF8" in self._extensions and needsUTF8(envelope):
+            line += b" SMTPUTF8"
         return line
 
     def _sendNext(self) -> Step:
@@ -314,6 +370,20 @@ class TransactionPlanner:
         """
         assert self.current is not None
         mail = self._mailReply or (0, b"no reply to MAIL")
+        deferredWhole = self._deferredWhole()
+        if deferredWhole is not None:
+            passed = self.current
+            self._passedOn.append(passed)
+            self.current = None
+            self._unsent.clear()
+            code, resp = deferredWhole
+            steps: list[Step] = [PassOn(passed.recipients, code, replyText(resp))]
+            if not carryOn:
+                return steps
+            if open:
+                self._waiting.append(lambda code, resp: self._nextTransaction())
+                return steps + [Send(b"RSET")]
+            return steps + self._nextTransaction()
         results: list[tuple[str, int, bytes]] = []
         again: list[str] = []
         progress = self._anyAccepted()
@@ -332,7 +402,7 @@ class TransactionPlanner:
                 code, resp = rcpt or mail
             results.append((recipient, code, resp))
         final = self._dataReply or mail
-        steps: list[Step] = [Settle(final[0], final[1], tuple(results))]
+        steps = [Settle(final[0], final[1], tuple(results))]
         if again:
             rest = Envelope(self.current.sender, tuple(again), self.current.message)
             self._envelopes = chain([rest], self._envelopes)
@@ -344,6 +414,27 @@ class TransactionPlanner:
             self._waiting.append(lambda code, resp: self._nextTransaction())
             return steps + [Send(b"RSET")]
         return steps + self._nextTransaction()
+
+    def _deferredWhole(self) -> Reply | None:
+        """
+        The 4xx reply that deferred the current transaction as a whole: to
+        MAIL, or to every RCPT (none taken, none refused for good).
+        """
+        assert self.current is not None
+        mail = self._mailReply
+        if mail is None:
+            return None
+        if 400 <= mail[0] < 500:
+            return mail
+        replies = self._rcptReplies
+        if (
+            mail[0] == 250
+            and replies
+            and len(replies) == len(self.current.recipients)
+            and all(400 <= code < 500 for code, _ in replies)
+        ):
+            return replies[-1]
+        return None
 
     def _settleWhatArrived(self) -> list[Step]:
         """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from twisted.internet import protocol
@@ -34,6 +34,7 @@ from smtptut.client.planner import (
     Abort,
     Close,
     Hangup,
+    PassOn,
     Quit,
     Refuse,
     Send,
@@ -44,6 +45,7 @@ from smtptut.client.planner import (
     replyText,
 )
 from smtptut.client.replies import BoundedESMTPClient
+from smtptut.client.transcript import Transcript
 from smtptut.settings import parseAs
 
 #: The note on the outcome when a login was asked for but not offered.
@@ -80,9 +82,11 @@ class SMTPTutorialClient(BoundedESMTPClient):
 
     factory: SMTPClientFactory
 
-    # No transcript is kept: it would hold the AUTH exchange, and Twisted puts
-    # it in the text of its exceptions.
+    # Twisted's own transcript is not kept: it would hold the AUTH exchange,
+    # and Twisted puts it in the text of its exceptions.  --debug's is a
+    # L{Transcript}, which hides it.
     debug = False
+    transcript: Transcript | None = None
 
     def __init__(
         self,
@@ -111,6 +115,8 @@ class SMTPTutorialClient(BoundedESMTPClient):
         self._tlsDone = False
         self.outcomes: list[RecipientOutcome] = []
         self.notes: tuple[str, ...] = ()
+        #: The TLS version of the session once STARTTLS is done (C{TLSv1.3}).
+        self.tlsVersion: str | None = None
 
     # The tutorial's hooks: the planner picks the envelope, these show it.
 
@@ -172,8 +178,9 @@ class SMTPTutorialClient(BoundedESMTPClient):
         for line in resp.splitlines():
             keyword, _, value = line.strip().partition(b" ")
             self._extensions[keyword.upper()] = value or None
-        if self._tlsStarted:
+        if self._tlsStarted and not self._tlsDone:
             self._tlsDone = True
+            self.tlsVersion = _tlsVersion(self.transport)
         super().esmtpState_serverConfig(code, resp)
 
     def esmtpState_starttls(self, code: int, resp: bytes) -> None:
@@ -241,6 +248,10 @@ class SMTPTutorialClient(BoundedESMTPClient):
                 results: list[tuple[bytes | str, int, bytes | str]] = [*step.results]
                 okCount = sum(1 for _, code, _ in results if 200 <= code < 300)
                 self.sentMail(step.code, step.resp, okCount, results, self.log)
+            elif isinstance(step, PassOn):
+                # Why the next exchange is tried (and, if none takes the
+                # recipients, the reply they are deferred with).
+                self._setFailure(step.reason, step.code)
             elif isinstance(step, Refuse):
                 for recipient in step.recipients:
                     self._record(recipient, NO_REPLY, step.reason, Status.BOUNCED)
@@ -257,7 +268,19 @@ class SMTPTutorialClient(BoundedESMTPClient):
             elif isinstance(step, Hangup):
                 self.transport.loseConnection()  # type: ignore[union-attr]
 
+    def sendLine(self, line: bytes) -> None:
+        if self.transcript is not None:
+            self.transcript.sent(line)
+        super().sendLine(line)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self.transcript is not None:
+            self.transcript.received(line)
+        super().lineReceived(line)
+
     def _transfer(self, message: MessageSource) -> None:
+        if self.transcript is not None:
+            self.transcript.message(message.size)
         producer = MessageProducer(message, progress=self.resetTimeout)
         self.setTimeout(self.timeouts.block)
         sending = producer.beginTransfer(cast(IConsumer, self.transport))
@@ -314,8 +337,21 @@ class SMTPTutorialClient(BoundedESMTPClient):
             self.factory.exchange,
             self.factory.address,
             self.notes,
+            tlsVersion=self.tlsVersion,
+            # A verifying context aborts a handshake it does not accept.
+            tlsVerified=self._tlsDone and self.tlsPolicy is TLSPolicy.VERIFY,
         )
         self.outcomes.append(outcome)
+
+
+def _tlsVersion(transport: object) -> str | None:
+    """
+    The TLS version of a connection (its pyOpenSSL connection's name for it).
+    """
+    getHandle = getattr(transport, "getHandle", None)
+    handle = getHandle() if getHandle is not None else None
+    name = getattr(handle, "get_protocol_version_name", None)
+    return str(name()) if name is not None else None
 
 
 def _tlsReason(reason: Failure) -> str:
@@ -363,8 +399,11 @@ class SMTPClientFactory(protocol.ClientFactory):
         tlsPolicy: TLSPolicy | None = None,
         *,
         clock: IReactorTime,
+        transcript: Callable[[str], object] | None = None,
     ) -> None:
         self.clock = clock
+        #: Where --debug's transcript lines go (L{None}: none is made).
+        self.transcript = transcript
         self.envelopes = list(envelopes)
         if identity is not None:
             # Whatever built the settings, nothing but a name reaches the wire.
@@ -406,6 +445,7 @@ class SMTPClientFactory(protocol.ClientFactory):
             username=self.username if login else None,
             tlsPolicy=tlsPolicy,
             clock=self.clock,
+            transcript=self.transcript,
         )
         factory.protocol = self.protocol
         return factory
@@ -423,6 +463,8 @@ class SMTPClientFactory(protocol.ClientFactory):
             tlsPolicy=self.tlsPolicy,
         )
         client.factory = self
+        if self.transcript is not None:
+            client.transcript = Transcript(self.transcript, self.secret)
         return client
 
     def attemptFinished(self, result: AttemptResult) -> None:

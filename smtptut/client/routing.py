@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
+from itertools import takewhile
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -13,6 +17,7 @@ from twisted.logger import Logger
 
 from smtptut.certificates import loadTrustRoot
 from smtptut.client.exchange import MailExchange
+from smtptut.client.eyeballs import Race, raceConnections
 from smtptut.client.model import (
     NO_REPLY,
     AttemptResult,
@@ -109,7 +114,15 @@ def clientFactory(
         timeout=settings.timeout,
         username=settings.username,
         clock=clock,
+        transcript=transcriptLine if settings.debug else None,
     )
+
+
+def transcriptLine(line: str) -> None:
+    """
+    One line of C{--debug}'s transcript, on standard error (as swaks).
+    """
+    print(line, file=sys.stderr, flush=True)
 
 
 def deliverToExchanges(
@@ -168,53 +181,97 @@ def deliverWith(
     trustRoot = loadTrustRoot(settings.ca) if verify else None
     targets = [(e, address) for e in exchanges for address in e.addresses]
     sessions = 0
-    for exchange, address in targets[:MX_ADDRESS_LIMIT]:
-        if not pending or interrupted() or sessions >= MX_SESSION_LIMIT:
-            break
+    #: How many connections each recipient was offered on.
+    tried: Counter[str] = Counter()
+    queue = targets[:MX_ADDRESS_LIMIT]
+
+    def note(
+        exchange: MailExchange, address: str, port: int, result: AttemptResult
+    ) -> None:
+        nonlocal cause
+        if result.error is None:
+            return
+        latest = Cause(
+            result.error, result.errorCode, exchange.host, address, result.connected
+        )
+        if latest.outranks(cause):
+            cause = latest
+        log.info(
+            "{exchange} [{address}]:{port}: {error}",
+            exchange=exchange.host,
+            address=address,
+            port=port,
+            error=result.error,
+        )
+
+    while queue and pending and not interrupted() and sessions < MX_SESSION_LIMIT:
+        exchange = queue[0][0]
+        group = [a for e, a in takewhile(partial(_sameExchange, exchange), queue)]
         exchangePort = port or exchange.port or settings.port
         tlsPolicy = settings.tlsPolicy
+        attempts = [
+            forAttempt(factory, pending, settings, exchange, a, tlsPolicy, trustRoot)
+            for a in group
+        ]
+        # Happy Eyeballs (RFC 8305): an address that does not answer costs
+        # CONNECT_DELAY, not the connect timeout, before the next is tried.
+        race: Race = yield raceConnections(
+            factory.clock,
+            [
+                partial(_connect, reactor, f, a, exchangePort)
+                for f, a in zip(attempts, group, strict=True)
+            ],
+        )
+        spent = {index for index, _ in race.failures}
+        for index, error in race.failures:
+            tried.update(r for left in pending for r in left.recipients)
+            reason = f"cannot connect to port {exchangePort}: {_reason(error)}"
+            failed = AttemptResult([], pending, reason, connected=False)
+            note(exchange, group[index], exchangePort, failed)
+        if race.winner is not None:
+            spent.add(race.winner)
+        # What was cancelled for the winner, or not started, may be tried later.
+        queue = [t for i, t in enumerate(queue) if not (i < len(group) and i in spent)]
+        if race.winner is None:
+            continue
+        address = group[race.winner]
+        tried.update(r for left in pending for r in left.recipients)
+        result: AttemptResult = yield attempts[race.winner].finished
         answered = False
         notes: tuple[str, ...] = ()
-        while pending and not interrupted():
-            attempt = forAttempt(
-                factory, pending, settings, exchange, address, tlsPolicy, trustRoot
-            )
-            result = yield _attempt(reactor, attempt, address, exchangePort)
+        while True:
             outcomes.extend(
-                replace(o, notes=notes + o.notes) if notes else o
+                replace(o, notes=notes + o.notes, attempts=tried[o.recipient])
                 for o in result.outcomes
             )
             pending = result.unsettled
             answered = answered or result.connected
-            if result.error is not None:
-                latest = Cause(
-                    result.error,
-                    result.errorCode,
-                    exchange.host,
-                    address,
-                    result.connected,
-                )
-                if latest.outranks(cause):
-                    cause = latest
-                log.info(
-                    "{exchange} [{address}]:{port}: {error}",
-                    exchange=exchange.host,
-                    address=address,
-                    port=exchangePort,
-                    error=result.error,
-                )
-            if result.tlsFailed and tlsPolicy is TLSPolicy.MAY:
+            note(exchange, address, exchangePort, result)
+            if (
+                result.tlsFailed
+                and tlsPolicy is TLSPolicy.MAY
+                and pending
+                and not interrupted()
+            ):
                 tlsPolicy = TLSPolicy.OFF
                 # What follows is in plaintext: the outcome line says so.
                 notes = (f"unencrypted: {result.error}",)
+                attempt = forAttempt(
+                    factory, pending, settings, exchange, address, tlsPolicy, trustRoot
+                )
+                tried.update(r for left in pending for r in left.recipients)
+                result = yield _attempt(reactor, attempt, address, exchangePort)
                 continue
             break
         if answered:
             sessions += 1
     if pending and interrupted():
-        return outcomes + interruptedOutcomes(
-            [r for left in pending for r in left.recipients]
-        )
+        return outcomes + [
+            replace(o, attempts=tried[o.recipient])
+            for o in interruptedOutcomes(
+                [r for left in pending for r in left.recipients]
+            )
+        ]
     status = Status.BOUNCED if cause.permanent else Status.DEFERRED
     for left in pending:
         for recipient in left.recipients:
@@ -226,6 +283,7 @@ def deliverWith(
                     cause.reason,
                     cause.exchange,
                     cause.address,
+                    attempts=tried[recipient],
                 )
             )
     return outcomes
@@ -275,12 +333,15 @@ def forAttempt(
     )
 
 
-@inlineCallbacks
-def _attempt(
+def _sameExchange(exchange: MailExchange, target: tuple[MailExchange, str]) -> bool:
+    return target[0] is exchange
+
+
+def _connect(
     reactor: IReactorTCP, factory: SMTPClientFactory, address: str, port: int
-) -> Generator[Deferred[Any], Any, AttemptResult]:
+) -> Deferred[Any]:
     """
-    One connection to C{address}: what it settled, or why it could not start.
+    Start connecting C{factory} to C{address} (cancellable).
     """
     log.info(
         "Connecting to {exchange} [{address}]:{port}",
@@ -291,8 +352,18 @@ def _attempt(
     endpoint = HostnameEndpoint(
         reactor, address, port, timeout=factory.timeouts.connect
     )
+    return endpoint.connect(factory)
+
+
+@inlineCallbacks
+def _attempt(
+    reactor: IReactorTCP, factory: SMTPClientFactory, address: str, port: int
+) -> Generator[Deferred[Any], Any, AttemptResult]:
+    """
+    One connection to C{address}: what it settled, or why it could not start.
+    """
     try:
-        yield endpoint.connect(factory)
+        yield _connect(reactor, factory, address, port)
     except Exception as e:
         return AttemptResult(
             [],

@@ -66,7 +66,10 @@ standard input, which may hold at most 100 MiB).  Bcc: fields are removed.
 One line per recipient says what happened to it: "delivered", "deferred" (a
 4xx reply, a timeout, an unreachable server or DNS trouble: try again later)
 or "bounced" (a 5xx reply, a domain that does not exist or takes no mail),
-with the reply or cause and the exchange and address used.
+with the reply or cause and the exchange and address used.  With --json, one
+JSON object per recipient instead (recipient, status, code, enhanced, reply,
+notes, mx, address, tls, tls_verified, dkim, queue_id, attempts); with
+--debug (or -vv), the SMTP session on standard error, AUTH hidden as ***.
 
 exit status:
   0   every recipient was delivered
@@ -119,7 +122,17 @@ def sendParser() -> argparse.ArgumentParser:
     )
     addArguments(parser, CLIENT_SETTINGS)
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log each connection attempt"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log each connection attempt; twice (-vv), as --debug too",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the SMTP transcript on standard error (-> client, <- server;"
+        " AUTH payloads and the password as ***)",
     )
     # -- queue wiring (issue 12): --queue DIR, --queue-only.  Imported here:
     # the queue builds on the client, not the other way round.
@@ -223,6 +236,8 @@ def sendMain(
         return EX_USAGE
     try:
         settings = askPassword(settingsFrom(args, environ), stdin)
+        if args.debug or args.verbose >= 2:
+            settings = replace(settings, debug=True)
         # -- queue wiring (issue 12): with --queue, the (signed) message is
         # queued first and the runner delivers it.
         from smtptut.queue.command import queueSending

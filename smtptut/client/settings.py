@@ -48,24 +48,14 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _asciiLocalPart(address: MailAddress) -> MailAddress:
-    """
-    Refuse a non-ASCII local part: it would need SMTPUTF8, which is not supported.
-    """
-    if not address.local.isascii():
-        raise ValueError(
-            f"{address} has a non-ASCII local part (SMTPUTF8 is not supported)"
-        )
-    return address
-
-
 def parseSender(text: str) -> str:
     """
     The envelope sender as given, checked; C{<>} is the null sender, C{""}.
     """
     if text == "<>":
         return ""
-    _asciiLocalPart(parseAddress(text))
+    # A non-ASCII local part needs SMTPUTF8: each server is asked (planner).
+    parseAddress(text)
     return text
 
 
@@ -76,7 +66,7 @@ def parseRecipients(text: str) -> tuple[MailAddress, ...]:
     texts = _split(text)
     if not texts:
         raise ValueError("no recipient given")
-    return tuple(_asciiLocalPart(parseAddress(r)) for r in texts)
+    return tuple(parseAddress(r) for r in texts)
 
 
 def parseNameservers(text: str) -> tuple[tuple[str, int], ...]:
@@ -256,6 +246,15 @@ CLIENT_SETTINGS: tuple[Setting[Any], ...] = (
         "the From: address's domain",
         "DOMAIN",
     ),
+    Setting(
+        "json",
+        "SMTPTUT_JSON",
+        parseFlag,
+        False,
+        "print one JSON object per recipient instead of the text lines",
+        "0",
+        flag=True,
+    ),
 )
 
 
@@ -295,6 +294,9 @@ class ClientSettings:
     timeout: float | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     dkim: DKIMSigning = DKIMSigning()
+    json: bool = False
+    #: C{--debug} (or C{-vv}): the SMTP transcript on standard error.
+    debug: bool = False
     labels: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

@@ -323,7 +323,12 @@ def queueSending(
                 file=sys.stderr,
             )
             return EX_CANTCREAT
-        print(f"queued as {entry.id}", flush=True)
+        # With --json, standard output holds only the JSON objects.
+        print(
+            f"queued as {entry.id}",
+            flush=True,
+            file=sys.stderr if client.json else sys.stdout,
+        )
         if args.queue_only:
             return EX_OK
         _runOnce(

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtptut.client.jsonreport import outcomeJSON
 from smtptut.queue.dsn import makeNotice, originalHeaders, wantsNotice
 from smtptut.queue.outbound import (
     BOUNCED,
@@ -91,8 +92,11 @@ class QueueRunner:
         concurrency: int = 8,
         domainConcurrency: int = 2,
         write: Callable[[str], object] = lambda line: None,
+        jsonSelectors: Sequence[str] | None = None,
     ) -> None:
         self.queue = queue
+        #: With C{--json}, the DKIM selectors its objects name (L{None}: text).
+        self.jsonSelectors = jsonSelectors
         self.deliver = deliver
         self.clock = clock
         self.schedule = schedule
@@ -298,6 +302,9 @@ class QueueRunner:
             elif recipient is not None and recipient.expired:
                 where += f", given up after {recipient.attempts} attempts"
             line = f"{outcome} [{where}]"
+            if self.jsonSelectors is not None:
+                attempts = recipient.attempts if recipient is not None else None
+                line = outcomeJSON(outcome, self.jsonSelectors, entry.id, attempts)
             log.info("{line}", line=line)
             self.write(line)
 
@@ -451,5 +458,6 @@ def clientRunner(
         settings.concurrency,
         settings.domainConcurrency,
         write,
+        [key.selector for key in client.dkim.keys] if client.json else None,
     )
     return runner
