@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINTED := $(wildcard smtptut tests twisted bench tools) $(wildcard *.tac)
 
-.PHONY: venv demo test lint typecheck trial bench clean
+.PHONY: venv browser demo test lint typecheck trial bench clean
 
 venv: $(STAMP)
 
@@ -15,10 +15,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]' >>$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	touch $(STAMP)
 
+# The browser test (tests/test_inbox_browser.py) needs Debian's chromium and its
+# chromedriver; never a browser download.  As root we install them; otherwise
+# we say what is missing and the test names it too.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  log=$$(mktemp); \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q chromium chromium-driver; } >"$$log" 2>&1 \
+	    || { cat "$$log"; rm -f "$$log"; exit 1; }; rm -f "$$log"; \
+	else echo "make browser: /usr/bin/chromium or /usr/bin/chromedriver missing;" \
+	  "run 'apt-get install chromium chromium-driver' as root" >&2; fi
+
 demo: venv
 	$(BIN)/python tools/demo.py
 
-trial: venv
+trial: venv browser
 	$(BIN)/trial --temp-directory=$(VENV)/_trial_temp tests
 
 lint: venv
