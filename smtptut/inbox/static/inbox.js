@@ -912,7 +912,13 @@
   function start() {
     wire();
     // The full hint does not fit a phone's search box.
-    if (window.matchMedia("(max-width: 760px)").matches) $("search").placeholder = "Search mail";
+    const narrow = window.matchMedia("(max-width: 760px)");
+    const hint = $("search").placeholder;
+    const fitHint = () => {
+      $("search").placeholder = narrow.matches ? "Search mail" : hint;
+    };
+    narrow.addEventListener("change", fitHint);
+    fitHint();
     const route = routeState();
     state.query = route.query;
     $("search").value = route.query;
