@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mailbox
 import os
 import shutil
 import smtplib
@@ -22,7 +21,7 @@ from twisted.internet import defer, threads
 from twisted.trial import unittest
 from twisted.web import resource, server
 
-from smtptut.testing import startInbox
+from smtptut.inbox.testing import startInboxSink
 from tests.helpers import reactor
 
 #: Debian's packages (`make browser` installs them); never a downloaded browser.
@@ -57,12 +56,12 @@ class Inbox(Protocol):
     def stop(self) -> defer.Deferred[Any]: ...
 
 
-def _startInbox(maildir: str) -> defer.Deferred[Inbox]:
+def _startInbox() -> defer.Deferred[Inbox]:
     """
     The one place this module meets the backend: the sink and its inbox on
-    free loopback ports, over C{maildir}.
+    free loopback ports, over a Maildir of its own.
     """
-    return defer.maybeDeferred(startInbox, reactor, maildir=maildir)
+    return defer.ensureDeferred(startInboxSink(reactor))
 
 
 class CountingPixel(resource.Resource):
@@ -216,9 +215,7 @@ class BrowserInboxTests(unittest.TestCase):
         return defer.ensureDeferred(self._browse(scenario))
 
     async def _browse(self, scenario: Callable[[Inbox, WebDriver], None]) -> None:
-        maildir = os.path.abspath(self.mktemp())
-        mailbox.Maildir(maildir, create=True)
-        inbox = await _startInbox(maildir)
+        inbox = await _startInbox()
         self.addCleanup(inbox.stop)
         profile = os.path.abspath(self.mktemp())
         os.makedirs(profile)
