@@ -179,6 +179,8 @@ def _condition(term: Term, zone: tzinfo | None) -> tuple[str, list[object]] | No
     """
     f, value = term.field, term.value
     if f is Field.TEXT:
+        # FTS5 ends a query string at a NUL ("unterminated string").
+        value = value.replace("\0", "")
         if len(value) >= TRIGRAM:
             return "m.rowid IN (SELECT rowid FROM fts WHERE fts MATCH ?)", [
                 _ftsPhrase(value)
