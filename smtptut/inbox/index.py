@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import astuple, dataclass
 from datetime import tzinfo
@@ -24,6 +25,8 @@ INDEX_NAME = ".smtptut-index.sqlite3"
 SCHEMA_VERSION = 1
 #: Seconds between looks for changes other programs made.
 RESCAN_INTERVAL = 2.0
+#: Seconds within which a directory's mtime is not trusted (see L{MaildirIndex.rescan}).
+RACY = 2.0
 #: Files read per thread job while catching up.
 BATCH = 200
 
@@ -191,7 +194,11 @@ class MaildirIndex:
         if times == self._seen:
             return
         # Noted first: a change made while this scan runs is seen next time.
-        self._seen = times
+        # A directory changed within RACY seconds is listed again next time
+        # whatever its time says: the kernel's clock for mtimes is coarse, so
+        # a second change in the same tick would leave the time unchanged.
+        racy = time.time_ns() - int(RACY * 1e9)
+        self._seen = times if max(times) < racy else None
         listing = self._listing()
         known = {
             row["name"]: row["path"]
