@@ -9,11 +9,11 @@ import threading
 import time
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from smtptut.config import AcceptPolicy, ServerSettings
 from smtptut.inbox.testing import InboxSink, NoMessage, startInboxSink
+from tests.helpers import reactor
 from tests.inboxhelpers import fetch, message, send
 
 
@@ -158,6 +158,7 @@ class MessageTests(InboxTestCase):
         self.assertEqual(list(headers), sorted(headers))
         raw = await fetch(sink.httpPort, "GET", f"/api/v1/message/{newest['ID']}/raw")
         row = sink.index.get(newest["ID"])
+        assert row is not None
         with open(sink.index.fullPath(row), "rb") as f:
             self.assertEqual(raw.body, f.read())
         self.assertTrue(raw.headers["content-type"].startswith("text/plain"))

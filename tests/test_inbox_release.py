@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 from twisted.web.websocket import WebSocketClientEndpoint
 
@@ -17,6 +17,7 @@ from tests.helpers import (
     Behaviour,
     RecordingFactory,
     exampleZone,
+    reactor,
     startDNSServer,
 )
 from tests.inboxhelpers import fetch, message, send
@@ -189,7 +190,7 @@ class EventTests(TestCase):
         endpoint = WebSocketClientEndpoint.new(
             reactor, f"ws://127.0.0.1:{sink.httpPort}/api/events"
         )
-        await endpoint.connect(ListenerFactory(listener))
+        await endpoint.connect(cast(Any, ListenerFactory(listener)))
         self.addCleanup(lambda: listener.transport.loseConnection())
         await send(sink.smtpPort, message("announced"))
         new = await listener.next("new")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 
-from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut.inbox.settings import InboxSettings
 from smtptut.inbox.testing import InboxSink, startInboxSink
 from smtptut.passwords import hashPassword, writeUsers
 from smtptut.settings import ConfigError
+from tests.helpers import reactor
 from tests.inboxhelpers import fetch, message, send
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from smtptut.inbox import search
 from smtptut.inbox.index import MaildirIndex
+from tests.helpers import reactor
 
 #: (file name in the Maildir, message): three messages to search.
 MESSAGES = {
@@ -78,7 +79,7 @@ TABLE = [
 
 
 class SearchTableTests(TestCase):
-    def setUp(self) -> None:
+    def setUp(self) -> Any:
         self.maildir = tempfile.mkdtemp(dir=".")
         for sub in ("new", "cur", "tmp"):
             os.makedirs(os.path.join(self.maildir, sub))
