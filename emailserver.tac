@@ -11,17 +11,33 @@ other SMTPTUT_* settings are in README.md.  The pieces it is built from
 smtptut/server.py.
 """
 
+import os
+
 from twisted.application import service
 
-from smtptut.config import ServerSettings
+from smtptut.config import ConfigError, ServerSettings
 from smtptut.errors import exitOnBadInput
-from smtptut.server import makeServerService
+from smtptut.inbox.service import makeSinkWithInbox
+from smtptut.inbox.settings import InboxSettings
+from smtptut.settings import ConfigError as SettingError
+
+
+def inboxSettings():
+    try:
+        return InboxSettings.fromEnvironment(os.environ)
+    except SettingError as e:
+        raise ConfigError(str(e)) from None
 
 
 def main():
     settings = exitOnBadInput("emailserver.tac", ServerSettings.fromEnvironment)
+    # Inbox wiring (issue 11): console-only unless SMTPTUT_HTTP is set.
+    inbox = exitOnBadInput("emailserver.tac", inboxSettings)
     a = service.Application("Console SMTP Server")
-    sink = exitOnBadInput("emailserver.tac", lambda: makeServerService(settings))
+    sink = exitOnBadInput(
+        "emailserver.tac",
+        lambda: makeSinkWithInbox(settings, inbox, program="emailserver.tac"),
+    )
     sink.setServiceParent(a)
     return a
 

@@ -7,6 +7,7 @@ import itertools
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from twisted.internet import defer, threads
@@ -24,6 +25,9 @@ class Maildir:
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
         self.host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+        #: Inbox hook (issue 11): called with each message's path in new/
+        #: once it is committed (the inbox indexes it).
+        self.onStored: Callable[[str], object] | None = None
 
     def checkWritable(self) -> None:
         """
@@ -108,7 +112,17 @@ class MaildirMessage:
             return failure
 
         d.addErrback(failed)
+        d.addCallback(self._stored)  # inbox hook (issue 11)
         return d
+
+    def _stored(self, path: str) -> str:
+        # Inbox hook (issue 11): the index is told; its trouble is not the sender's.
+        if self.maildir.onStored is not None:
+            try:
+                self.maildir.onStored(path)
+            except Exception:
+                pass
+        return path
 
     def abort(self) -> None:
         """

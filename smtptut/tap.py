@@ -8,8 +8,9 @@ from typing import Any
 from twisted.application import service
 from twisted.python import usage
 
+from smtptut import settings as tables
 from smtptut.config import SERVER_SETTINGS, ConfigError, ServerSettings
-from smtptut.server import makeServerService
+from smtptut.inbox.settings import INBOX_SETTINGS, PLUGIN_HTTP, InboxSettings
 
 
 def _option(variable: str) -> str:
@@ -36,7 +37,7 @@ class Options(usage.Options):
             f"{meaning} [{variable}, default: {default or 'none'}]",
         ]
         for variable, default, meaning in SERVER_SETTINGS
-    ]
+    ] + tables.optParameters(INBOX_SETTINGS)  # inbox wiring (issue 11)
 
     def postOptions(self) -> None:
         environ = dict(os.environ)
@@ -48,6 +49,18 @@ class Options(usage.Options):
             self["settings"] = ServerSettings.fromEnvironment(environ)
         except ConfigError as e:
             raise usage.UsageError(self._nameTheOption(str(e))) from None
+        # Inbox wiring (issue 11): the plugin serves the inbox unless told not to.
+        given = {
+            s.variable: self[s.optionName]
+            for s in INBOX_SETTINGS
+            if s.optionName and self[s.optionName] is not None
+        }
+        try:
+            self["inbox"] = InboxSettings.fromEnvironment(
+                os.environ, given, defaultHTTP=PLUGIN_HTTP
+            )
+        except tables.ConfigError as e:
+            raise usage.UsageError(str(e)) from None
 
     def _nameTheOption(self, message: str) -> str:
         """
@@ -65,6 +78,11 @@ def makeService(options: Any) -> service.IService:
     The console server for the parsed C{options}.
     """
     try:
-        return makeServerService(options["settings"], program="smtptut-server")
+        # Inbox wiring (issue 11): the sink and its inbox.
+        from smtptut.inbox.service import makeSinkWithInbox
+
+        return makeSinkWithInbox(
+            options["settings"], options["inbox"], program="smtptut-server"
+        )
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None

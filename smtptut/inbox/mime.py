@@ -1,0 +1,277 @@
+"""A message's MIME structure read in one bounded pass: headers, and where each part's body lies."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.parser
+import email.policy
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import BinaryIO
+
+#: The longest line read at once: longer ones are read in pieces, so a
+#: message without line ends is never held whole.
+LINE_LIMIT = 65536
+#: Header bytes kept per part (more are skipped: no header needs more).
+HEADER_LIMIT = 256 * 1024
+#: Parts recorded per message (a pathological message stops being split).
+PART_LIMIT = 1000
+#: Octets read at a time when a part is decoded.
+CHUNK = 65536
+
+_parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+_space = re.compile(rb"\s+")
+
+
+@dataclass
+class Part:
+    """
+    One leaf part: its headers and the octets of its (encoded) body.
+
+    @ivar partId: Mailpit's part number, C{"1"}, C{"1.2"}, ...
+    """
+
+    partId: str
+    headers: EmailMessage
+    start: int
+    end: int = -1
+
+    @property
+    def contentType(self) -> str:
+        return self.headers.get_content_type()
+
+    @property
+    def disposition(self) -> str:
+        return (self.headers.get_content_disposition() or "").lower()
+
+    @property
+    def fileName(self) -> str:
+        try:
+            return self.headers.get_filename() or ""
+        except Exception:
+            return ""
+
+    @property
+    def contentId(self) -> str:
+        return str(self.headers.get("Content-ID", "") or "").strip().strip("<>")
+
+    @property
+    def encoding(self) -> str:
+        return (
+            str(self.headers.get("Content-Transfer-Encoding", "") or "").strip().lower()
+        )
+
+    @property
+    def charset(self) -> str:
+        return self.headers.get_content_charset() or "utf-8"
+
+    @property
+    def size(self) -> int:
+        """
+        About how many octets the decoded body has.
+        """
+        encoded = max(self.end - self.start, 0)
+        return encoded * 3 // 4 if self.encoding == "base64" else encoded
+
+    @property
+    def isAttachment(self) -> bool:
+        return self.disposition == "attachment" or (
+            bool(self.fileName) and self.disposition != "inline"
+        )
+
+
+@dataclass
+class Structure:
+    """
+    A message's top-level headers and its leaf parts, in order.
+    """
+
+    headers: EmailMessage
+    parts: list[Part] = field(default_factory=list)
+
+    def body(self, contentType: str) -> Part | None:
+        """
+        The first part of C{contentType} that is the message's text, not an attachment.
+        """
+        for part in self.parts:
+            if part.contentType == contentType and not part.isAttachment:
+                return part
+        return None
+
+    def attachments(self) -> tuple[list[Part], list[Part]]:
+        """
+        The parts that are not the text or HTML body: (attachments, inline ones).
+        """
+        bodies = {id(self.body("text/plain")), id(self.body("text/html"))}
+        attached: list[Part] = []
+        inline: list[Part] = []
+        for part in self.parts:
+            if id(part) in bodies or part.contentType.startswith("multipart/"):
+                continue
+            if (
+                part.disposition == "inline"
+                and part.contentId
+                and not part.isAttachment
+            ):
+                inline.append(part)
+            elif part.isAttachment or not part.contentType.startswith("text/"):
+                attached.append(part)
+        return attached, inline
+
+    def part(self, partId: str) -> Part | None:
+        return next((p for p in self.parts if p.partId == partId), None)
+
+
+def _headerBlock(f: BinaryIO) -> tuple[bytes, int]:
+    """
+    Read a header block up to and including its blank line; (kept bytes, octets read).
+    """
+    kept: list[bytes] = []
+    size = read = 0
+    while True:
+        line = f.readline(LINE_LIMIT)
+        read += len(line)
+        if not line or line in (b"\n", b"\r\n"):
+            break
+        if size < HEADER_LIMIT:
+            kept.append(line)
+            size += len(line)
+    return b"".join(kept), read
+
+
+def _parseHeaders(block: bytes) -> EmailMessage:
+    message = _parser.parsebytes(block)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def _boundary(headers: EmailMessage) -> bytes | None:
+    if headers.get_content_maintype() != "multipart":
+        return None
+    boundary = headers.get_boundary()
+    return boundary.encode("ascii", "replace") if boundary else None
+
+
+def scan(f: BinaryIO) -> Structure:
+    """
+    Read the message in C{f} once, keeping headers only (bounded), and
+    note where each leaf part's body starts and ends.
+    """
+    block, pos = _headerBlock(f)
+    top = _parseHeaders(block)
+    structure = Structure(top)
+    #: Open multiparts: [boundary, part number prefix, children so far].
+    stack: list[list[object]] = []
+    leaf: Part | None = None
+    previousEnd = 0  # the length of the line end before the current line
+
+    def enter(headers: EmailMessage, partId: str, start: int) -> Part | None:
+        boundary = _boundary(headers)
+        if boundary is not None:
+            stack.append([boundary, partId, 0])
+            return None
+        return Part(partId or "1", headers, start)
+
+    leaf = enter(top, "", pos)
+    atLineStart = True
+    while True:
+        lineStart = pos
+        line = f.readline(LINE_LIMIT)
+        if not line:
+            break
+        pos += len(line)
+        complete = line.endswith(b"\n")
+        candidate = atLineStart and line.startswith(b"--") and stack
+        atLineStart = complete
+        if not candidate:
+            previousEnd = 2 if line.endswith(b"\r\n") else 1 if complete else 0
+            continue
+        text = line.rstrip()
+        for level in range(len(stack) - 1, -1, -1):
+            boundary = stack[level][0]
+            assert isinstance(boundary, bytes)
+            if text == b"--" + boundary + b"--":
+                closing = True
+            elif text == b"--" + boundary:
+                closing = False
+            else:
+                continue
+            if leaf is not None:
+                leaf.end = max(leaf.start, lineStart - previousEnd)
+                structure.parts.append(leaf)
+                leaf = None
+            del stack[level + 1 :]
+            if closing:
+                stack.pop()
+            elif len(structure.parts) < PART_LIMIT:
+                entry = stack[level]
+                count = int(entry[2]) + 1  # type: ignore[call-overload]
+                entry[2] = count
+                prefix = str(entry[1])
+                partId = f"{prefix}.{count}" if prefix else str(count)
+                block, read = _headerBlock(f)
+                pos += read
+                leaf = enter(_parseHeaders(block), partId, pos)
+                atLineStart = True
+            break
+        previousEnd = 2 if line.endswith(b"\r\n") else 1 if complete else 0
+    if leaf is not None:
+        leaf.end = pos
+        structure.parts.append(leaf)
+    return structure
+
+
+def decodedChunks(f: BinaryIO, part: Part, limit: int | None = None) -> Iterator[bytes]:
+    """
+    The part's body decoded from its transfer encoding, a chunk at a time
+    (at most C{limit} octets of encoded input when given).
+    """
+    f.seek(part.start)
+    remaining = part.end - part.start
+    if limit is not None:
+        remaining = min(remaining, limit)
+    encoding = part.encoding
+    pending = b""
+    while remaining > 0:
+        data = f.read(min(CHUNK, remaining))
+        if not data:
+            break
+        remaining -= len(data)
+        if encoding == "base64":
+            pending += _space.sub(b"", data)
+            usable = len(pending) - len(pending) % 4
+            chunk, pending = pending[:usable], pending[usable:]
+            try:
+                yield base64.b64decode(chunk)
+            except binascii.Error:
+                return
+        elif encoding == "quoted-printable":
+            pending += data
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                chunk, pending = pending[:cut], pending[cut:]
+                yield binascii.a2b_qp(chunk)
+        else:
+            yield data
+    if pending:
+        if encoding == "base64":
+            try:
+                yield base64.b64decode(pending + b"=" * (-len(pending) % 4))
+            except binascii.Error:
+                pass
+        else:
+            yield binascii.a2b_qp(pending)
+
+
+def decodedText(f: BinaryIO, part: Part, limit: int) -> str:
+    """
+    At most about C{limit} octets of a text part, decoded to text.
+    """
+    data = b"".join(decodedChunks(f, part, limit))
+    try:
+        return data.decode(part.charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
