@@ -173,6 +173,9 @@ class WheelTests(TestCase):
         self.assertIn("twisted/plugins/smtptut_plugin.py", names)
         for module in ("cli", "tap", "server", "client", "config"):
             self.assertIn(f"smtptut/{module}.py", names)
+        # The web inbox is served from the installed package's own files.
+        for name in ("index.html", "inbox.css", "inbox.js", "favicon.svg"):
+            self.assertIn(f"smtptut/inbox/static/{name}", names)
         # Twisted's own twisted/__init__.py and twisted/plugins/__init__.py
         # would be overwritten by ours.
         self.assertNotIn("twisted/__init__.py", names)
