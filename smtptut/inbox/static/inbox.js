@@ -894,16 +894,21 @@
   async function loadAbout() {
     try {
       const info = await getJSON("api/v1/info");
-      if (info && info.Version) $("version").textContent = "version " + info.Version;
+      // Mailpit's Version is a release number; smtptut's may be just its name.
+      if (info && typeof info.Version === "string" && /^v?\d/.test(info.Version)) {
+        $("version").textContent = "version " + info.Version;
+      }
     } catch (ignored) {
       // The footer simply shows no version.
     }
     try {
       const webui = await getJSON("api/v1/webui");
-      if (webui && webui.Label) {
+      // A label names this instance; one that only repeats the brand says nothing.
+      if (webui && typeof webui.Label === "string" && webui.Label && webui.Label.toLowerCase() !== "smtptut") {
         $("label").textContent = webui.Label;
         $("label").hidden = false;
       }
+      if (webui && webui.HideDeleteAllButton === true) $("delete-all").hidden = true;
     } catch (ignored) {
       // No label.
     }
