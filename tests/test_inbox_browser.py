@@ -11,7 +11,11 @@ from email.message import EmailMessage
 from typing import Any, Protocol, TypeVar
 
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -52,6 +56,8 @@ class Inbox(Protocol):
 
     smtpPort: int
     httpPort: int
+
+    def messages(self, query: str = "") -> list[dict[str, Any]]: ...
 
     def stop(self) -> defer.Deferred[Any]: ...
 
@@ -121,9 +127,13 @@ def waitFor(driver: WebDriver, what: str, condition: Callable[[WebDriver], T]) -
     """
     Wait at most L{WAIT} seconds for C{condition} to give something true.
     """
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
-        condition, f"timed out after {WAIT:g} s waiting for {what}"
-    )
+    # The list is redrawn as events come: an element may go stale under us.
+    return WebDriverWait(
+        driver,
+        WAIT,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition, f"timed out after {WAIT:g} s waiting for {what}")
 
 
 def byId(driver: WebDriver, elementId: str) -> WebElement:
@@ -135,6 +145,19 @@ def rowFor(driver: WebDriver, subject: str) -> WebElement | bool:
         if row.find_element(By.CLASS_NAME, "subject").text == subject:
             return row
     return False
+
+
+def rowClasses(driver: WebDriver, subject: str) -> list[str]:
+    row = rowFor(driver, subject)
+    if not isinstance(row, WebElement):
+        return []
+    return (row.get_attribute("class") or "").split()
+
+
+def subjects(driver: WebDriver) -> list[str]:
+    return [
+        e.text for e in driver.find_elements(By.CSS_SELECTOR, ".message-row .subject")
+    ]
 
 
 def send(smtpPort: int, message: EmailMessage) -> None:
@@ -272,7 +295,7 @@ class BrowserInboxTests(unittest.TestCase):
             self.assertEqual(
                 driver.execute_script("return window.__sameDocument;"), "yes"
             )
-            self.assertIn("unread", row.get_attribute("class") or "")
+            self.assertIn("unread", rowClasses(driver, "Weekly analytics report"))
             self.assertEqual(
                 row.find_element(By.CLASS_NAME, "from").text, "Ada Lovelace"
             )
@@ -291,7 +314,7 @@ class BrowserInboxTests(unittest.TestCase):
             waitFor(
                 driver,
                 "the row to be read",
-                lambda d: "unread" not in (row.get_attribute("class") or ""),
+                lambda d: "unread" not in rowClasses(d, "Weekly analytics report"),
             )
             byId(driver, "tab-text").click()
             waitFor(
@@ -395,5 +418,85 @@ class BrowserInboxTests(unittest.TestCase):
             time.sleep(0.5)
             assertNothingRan(driver)
             self.screenshot(driver, "inbox-remote-loaded")
+
+        return self.browse(scenario)
+
+    def test_searchMarkAndDelete(self) -> defer.Deferred[None]:
+        """
+        Searching narrows the list; marking unread and deleting one or all
+        in the browser change what the sink holds.
+        """
+
+        def scenario(inbox: Inbox, driver: WebDriver) -> None:
+            def held(query: str = "") -> list[dict[str, Any]]:
+                # The index belongs to the reactor's thread.
+                result: list[dict[str, Any]] = threads.blockingCallFromThread(
+                    reactor, inbox.messages, query
+                )
+                return result
+
+            for subject in ("Alpha notice", "Beta notice"):
+                message = EmailMessage()
+                message["From"] = "sender@example.com"
+                message["To"] = "reader@example.org"
+                message["Subject"] = subject
+                message.set_content(f"The {subject.lower()} itself.\n")
+                send(inbox.smtpPort, message)
+
+            driver.get(f"http://127.0.0.1:{inbox.httpPort}/")
+            waitFor(
+                driver,
+                "both messages",
+                lambda d: subjects(d) == ["Beta notice", "Alpha notice"],
+            )
+
+            byId(driver, "search").send_keys("subject:beta\n")
+            waitFor(driver, "the search", lambda d: subjects(d) == ["Beta notice"])
+            self.assertIn("q=subject%3Abeta", driver.current_url)
+            byId(driver, "search-clear").click()
+            waitFor(driver, "the whole list", lambda d: len(subjects(d)) == 2)
+
+            row = waitFor(driver, "the row", lambda d: rowFor(d, "Alpha notice"))
+            assert isinstance(row, WebElement)
+            row.click()
+            waitFor(
+                driver,
+                "the message",
+                lambda d: byId(d, "view-subject").text == "Alpha notice",
+            )
+            waitFor(
+                driver,
+                "opened means read",
+                lambda d: held("subject:alpha")[0]["Read"] is True,
+            )
+            byId(driver, "toggle-read").click()
+            waitFor(
+                driver,
+                "the sink to mark it unread",
+                lambda d: held("subject:alpha")[0]["Read"] is False,
+            )
+            waitFor(
+                driver,
+                "the row in bold again",
+                lambda d: "unread" in rowClasses(d, "Alpha notice"),
+            )
+
+            byId(driver, "delete-one").click()
+            waitFor(driver, "the row to go", lambda d: subjects(d) == ["Beta notice"])
+            self.assertEqual([m["Subject"] for m in held()], ["Beta notice"])
+
+            button = byId(driver, "delete-all")
+            button.click()
+            # The first click only asks.
+            self.assertIn("Click again", button.text)
+            self.assertEqual(len(held()), 1)
+            button.click()
+            waitFor(
+                driver,
+                "the empty inbox",
+                lambda d: byId(d, "empty-state").is_displayed(),
+            )
+            self.assertEqual(held(), [])
+            self.screenshot(driver, "inbox-emptied")
 
         return self.browse(scenario)
