@@ -11,7 +11,7 @@ venv: $(STAMP) tests/js/node_modules/.package-lock.json
 
 # The npm mailpit-api client that tests/test_inbox_mailpit_client.py drives
 # (locked; npm reaches only its registry).
-tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+tests/js/node_modules/.package-lock.json: $(STAMP) tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund >$(VENV)/npm.log 2>&1 || { cat $(VENV)/npm.log; exit 1; }
 
 $(STAMP): pyproject.toml

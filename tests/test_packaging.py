@@ -41,6 +41,7 @@ NOT_SOURCE = shutil.ignore_patterns(
     ".mypy_cache",
     ".ruff_cache",
     ".hypothesis",
+    "node_modules",
 )
 
 #: Building and installing take a few seconds each; a loaded machine, more.
@@ -171,7 +172,7 @@ class WheelTests(TestCase):
         with zipfile.ZipFile(wheel) as z:
             names = set(z.namelist())
         self.assertIn("twisted/plugins/smtptut_plugin.py", names)
-        for module in ("cli", "tap", "server", "client", "config"):
+        for module in ("cli", "tap", "server", "client", "config", "inbox/api"):
             self.assertIn(f"smtptut/{module}.py", names)
         # Twisted's own twisted/__init__.py and twisted/plugins/__init__.py
         # would be overwritten by ours.
