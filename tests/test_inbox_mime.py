@@ -87,7 +87,8 @@ class ScanTests(SynchronousTestCase):
         reads = []
         original = f.readline
 
-        def readline(size: int = -1) -> bytes:
+        def readline(size: int | None = -1) -> bytes:
+            assert size is not None
             reads.append(size)
             return original(size)
 
