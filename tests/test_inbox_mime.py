@@ -42,9 +42,12 @@ def build(text: str, html: str | None, attachments: list[bytes], crlf: bool) -> 
 
 def leaves(data: bytes) -> list[bytes]:
     parsed = email.message_from_bytes(data, policy=email.policy.default)
-    return [
-        p.get_payload(decode=True) or b"" for p in parsed.walk() if not p.is_multipart()
-    ]
+    found = []
+    for p in parsed.walk():
+        if not p.is_multipart():
+            payload = p.get_payload(decode=True)
+            found.append(payload if isinstance(payload, bytes) else b"")
+    return found
 
 
 class ScanTests(SynchronousTestCase):
