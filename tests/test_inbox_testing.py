@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import smtplib
 import sys
 
@@ -63,7 +64,9 @@ class TestingHelperTests(TestCase):
         README's pytest example, run as pytest would run it: no reactor of
         its own, twice in one process.
         """
-        script = self.mktemp() + ".py"
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        script = os.path.join(directory, "test_signup.py")
         with open(script, "w") as f:
             f.write(PYTEST_STYLE)
         result = await runProcess(reactor, [sys.executable, script], timeout=60)
