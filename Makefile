@@ -7,7 +7,12 @@ LINTED := $(wildcard smtptut tests twisted bench tools) $(wildcard *.tac)
 
 .PHONY: venv browser demo test lint typecheck trial bench clean
 
-venv: $(STAMP)
+venv: $(STAMP) tests/js/node_modules/.package-lock.json
+
+# The npm mailpit-api client that tests/test_inbox_mailpit_client.py drives
+# (locked; npm reaches only its registry).
+tests/js/node_modules/.package-lock.json: $(STAMP) tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund >$(VENV)/npm.log 2>&1 || { cat $(VENV)/npm.log; exit 1; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,4 +52,4 @@ bench: venv
 	bash bench/run
 
 clean:
-	rm -rf $(VENV) _trial_temp .mypy_cache .ruff_cache
+	rm -rf $(VENV) _trial_temp .mypy_cache .ruff_cache tests/js/node_modules

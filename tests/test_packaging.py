@@ -41,6 +41,7 @@ NOT_SOURCE = shutil.ignore_patterns(
     ".mypy_cache",
     ".ruff_cache",
     ".hypothesis",
+    "node_modules",
 )
 
 #: Building and installing take a few seconds each; a loaded machine, more.
@@ -171,7 +172,7 @@ class WheelTests(TestCase):
         with zipfile.ZipFile(wheel) as z:
             names = set(z.namelist())
         self.assertIn("twisted/plugins/smtptut_plugin.py", names)
-        for module in ("cli", "tap", "server", "client", "config"):
+        for module in ("cli", "tap", "server", "client", "config", "inbox/api"):
             self.assertIn(f"smtptut/{module}.py", names)
         # The web inbox is served from the installed package's own files.
         for name in ("index.html", "inbox.css", "inbox.js", "favicon.svg"):

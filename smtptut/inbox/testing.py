@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,3 +127,61 @@ async def startInboxSink(
     return InboxSink(
         reactor, services, inboxService, smtp, http, inboxService.maildir, owned
     )
+
+
+class BlockingInboxSink:
+    """
+    An L{InboxSink} for code that runs outside the reactor (a pytest test):
+    each call waits for its answer from the reactor's thread.
+    """
+
+    def __init__(self, sink: InboxSink) -> None:
+        self.sink = sink
+        self.smtpPort = sink.smtpPort
+        self.httpPort = sink.httpPort
+        self.url = sink.url
+        self.maildir = sink.maildir
+
+    def messages(self, query: str = "") -> list[dict[str, Any]]:
+        return _blocking(self.sink.reactor, lambda: self.sink.messages(query))
+
+    def waitForMessage(self, query: str = "", timeout: float = 5.0) -> dict[str, Any]:
+        return _blocking(
+            self.sink.reactor, lambda: self.sink.waitForMessage(query, timeout)
+        )
+
+    def clear(self) -> None:
+        _blocking(self.sink.reactor, self.sink.clear)
+
+
+def _blocking(reactor: Any, f: Any) -> Any:
+    from twisted.internet.threads import blockingCallFromThread
+
+    return blockingCallFromThread(reactor, lambda: defer.maybeDeferred(f))
+
+
+_reactorThread: list[Any] = []
+
+
+@contextlib.contextmanager
+def inboxSinkInThread() -> Iterator[BlockingInboxSink]:
+    """
+    A sink with its inbox for tests that run no reactor (pytest): the
+    global reactor runs in a daemon thread, started once per process.
+    """
+    from twisted.internet import reactor
+
+    if not _reactorThread:
+        thread = threading.Thread(
+            target=reactor.run,
+            kwargs={"installSignalHandlers": False},
+            daemon=True,
+            name="smtptut-reactor",
+        )
+        thread.start()
+        _reactorThread.append(thread)
+    sink = _blocking(reactor, lambda: defer.ensureDeferred(startInboxSink(reactor)))
+    try:
+        yield BlockingInboxSink(sink)
+    finally:
+        _blocking(reactor, sink.stop)
