@@ -181,15 +181,22 @@ def reportMessage() -> EmailMessage:
     return message
 
 
+#: Markup where the inbox shows text: run if the page ever took it as HTML.
+MARKUP = "<img src=x onerror=window.pwned=1>"
+HOSTILE_SUBJECT = f"Totally harmless {MARKUP} newsletter"
+HOSTILE_FILE = f"notes{MARKUP}.txt"
+
+
 def hostileMessage(pixelURL: str) -> EmailMessage:
     """
     HTML that would mark the inbox, its frame and its cookies if its script
-    ran, and fetch an image from another server if remote content loaded.
+    ran, and fetch an image from another server if remote content loaded;
+    markup in the subject, the sender's name and a file name.
     """
     message = EmailMessage()
-    message["From"] = "Mallory <mallory@example.net>"
+    message["From"] = f'"Mallory {MARKUP}" <mallory@example.net>'
     message["To"] = "victim@example.org"
-    message["Subject"] = "Totally harmless newsletter"
+    message["Subject"] = HOSTILE_SUBJECT
     message.set_content("Plain text for the newsletter.\n")
     message.add_alternative(
         "<!doctype html><html><head><title>newsletter</title></head><body>"
@@ -203,6 +210,9 @@ def hostileMessage(pixelURL: str) -> EmailMessage:
         "try { document.cookie = 'pwned=1; path=/'; } catch (e) {}"
         "</script></body></html>",
         subtype="html",
+    )
+    message.add_attachment(
+        b"notes\r\n", maintype="text", subtype="plain", filename=HOSTILE_FILE
     )
     return message
 
@@ -391,10 +401,22 @@ class BrowserInboxTests(unittest.TestCase):
             row = waitFor(
                 driver,
                 "the new row",
-                lambda d: rowFor(d, "Totally harmless newsletter"),
+                lambda d: rowFor(d, HOSTILE_SUBJECT),
             )
             assert isinstance(row, WebElement)
+            self.assertEqual(
+                row.find_element(By.CLASS_NAME, "from").text, f"Mallory {MARKUP}"
+            )
             row.click()
+            waitFor(
+                driver,
+                "the subject, as text",
+                lambda d: byId(d, "view-subject").text == HOSTILE_SUBJECT,
+            )
+            links = driver.find_elements(
+                By.CSS_SELECTOR, "#attachment-list a.attachment"
+            )
+            self.assertEqual([link.text for link in links], [HOSTILE_FILE])
             waitFor(driver, "the HTML frame to load", lambda d: frameLoads(d) >= 1)
             frame = byId(driver, "html-frame")
             self.assertIn("remote=0", frame.get_attribute("src") or "")
