@@ -78,6 +78,22 @@ class ListTests(InboxTestCase):
         self.assertEqual(r.body.count(b"\n"), 1)
         self.assertIn("limit", r.json()["Error"])
 
+    async def test_unknownPaths(self) -> None:
+        """
+        A path the API does not have, or a method it does not take there, is
+        a JSON 404 or 405.
+        """
+        sink = await self.startSink()
+        for method, path, code in [
+            ("GET", "/api/v2/messages", 404),
+            ("GET", "/api/v1/nothing", 404),
+            ("GET", "/api/v1/message/latest/nothing", 404),
+            ("PATCH", "/api/v1/messages", 405),
+        ]:
+            r = await fetch(sink.httpPort, method, path)
+            self.assertEqual(r.status, code, path)
+            self.assertIn("Error", r.json())
+
     async def test_info(self) -> None:
         sink = await self.startSink()
         await self.sendAndWait(sink, "counted")
