@@ -27,6 +27,8 @@ SCHEMA_VERSION = 1
 RESCAN_INTERVAL = 2.0
 #: Seconds within which a directory's mtime is not trusted (see L{MaildirIndex.rescan}).
 RACY = 2.0
+#: More new files than this in one scan are announced as one "prune".
+QUIET_LIMIT = 20
 #: Files read per thread job while catching up.
 BATCH = 200
 
@@ -72,7 +74,8 @@ class MaildirIndex:
 
     @ivar observers: called with C{(event, data)} for Mailpit's websocket
         events: C{"new"} with the record, C{"delete"} with an ID,
-        C{"update"} with C{(ID, read)}, C{"truncate"} with L{None}.
+        C{"update"} with C{(ID, read)}, C{"truncate"} with L{None}, and
+        C{"prune"} with L{None} when many messages came at once.
     """
 
     def __init__(
@@ -212,6 +215,9 @@ class MaildirIndex:
             if old is not None and old != path:
                 self._moved(name, path)
         fresh = [path for name, path in listing.items() if name not in known]
+        # Many at once (a start, another program's bulk copy): one "prune"
+        # (Mailpit's "reload the list") instead of a "new" for each.
+        quiet = len(fresh) > QUIET_LIMIT
         for i in range(0, len(fresh), BATCH):
             records = await threads.deferToThreadPool(
                 self.reactor,
@@ -222,9 +228,11 @@ class MaildirIndex:
             self._db.execute("BEGIN")
             try:
                 for record in records:
-                    self._add(record)
+                    self._add(record, quiet)
             finally:
                 self._db.execute("COMMIT")
+        if quiet:
+            self._notify("prune", None)
 
     def _read(self, paths: Sequence[str]) -> list[Record]:
         records = []
@@ -255,7 +263,7 @@ class MaildirIndex:
 
     # ------------------------------------------------------------ changes
 
-    def _add(self, record: Record) -> None:
+    def _add(self, record: Record, quiet: bool = False) -> None:
         values = astuple(record)
         cursor = self._db.execute(
             f"INSERT OR IGNORE INTO messages ({_COLUMNS})"
@@ -267,7 +275,7 @@ class MaildirIndex:
                 "INSERT INTO fts (rowid, text) VALUES (?, ?)",
                 (cursor.lastrowid, record.text),
             )
-        if cursor.rowcount:
+        if cursor.rowcount and not quiet:
             self._notify("new", self.byName(record.name))
 
     def _forget(self, name: str) -> None:
