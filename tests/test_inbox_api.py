@@ -130,6 +130,27 @@ class MessageTests(InboxTestCase):
         listed = (await fetch(sink.httpPort, "GET", "/api/v1/messages")).json()
         self.assertTrue(listed["messages"][0]["Read"])
 
+    async def test_encodedWords(self) -> None:
+        """
+        RFC 2047 encoded words in the subject and names are shown decoded,
+        and searched for decoded.
+        """
+        sink = await self.startSink()
+        await send(
+            sink.smtpPort,
+            message("Grüße aus Köln", sender="Jürgen Groß <jg@example.com>"),
+        )
+        found = await sink.waitForMessage("subject:Köln")
+        self.assertEqual(found["Subject"], "Grüße aus Köln")
+        self.assertEqual(
+            found["From"], {"Name": "Jürgen Groß", "Address": "jg@example.com"}
+        )
+        headers = (
+            await fetch(sink.httpPort, "GET", "/api/v1/message/latest/headers")
+        ).json()
+        self.assertEqual(headers["Subject"], ["Grüße aus Köln"])
+        self.assertEqual(len(sink.messages("from:Jürgen")), 1)
+
     async def test_setReadStatus(self) -> None:
         """
         PUT /api/v1/messages sets or clears the S flag of the given messages, or of all.

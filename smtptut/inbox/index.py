@@ -22,7 +22,7 @@ log = Logger()
 #: The index file, in the Maildir's top directory (where Dovecot keeps its own).
 INDEX_NAME = ".smtptut-index.sqlite3"
 #: Bump when the schema changes: an index of another version is rebuilt.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Seconds between looks for changes other programs made.
 RESCAN_INTERVAL = 2.0
 #: Seconds within which a directory's mtime is not trusted (see L{MaildirIndex.rescan}).

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from smtptut.inbox.mime import Part, Structure
+from smtptut.inbox.mime import Part, Structure, decodedHeader
 
 
 def timestamp(seconds: float) -> str:
@@ -89,9 +89,5 @@ def headers(structure: Structure) -> dict[str, list[str]]:
     fields: dict[str, list[str]] = {}
     for name, value in structure.headers.raw_items():
         key = "-".join(w.capitalize() for w in name.split("-"))
-        try:
-            text = str(structure.headers.policy.header_factory(name, value))  # type: ignore[attr-defined]
-        except Exception:
-            text = str(value)
-        fields.setdefault(key, []).append(" ".join(text.split()))
+        fields.setdefault(key, []).append(decodedHeader(value))
     return dict(sorted(fields.items()))
