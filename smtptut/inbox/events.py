@@ -10,9 +10,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.websocket import WebSocketTransport
 
 from smtptut.inbox.index import MaildirIndex
-from smtptut.inbox.shapes import summary
-
-VERSION = "smtptut"
+from smtptut.inbox.shapes import VERSION, summary
 
 
 class EventsProtocol:
