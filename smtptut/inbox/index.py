@@ -64,6 +64,7 @@ class MaildirIndex:
         self._scanning: defer.Deferred[None] | None = None
         self._again = False
         self._loop: task.LoopingCall | None = None
+        self._stopped = False
 
     # ------------------------------------------------------------ life
 
@@ -86,6 +87,7 @@ class MaildirIndex:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        self._stopped = True
         d: defer.Deferred[None] = defer.succeed(None)
         if self._scanning is not None:
             d = defer.Deferred()
@@ -118,6 +120,8 @@ class MaildirIndex:
             d: defer.Deferred[None] = defer.Deferred()
             self._scanning.addBoth(lambda _: d.callback(None))
             return d
+        if self._stopped:
+            return defer.succeed(None)
         self._scanning = defer.ensureDeferred(self._rescan())
 
         def done(result: object) -> object:
@@ -185,6 +189,10 @@ class MaildirIndex:
         )
 
         def add(records: list[Record]) -> None:
+            # A transaction finishing after the inbox stopped (SIGTERM's
+            # grace): the next start indexes it from the Maildir.
+            if self._stopped:
+                return
             for record in records:
                 self._add(record)
 
