@@ -13,7 +13,7 @@ from smtptut.inbox import search
 from smtptut.inbox.records import Record, uniqueNameOf
 
 #: Bump when the schema changes: an index of another version is rebuilt.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _COLUMNS = (
     "id, name, path, created, size, read, subject, messageId, sender, recipients,"
@@ -35,6 +35,7 @@ CREATE TABLE messages (
     attachments INTEGER NOT NULL, inline INTEGER NOT NULL, snippet TEXT
 );
 CREATE INDEX byCreated ON messages (created DESC);
+CREATE INDEX byRead ON messages (read);
 CREATE VIRTUAL TABLE fts USING fts5(text, tokenize='trigram');
 PRAGMA user_version = {SCHEMA_VERSION};
 """
@@ -166,8 +167,10 @@ class IndexDatabase:
         """
         How many messages there are, and how many unread.
         """
-        total, unread = self._db.execute(
-            "SELECT count(*), coalesce(sum(read = 0), 0) FROM messages"
+        # Two counts, each from an index, rather than one pass over the rows.
+        (total,) = self._db.execute("SELECT count(*) FROM messages").fetchone()
+        (unread,) = self._db.execute(
+            "SELECT count(*) FROM messages WHERE read = 0"
         ).fetchone()
         return int(total), int(unread)
 
