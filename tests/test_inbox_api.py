@@ -78,6 +78,22 @@ class ListTests(InboxTestCase):
         self.assertEqual(r.body.count(b"\n"), 1)
         self.assertIn("limit", r.json()["Error"])
 
+    async def test_unknownPaths(self) -> None:
+        """
+        A path the API does not have, or a method it does not take there, is
+        a JSON 404 or 405.
+        """
+        sink = await self.startSink()
+        for method, path, code in [
+            ("GET", "/api/v2/messages", 404),
+            ("GET", "/api/v1/nothing", 404),
+            ("GET", "/api/v1/message/latest/nothing", 404),
+            ("PATCH", "/api/v1/messages", 405),
+        ]:
+            r = await fetch(sink.httpPort, method, path)
+            self.assertEqual(r.status, code, path)
+            self.assertIn("Error", r.json())
+
     async def test_info(self) -> None:
         sink = await self.startSink()
         await self.sendAndWait(sink, "counted")
@@ -113,6 +129,27 @@ class MessageTests(InboxTestCase):
         self.assertIn("S", stored.get_flags())
         listed = (await fetch(sink.httpPort, "GET", "/api/v1/messages")).json()
         self.assertTrue(listed["messages"][0]["Read"])
+
+    async def test_encodedWords(self) -> None:
+        """
+        RFC 2047 encoded words in the subject and names are shown decoded,
+        and searched for decoded.
+        """
+        sink = await self.startSink()
+        await send(
+            sink.smtpPort,
+            message("Grüße aus Köln", sender="Jürgen Groß <jg@example.com>"),
+        )
+        found = await sink.waitForMessage("subject:Köln")
+        self.assertEqual(found["Subject"], "Grüße aus Köln")
+        self.assertEqual(
+            found["From"], {"Name": "Jürgen Groß", "Address": "jg@example.com"}
+        )
+        headers = (
+            await fetch(sink.httpPort, "GET", "/api/v1/message/latest/headers")
+        ).json()
+        self.assertEqual(headers["Subject"], ["Grüße aus Köln"])
+        self.assertEqual(len(sink.messages("from:Jürgen")), 1)
 
     async def test_setReadStatus(self) -> None:
         """

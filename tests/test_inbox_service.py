@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 from twisted.internet import threads
 from twisted.trial.unittest import TestCase
@@ -132,3 +133,25 @@ class ProcessTests(TestCase):
             result.out + result.err,
         )
         self.assertIn("SMTPTUT_HTTP_USERS", result.out + result.err)
+
+    async def test_httpPortInUse(self) -> None:
+        """
+        An HTTP port that is taken is said in one line, exit status 71, as
+        for the SMTP port.
+        """
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        http = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        result = await runProcess(
+            reactor,
+            pluginArgv("--listen", "tcp:0:interface=127.0.0.1", "--http", http),
+        )
+        self.assertEqual(result.code, 71, result.out + result.err)
+        self.assertIn(
+            f"smtptut-server: cannot listen on {http} (SMTPTUT_HTTP):"
+            " Address already in use",
+            result.err,
+        )
+        self.assertNotIn("Traceback", result.out + result.err)

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
-import resource as rlimit
 import time
-import zoneinfo
-from collections.abc import Callable, Iterator
-from datetime import tzinfo
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer, threads
-from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from twisted.web import resource, server, static
-from zope.interface import implementer
 
 from smtptut.inbox import shapes
 from smtptut.inbox.index import MaildirIndex
-from smtptut.inbox.mime import Part, Structure, decodedChunks, decodedText, scan
+from smtptut.inbox.mime import Structure, decodedText, scan
 from smtptut.inbox.release import Releaser, ReleaseRefused
 from smtptut.inbox.safety import MESSAGE_CSP, MESSAGE_CSP_REMOTE, PART_CSP, jsonError
+from smtptut.inbox.streaming import streamBody, streamPart
+from smtptut.inbox.wire import (
+    APIError,
+    answerJSON,
+    answerOK,
+    argument,
+    idsOf,
+    jsonBody,
+    number,
+    zone,
+)
 
 log = Logger()
 
@@ -29,26 +34,6 @@ log = Logger()
 BODY_LIMIT = 4 * 1024 * 1024
 #: The most messages one page may hold.
 MAX_LIMIT = 10000
-VERSION = "smtptut"
-#: Types a browser would render (and run) if opened directly.
-_ACTIVE = (
-    "text/html",
-    "image/svg+xml",
-    "application/xhtml+xml",
-    "text/xml",
-    "application/xml",
-)
-
-
-class APIError(Exception):
-    """
-    A request the API refuses: its status and a one-line reason.
-    """
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _scanFile(path: str) -> Structure:
@@ -64,39 +49,6 @@ def _readMessage(path: str) -> tuple[Structure, str, str]:
         text = decodedText(f, plain, BODY_LIMIT) if plain else ""
         html = decodedText(f, markup, BODY_LIMIT) if markup else ""
     return structure, text, html
-
-
-@implementer(IPullProducer)
-class ChunkProducer:
-    """
-    Writes a file's chunks to a request as the client takes them: a
-    50 MB attachment never sits in memory.
-    """
-
-    def __init__(
-        self, request: server.Request, f: IO[bytes], chunks: Iterator[bytes]
-    ) -> None:
-        self.request = request
-        self.file = f
-        self.chunks = chunks
-        request.notifyFinish().addErrback(lambda _: self.stopProducing())
-
-    def start(self) -> None:
-        self.request.registerProducer(self, False)
-
-    def resumeProducing(self) -> None:
-        if self.file.closed:
-            return
-        for chunk in self.chunks:
-            if chunk:
-                self.request.write(chunk)
-                return
-        self.file.close()
-        self.request.unregisterProducer()
-        self.request.finish()
-
-    def stopProducing(self) -> None:
-        self.file.close()
 
 
 class InboxAPI(resource.Resource):
@@ -163,65 +115,6 @@ class InboxAPI(resource.Resource):
             self.reactor, self.reactor.getThreadPool(), f, *args
         )
 
-    @staticmethod
-    def json(request: server.Request, value: Any) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps(value).encode()
-
-    @staticmethod
-    def ok(request: server.Request) -> bytes:
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"ok"
-
-    @staticmethod
-    def body(request: server.Request) -> dict[str, Any]:
-        """
-        The request's JSON object (an empty one for no body).
-        """
-        assert request.content is not None
-        data = request.content.read()
-        if not data.strip():
-            return {}
-        try:
-            value = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise APIError(400, "the body is not JSON") from None
-        if not isinstance(value, dict):
-            raise APIError(400, "the body is not a JSON object")
-        return value
-
-    @staticmethod
-    def number(request: server.Request, name: str, default: int, maximum: int) -> int:
-        values = request.args.get(name.encode(), [])
-        if not values or not values[0].strip():
-            return default
-        text = values[0].decode("latin-1")
-        if not text.isdigit() or int(text) > maximum:
-            raise APIError(400, f"{name}: {text!r} is not a number from 0 to {maximum}")
-        return int(text)
-
-    @staticmethod
-    def text(request: server.Request, name: str) -> str | None:
-        values = request.args.get(name.encode())
-        return values[0].decode("utf-8", "replace") if values else None
-
-    def zone(self, request: server.Request) -> tzinfo | None:
-        name = self.text(request, "tz")
-        if not name:
-            return None
-        try:
-            return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            return None  # Mailpit ignores a time zone it does not know
-
-    def ids(self, body: dict[str, Any]) -> list[str] | None:
-        ids = body.get("IDs")
-        if ids is None or ids == []:
-            return None
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise APIError(400, "IDs: not an array of strings")
-        return ids
-
     def row(self, identifier: str) -> Any:
         row = self.index.get(identifier)
         if row is None:
@@ -235,9 +128,11 @@ class InboxAPI(resource.Resource):
             raise APIError(404, "no such API path")
         head, rest = path[0], path[1:]
         if head == "info" and not rest and method == "GET":
-            return self.info(request)
+            return answerJSON(
+                request, shapes.info(self.index, self.started, self.deleted)
+            )
         if head == "webui" and not rest and method == "GET":
-            return self.json(request, self.webui())
+            return answerJSON(request, shapes.webui(self.releaser))
         if head == "messages" and not rest:
             if method == "GET":
                 return self.listing(request, "")
@@ -246,19 +141,19 @@ class InboxAPI(resource.Resource):
             if method == "DELETE":
                 return self.delete(request)
         if head == "search" and not rest:
-            query = self.text(request, "query")
+            query = argument(request, "query")
             if query is None or not query.strip():
                 raise APIError(400, "no search query")
             if method == "GET":
                 return self.listing(request, query)
             if method == "DELETE":
-                ids = self.index.ids(query, self.zone(request))
+                ids = self.index.ids(query, zone(request))
                 self.deleted += self.index.delete(ids)
-                return self.ok(request)
+                return answerOK(request)
         if head == "message" and rest:
             return self.message(method, rest[0], rest[1:], request)
         if head == "tags" and method == "GET" and not rest:
-            return self.json(request, [])
+            return answerJSON(request, [])
         if head in ("tags", "chaos", "send"):
             raise APIError(400, f"{head} is not available in smtptut (disabled)")
         if head in ("messages", "search", "info", "webui"):
@@ -280,12 +175,12 @@ class InboxAPI(resource.Resource):
 
             def answer(result: tuple[Structure, str, str]) -> bytes:
                 self.index.setRead([row["id"]], True)
-                return self.json(request, shapes.message(row, *result))
+                return answerJSON(request, shapes.message(row, *result))
 
             return d.addCallback(answer)
         if what == "headers" and len(rest) == 1:
             return self.inThread(_scanFile, path).addCallback(
-                lambda s: self.json(request, shapes.headers(s))
+                lambda s: answerJSON(request, shapes.headers(s))
             )
         if what == "raw" and len(rest) == 1:
             raw = static.File(path)
@@ -298,7 +193,7 @@ class InboxAPI(resource.Resource):
                     400, "thumbnails are not available in smtptut (disabled)"
                 )
             return self.inThread(_scanFile, path).addCallback(
-                lambda s: self.part(request, path, s.part(rest[1]))
+                lambda s: streamPart(request, path, s.part(rest[1]))
             )
         if what in ("html-check", "link-check", "sa-check") and len(rest) == 1:
             raise APIError(400, f"{what} is not available in smtptut (disabled)")
@@ -306,60 +201,11 @@ class InboxAPI(resource.Resource):
 
     # ------------------------------------------------------------ answers
 
-    def info(self, request: server.Request) -> bytes:
-        total, unread = self.index.totals()
-        try:
-            size = os.stat(self.index.database).st_size
-        except OSError:
-            size = 0
-        memory = rlimit.getrusage(rlimit.RUSAGE_SELF).ru_maxrss * 1024
-        return self.json(
-            request,
-            {
-                "Version": VERSION,
-                "LatestVersion": "",
-                "Database": self.index.database,
-                "DatabaseSize": size,
-                "Messages": total,
-                "Unread": unread,
-                "Tags": {},
-                "RuntimeStats": {
-                    "Uptime": int(time.time() - self.started),
-                    "Memory": memory,
-                    "MessagesDeleted": self.deleted,
-                    "SMTPAccepted": 0,
-                    "SMTPAcceptedSize": 0,
-                    "SMTPRejected": 0,
-                    "SMTPIgnored": 0,
-                },
-            },
-        )
-
-    def webui(self) -> dict[str, Any]:
-        policy = self.releaser.policy
-        relay = self.releaser.client.relay
-        return {
-            "Label": "smtptut",
-            "MessageRelay": {
-                "Enabled": self.releaser.enabled,
-                "SMTPServer": f"{relay[0]}:{relay[1]}" if relay else "",
-                "ReturnPath": "",
-                "AllowedRecipients": ",".join(policy.patterns) if policy else "",
-                "BlockedRecipients": "",
-                "OverrideFrom": "",
-                "PreserveMessageIDs": False,
-            },
-            "SpamAssassin": False,
-            "ChaosEnabled": False,
-            "DuplicatesIgnored": False,
-            "HideDeleteAllButton": False,
-        }
-
     def listing(self, request: server.Request, query: str) -> bytes:
-        start = self.number(request, "start", 0, 2**31)
-        limit = self.number(request, "limit", 50, MAX_LIMIT)
-        page = self.index.page(query, start, limit, self.zone(request))
-        return self.json(
+        start = number(request, "start", 0, 2**31)
+        limit = number(request, "limit", 50, MAX_LIMIT)
+        page = self.index.page(query, start, limit, zone(request))
+        return answerJSON(
             request,
             {
                 "total": page.total,
@@ -374,42 +220,23 @@ class InboxAPI(resource.Resource):
         )
 
     def setRead(self, request: server.Request) -> bytes:
-        body = self.body(request)
+        body = jsonBody(request)
         read = body.get("Read", False)
         if not isinstance(read, bool):
             raise APIError(400, "Read: not true or false")
-        ids = self.ids(body)
+        ids = idsOf(body)
         search = body.get("Search")
         if ids is None and isinstance(search, str) and search.strip():
-            ids = self.index.ids(search, self.zone(request))
+            ids = self.index.ids(search, zone(request))
         self.index.setRead(ids, read)
-        return self.ok(request)
+        return answerOK(request)
 
     def delete(self, request: server.Request) -> bytes:
-        self.deleted += self.index.delete(self.ids(self.body(request)))
-        return self.ok(request)
-
-    def part(self, request: server.Request, path: str, part: Part | None) -> int:
-        if part is None:
-            raise APIError(404, "part not found")
-        f = open(path, "rb")
-        contentType = part.contentType
-        if contentType.startswith("text/"):
-            contentType += f"; charset={part.charset}"
-        request.setHeader(b"content-type", contentType.encode("ascii", "replace"))
-        request.setHeader(b"content-security-policy", PART_CSP.encode())
-        name = part.fileName.replace('"', "").replace("\\", "")
-        disposition = "attachment" if part.contentType in _ACTIVE else "inline"
-        if name:
-            disposition += f'; filename="{name}"'
-        request.setHeader(
-            b"content-disposition", disposition.encode("utf-8", "replace")
-        )
-        ChunkProducer(request, f, decodedChunks(f, part)).start()
-        return server.NOT_DONE_YET
+        self.deleted += self.index.delete(idsOf(jsonBody(request)))
+        return answerOK(request)
 
     def release(self, row: Any, request: server.Request) -> Any:
-        body = self.body(request)
+        body = jsonBody(request)
         to = body.get("To")
         if not isinstance(to, list) or not all(isinstance(t, str) for t in to):
             raise APIError(400, "To: not an array of addresses")
@@ -423,7 +250,7 @@ class InboxAPI(resource.Resource):
             failure.trap(ReleaseRefused)
             raise APIError(400, str(failure.value))
 
-        return d.addCallbacks(lambda _: self.ok(request), refused)
+        return d.addCallbacks(lambda _: answerOK(request), refused)
 
 
 class MessageView(resource.Resource):
@@ -467,8 +294,7 @@ class MessageView(resource.Resource):
             )
             csp = MESSAGE_CSP_REMOTE if remote else MESSAGE_CSP
             request.setHeader(b"content-security-policy", csp.encode())
-            f = open(path, "rb")
-            ChunkProducer(request, f, decodedChunks(f, part)).start()
+            streamBody(request, path, part)
 
         def failed(failure: Any) -> None:
             log.failure("The inbox view failed", failure)

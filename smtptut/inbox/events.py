@@ -10,9 +10,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.websocket import WebSocketTransport
 
 from smtptut.inbox.index import MaildirIndex
-from smtptut.inbox.shapes import summary
-
-VERSION = "smtptut"
+from smtptut.inbox.shapes import VERSION, summary
 
 
 class EventsProtocol:
@@ -65,6 +63,8 @@ class EventHub:
                 client.transport.sendTextMessage(text)
 
     def indexChanged(self, event: str, data: Any) -> None:
+        if not self.clients:
+            return
         if event == "new":
             self.broadcast("new", summary(data))
         elif event == "delete":
@@ -72,7 +72,7 @@ class EventHub:
         elif event == "update":
             identifier, read = data
             self.broadcast("update", {"ID": identifier, "Read": read})
-        elif event == "truncate":
-            self.broadcast("truncate", None)
+        elif event in ("truncate", "prune"):
+            self.broadcast(event, None)
         total, unread = self.index.totals()
         self.broadcast("stats", {"Total": total, "Unread": unread, "Version": VERSION})

@@ -1,4 +1,4 @@
-"""An SQLite index derived from the Maildir: rebuilt from it, caught up with it, never the truth."""
+"""The index of a Maildir: built from it, caught up with it, never the truth."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import astuple, dataclass
 from datetime import tzinfo
 from typing import Any
 
@@ -14,51 +13,21 @@ from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 
-from smtptut.inbox import search
-from smtptut.inbox.records import Record, readRecord, splitName, uniqueNameOf
+from smtptut.inbox.database import IndexDatabase, Page
+from smtptut.inbox.records import Record, readRecord, splitName
 
 log = Logger()
 
 #: The index file, in the Maildir's top directory (where Dovecot keeps its own).
 INDEX_NAME = ".smtptut-index.sqlite3"
-#: Bump when the schema changes: an index of another version is rebuilt.
-SCHEMA_VERSION = 1
 #: Seconds between looks for changes other programs made.
 RESCAN_INTERVAL = 2.0
 #: Seconds within which a directory's mtime is not trusted (see L{MaildirIndex.rescan}).
 RACY = 2.0
+#: More new files than this in one scan are announced as one "prune".
+QUIET_LIMIT = 20
 #: Files read per thread job while catching up.
 BATCH = 200
-
-_COLUMNS = (
-    "id, name, path, created, size, read, subject, messageId, sender, recipients,"
-    " cc, bcc, replyTo, returnPath, date, attachments, inline, snippet"
-)
-
-_SCHEMA = f"""
-CREATE TABLE messages (
-    id TEXT NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE, path TEXT NOT NULL,
-    created REAL NOT NULL, size INTEGER NOT NULL, read INTEGER NOT NULL,
-    subject TEXT, messageId TEXT, sender TEXT, recipients TEXT, cc TEXT,
-    bcc TEXT, replyTo TEXT, returnPath TEXT, date TEXT,
-    attachments INTEGER NOT NULL, inline INTEGER NOT NULL, snippet TEXT
-);
-CREATE INDEX byCreated ON messages (created DESC);
-CREATE VIRTUAL TABLE fts USING fts5(text, tokenize='trigram');
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
-
-
-@dataclass(frozen=True)
-class Page:
-    """
-    Some messages (newest first), how many matched, and the mailbox's totals.
-    """
-
-    rows: list[sqlite3.Row]
-    matched: int
-    total: int
-    unread: int
 
 
 class MaildirIndex:
@@ -71,8 +40,9 @@ class MaildirIndex:
     added or removed, the C{S} flag set or cleared.
 
     @ivar observers: called with C{(event, data)} for Mailpit's websocket
-        events: C{"new"} with the record, C{"delete"} with an ID,
-        C{"update"} with C{(ID, read)}, C{"truncate"} with L{None}.
+        events: C{"new"} with the row, C{"delete"} with an ID,
+        C{"update"} with C{(ID, read)}, C{"truncate"} with L{None}, and
+        C{"prune"} with L{None} when many messages came at once.
     """
 
     def __init__(
@@ -89,39 +59,12 @@ class MaildirIndex:
         self.interval = interval
         self.database = database or os.path.join(self.maildir, INDEX_NAME)
         self.observers: list[Callable[[str, Any], object]] = []
-        self._db = self._open()
+        self.db = IndexDatabase(self.database)
         self._seen: tuple[int, int] | None = None
         self._scanning: defer.Deferred[None] | None = None
         self._again = False
         self._loop: task.LoopingCall | None = None
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            db = self._connect()
-        except sqlite3.DatabaseError:
-            # A damaged index is only a cache: start it again.
-            self._removeFiles()
-            db = self._connect()
-        return db
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.database, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        # Derived data: a crash loses nothing that the next start cannot rebuild.
-        db.execute("PRAGMA synchronous = OFF")
-        db.execute("PRAGMA journal_mode = WAL")
-        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            db.execute("DROP TABLE IF EXISTS messages")
-            db.execute("DROP TABLE IF EXISTS fts")
-            db.executescript(_SCHEMA)
-        return db
-
-    def _removeFiles(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                os.unlink(self.database + suffix)
-            except FileNotFoundError:
-                pass
+        self._stopped = False
 
     # ------------------------------------------------------------ life
 
@@ -144,11 +87,12 @@ class MaildirIndex:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        self._stopped = True
         d: defer.Deferred[None] = defer.succeed(None)
         if self._scanning is not None:
             d = defer.Deferred()
             self._scanning.addBoth(lambda _: d.callback(None))
-        return d.addCallback(lambda _: self._db.close())
+        return d.addCallback(lambda _: self.db.close())
 
     # ------------------------------------------------------------ catching up
 
@@ -163,9 +107,8 @@ class MaildirIndex:
         for sub in ("new", "cur"):
             with os.scandir(os.path.join(self.maildir, sub)) as entries:
                 for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
-                    names[splitName(entry.name)[0]] = f"{sub}/{entry.name}"
+                    if not entry.name.startswith("."):
+                        names[splitName(entry.name)[0]] = f"{sub}/{entry.name}"
         return names
 
     def rescan(self) -> defer.Deferred[None]:
@@ -177,6 +120,8 @@ class MaildirIndex:
             d: defer.Deferred[None] = defer.Deferred()
             self._scanning.addBoth(lambda _: d.callback(None))
             return d
+        if self._stopped:
+            return defer.succeed(None)
         self._scanning = defer.ensureDeferred(self._rescan())
 
         def done(result: object) -> object:
@@ -200,18 +145,16 @@ class MaildirIndex:
         racy = time.time_ns() - int(RACY * 1e9)
         self._seen = times if max(times) < racy else None
         listing = self._listing()
-        known = {
-            row["name"]: row["path"]
-            for row in self._db.execute("SELECT name, path FROM messages")
-        }
-        gone = [name for name in known if name not in listing]
-        for name in gone:
+        known = self.db.known()
+        for name in [name for name in known if name not in listing]:
             self._forget(name)
         for name, path in listing.items():
-            old = known.get(name)
-            if old is not None and old != path:
+            if known.get(name, path) != path:
                 self._moved(name, path)
         fresh = [path for name, path in listing.items() if name not in known]
+        # Many at once (a start, another program's bulk copy): one "prune"
+        # (Mailpit's "reload the list") instead of a "new" for each.
+        quiet = len(fresh) > QUIET_LIMIT
         for i in range(0, len(fresh), BATCH):
             records = await threads.deferToThreadPool(
                 self.reactor,
@@ -219,12 +162,11 @@ class MaildirIndex:
                 self._read,
                 fresh[i : i + BATCH],
             )
-            self._db.execute("BEGIN")
-            try:
+            with self.db.transaction():
                 for record in records:
-                    self._add(record)
-            finally:
-                self._db.execute("COMMIT")
+                    self._add(record, quiet)
+        if quiet:
+            self._notify("prune", None)
 
     def _read(self, paths: Sequence[str]) -> list[Record]:
         records = []
@@ -247,43 +189,32 @@ class MaildirIndex:
         )
 
         def add(records: list[Record]) -> None:
+            # A transaction finishing after the inbox stopped (SIGTERM's
+            # grace): the next start indexes it from the Maildir.
+            if self._stopped:
+                return
             for record in records:
-                if self.byName(record.name) is None:
-                    self._add(record)
+                self._add(record)
 
         return d.addCallback(add)
 
     # ------------------------------------------------------------ changes
 
-    def _add(self, record: Record) -> None:
-        values = astuple(record)
-        cursor = self._db.execute(
-            f"INSERT OR IGNORE INTO messages ({_COLUMNS})"
-            f" VALUES ({', '.join('?' * 18)})",
-            values[:-1],
-        )
-        if cursor.rowcount:
-            self._db.execute(
-                "INSERT INTO fts (rowid, text) VALUES (?, ?)",
-                (cursor.lastrowid, record.text),
-            )
-        if cursor.rowcount:
-            self._notify("new", self.byName(record.name))
+    def _add(self, record: Record, quiet: bool = False) -> None:
+        row = self.db.add(record)
+        if row is not None and not quiet:
+            self._notify("new", row)
 
     def _forget(self, name: str) -> None:
-        row = self.byName(name)
-        if row is None:
-            return
-        self._db.execute("DELETE FROM fts WHERE rowid = ?", (row["rowid"],))
-        self._db.execute("DELETE FROM messages WHERE rowid = ?", (row["rowid"],))
-        self._notify("delete", row["id"])
+        row = self.db.byName(name)
+        if row is not None:
+            self.db.remove(row)
+            self._notify("delete", row["id"])
 
     def _moved(self, name: str, path: str) -> None:
         read = "S" in splitName(os.path.basename(path))[1]
-        row = self.byName(name)
-        self._db.execute(
-            "UPDATE messages SET path = ?, read = ? WHERE name = ?", (path, read, name)
-        )
+        row = self.db.byName(name)
+        self.db.move(name, path, read)
         if row is not None and bool(row["read"]) != read:
             self._notify("update", (row["id"], read))
 
@@ -296,36 +227,11 @@ class MaildirIndex:
 
     # ------------------------------------------------------------ questions
 
-    def byName(self, name: str) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._db.execute(
-            f"SELECT rowid, {_COLUMNS} FROM messages WHERE name = ?", (name,)
-        ).fetchone()
-        return row
-
     def get(self, identifier: str) -> sqlite3.Row | None:
         """
         The message with this API ID, or the newest for C{latest}.
         """
-        if identifier == "latest":
-            row: sqlite3.Row | None = self._db.execute(
-                f"SELECT rowid, {_COLUMNS} FROM messages"
-                " ORDER BY created DESC, rowid DESC LIMIT 1"
-            ).fetchone()
-            return row
-        name = uniqueNameOf(identifier)
-        return self.byName(name) if name else None
-
-    def fullPath(self, row: sqlite3.Row) -> str:
-        return os.path.join(self.maildir, row["path"])
-
-    def totals(self) -> tuple[int, int]:
-        """
-        How many messages there are, and how many unread.
-        """
-        total, unread = self._db.execute(
-            "SELECT count(*), coalesce(sum(read = 0), 0) FROM messages"
-        ).fetchone()
-        return int(total), int(unread)
+        return self.db.get(identifier)
 
     def page(
         self,
@@ -337,48 +243,24 @@ class MaildirIndex:
         """
         Messages matching the Mailpit search C{query}, newest first.
         """
-        where, params = search.toSQL(search.parse(query), zone)
-        rows = self._db.execute(
-            f"SELECT m.rowid, {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))}"
-            f" FROM messages m WHERE {where}"
-            " ORDER BY m.created DESC, m.rowid DESC LIMIT ? OFFSET ?",
-            [*params, limit, start],
-        ).fetchall()
-        if where == "1":
-            matched, unread = self.totals()
-            total = matched
-        else:
-            matched = self._db.execute(
-                f"SELECT count(*) FROM messages m WHERE {where}", params
-            ).fetchone()[0]
-            total, unread = self.totals()
-        return Page(rows, int(matched), total, unread)
+        return self.db.page(query, start, limit, zone)
 
     def ids(self, query: str, zone: tzinfo | None = None) -> list[str]:
-        """
-        The IDs of every message matching C{query}.
-        """
-        where, params = search.toSQL(search.parse(query), zone)
-        return [
-            r[0]
-            for r in self._db.execute(
-                f"SELECT m.id FROM messages m WHERE {where}", params
-            )
-        ]
+        return self.db.ids(query, zone)
+
+    def totals(self) -> tuple[int, int]:
+        return self.db.totals()
+
+    def fullPath(self, row: sqlite3.Row) -> str:
+        return os.path.join(self.maildir, row["path"])
 
     # ------------------------------------------------------------ the Maildir
-
-    def _rows(self, ids: Iterable[str] | None) -> list[sqlite3.Row]:
-        if ids is None:
-            return list(self._db.execute(f"SELECT rowid, {_COLUMNS} FROM messages"))
-        rows = [self.get(i) for i in ids]
-        return [r for r in rows if r is not None]
 
     def setRead(self, ids: Iterable[str] | None, read: bool) -> None:
         """
         Set or clear the Maildir C{S} flag (moving a message from new/ to cur/).
         """
-        for row in self._rows(ids):
+        for row in self.db.rows(ids):
             if bool(row["read"]) == read and row["path"].startswith("cur/"):
                 continue
             flags = set(splitName(os.path.basename(row["path"]))[1])
@@ -394,19 +276,15 @@ class MaildirIndex:
         """
         Remove messages from the Maildir (all of them for L{None}); how many went.
         """
-        rows = self._rows(ids)
+        rows = self.db.rows(ids)
         for row in rows:
             try:
                 os.unlink(self.fullPath(row))
             except FileNotFoundError:
                 pass
-            if ids is None:
-                self._db.execute("DELETE FROM fts WHERE rowid = ?", (row["rowid"],))
-                self._db.execute(
-                    "DELETE FROM messages WHERE rowid = ?", (row["rowid"],)
-                )
-            else:
-                self._forget(row["name"])
+            self.db.remove(row)
+            if ids is not None:
+                self._notify("delete", row["id"])
         if ids is None and rows:
             self._notify("truncate", None)
         return len(rows)

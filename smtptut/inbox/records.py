@@ -9,11 +9,10 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from email.headerregistry import AddressHeader
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
-from smtptut.inbox.mime import Structure, decodedText, scan
+from smtptut.inbox.mime import Structure, decodedHeader, decodedText, scan
 
 #: Encoded octets of each text body that are indexed for search.
 TEXT_LIMIT = 64 * 1024
@@ -54,27 +53,14 @@ def splitName(fileName: str) -> tuple[str, str]:
     return unique, flags
 
 
-def _addresses(headers: EmailMessage, name: str) -> list[dict[str, str]]:
-    try:
-        value = headers.get(name)
-        if value is None:
-            return []
-        if isinstance(value, AddressHeader):
-            return [
-                {"Name": a.display_name, "Address": a.addr_spec}
-                for a in value.addresses
-            ]
-        pairs = getaddresses([str(value)])
-    except Exception:
-        pairs = getaddresses([str(headers.get(name, "") or "")])
-    return [{"Name": n, "Address": a} for n, a in pairs if a or n]
+def _addresses(headers: Message, name: str) -> list[dict[str, str]]:
+    values = [str(v) for v in headers.get_all(name, [])]
+    pairs = getaddresses(values)
+    return [{"Name": decodedHeader(n), "Address": a} for n, a in pairs if a or n]
 
 
-def _text(headers: EmailMessage, name: str) -> str:
-    try:
-        return str(headers.get(name, "") or "")
-    except Exception:
-        return ""
+def _text(headers: Message, name: str) -> str:
+    return decodedHeader(headers.get(name, ""))
 
 
 def plainFromHTML(markup: str) -> str:
@@ -164,11 +150,13 @@ def readRecord(maildir: str, path: str) -> Record:
         read="S" in flags,
         subject=subject,
         messageId=_text(headers, "Message-ID").strip().strip("<>"),
-        sender=json.dumps(sender[0] if sender else {"Name": "", "Address": ""}),
-        to=json.dumps(to),
-        cc=json.dumps(cc),
-        bcc=json.dumps(bcc),
-        replyTo=json.dumps(replyTo),
+        sender=json.dumps(
+            sender[0] if sender else {"Name": "", "Address": ""}, ensure_ascii=False
+        ),
+        to=json.dumps(to, ensure_ascii=False),
+        cc=json.dumps(cc, ensure_ascii=False),
+        bcc=json.dumps(bcc, ensure_ascii=False),
+        replyTo=json.dumps(replyTo, ensure_ascii=False),
         returnPath=_text(headers, "Return-Path").strip().strip("<>"),
         date=date,
         attachments=len(attached),

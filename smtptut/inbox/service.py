@@ -26,7 +26,12 @@ from smtptut.inbox.api import InboxAPI, MessageView
 from smtptut.inbox.events import EventHub
 from smtptut.inbox.index import MaildirIndex
 from smtptut.inbox.release import Releaser
-from smtptut.inbox.safety import InboxSite, RequestPolicy, requireLogin
+from smtptut.inbox.safety import (
+    ErrorResource,
+    InboxSite,
+    RequestPolicy,
+    requireLogin,
+)
 from smtptut.inbox.settings import InboxSettings
 from smtptut.server import makeServerService
 
@@ -50,6 +55,15 @@ def interfaceOf(endpoint: str) -> str:
     return ""
 
 
+class JSONContainer(resource.Resource):
+    """
+    C{/api/}: an unknown path under it is a JSON 404, as the API's own are.
+    """
+
+    def getChild(self, path: bytes, request: Any) -> resource.Resource:
+        return ErrorResource(404, "no such API path")
+
+
 def makeRoot(
     index: MaildirIndex, releaser: Releaser, reactor: Any
 ) -> resource.Resource:
@@ -62,7 +76,7 @@ def makeRoot(
     else:
         root = resource.Resource()
         root.putChild(b"", static.Data(_PLACEHOLDER, "text/html; charset=utf-8"))
-    api = resource.Resource()
+    api = JSONContainer()
     api.putChild(b"v1", InboxAPI(index, releaser, reactor))
     api.putChild(b"events", WebSocketResource(EventHub(index)))
     root.putChild(b"api", api)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import sqlite3
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from smtptut.inbox.mime import Part, Structure
+from smtptut.inbox.mime import Part, Structure, decodedHeader
+
+if TYPE_CHECKING:
+    from smtptut.inbox.index import MaildirIndex
+    from smtptut.inbox.release import Releaser
+
+VERSION = "smtptut"
 
 
 def timestamp(seconds: float) -> str:
@@ -89,9 +98,58 @@ def headers(structure: Structure) -> dict[str, list[str]]:
     fields: dict[str, list[str]] = {}
     for name, value in structure.headers.raw_items():
         key = "-".join(w.capitalize() for w in name.split("-"))
-        try:
-            text = str(structure.headers.policy.header_factory(name, value))  # type: ignore[attr-defined]
-        except Exception:
-            text = str(value)
-        fields.setdefault(key, []).append(" ".join(text.split()))
+        fields.setdefault(key, []).append(decodedHeader(value))
     return dict(sorted(fields.items()))
+
+
+def info(index: MaildirIndex, started: float, deleted: int) -> dict[str, Any]:
+    """
+    C{AppInformation}: totals, the index's file and size, this process's figures.
+    """
+    total, unread = index.totals()
+    try:
+        size = os.stat(index.database).st_size
+    except OSError:
+        size = 0
+    return {
+        "Version": VERSION,
+        "LatestVersion": "",
+        "Database": index.database,
+        "DatabaseSize": size,
+        "Messages": total,
+        "Unread": unread,
+        "Tags": {},
+        "RuntimeStats": {
+            "Uptime": int(time.time() - started),
+            "Memory": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "MessagesDeleted": deleted,
+            "SMTPAccepted": 0,
+            "SMTPAcceptedSize": 0,
+            "SMTPRejected": 0,
+            "SMTPIgnored": 0,
+        },
+    }
+
+
+def webui(releaser: Releaser) -> dict[str, Any]:
+    """
+    C{WebUIConfiguration}: what is on (release) and what smtptut has not (the rest).
+    """
+    policy = releaser.policy
+    relay = releaser.client.relay
+    return {
+        "Label": "smtptut",
+        "MessageRelay": {
+            "Enabled": releaser.enabled,
+            "SMTPServer": f"{relay[0]}:{relay[1]}" if relay else "",
+            "ReturnPath": "",
+            "AllowedRecipients": ",".join(policy.patterns) if policy else "",
+            "BlockedRecipients": "",
+            "OverrideFrom": "",
+            "PreserveMessageIDs": False,
+        },
+        "SpamAssassin": False,
+        "ChaosEnabled": False,
+        "DuplicatesIgnored": False,
+        "HideDeleteAllButton": False,
+    }
