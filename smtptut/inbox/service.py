@@ -1,0 +1,223 @@
+"""The inbox's HTTP listener in the sink process, and the sink with its inbox as one service."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, static
+from twisted.web.websocket import WebSocketResource
+
+from smtptut import config
+from smtptut.config import ServerSettings
+from smtptut.errors import EX_OSERR
+from smtptut.exchange import makeResolver
+from smtptut.inbox.api import InboxAPI, MessageView
+from smtptut.inbox.events import EventHub
+from smtptut.inbox.index import MaildirIndex
+from smtptut.inbox.release import Releaser
+from smtptut.inbox.safety import (
+    ErrorResource,
+    InboxSite,
+    RequestPolicy,
+    requireLogin,
+)
+from smtptut.inbox.settings import InboxSettings
+from smtptut.server import makeServerService
+
+log = Logger()
+
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+
+_PLACEHOLDER = b"""<!doctype html><meta charset="utf-8"><title>smtptut inbox</title>
+<p>smtptut's inbox: the API is at <a href="/api/v1/messages">/api/v1/</a>.</p>
+"""
+
+
+def interfaceOf(endpoint: str) -> str:
+    """
+    The C{interface=} of an endpoint string, or C{""}.
+    """
+    for part in endpoint.replace("\\:", "\0").split(":")[1:]:
+        key, eq, value = part.partition("=")
+        if eq and key.strip() == "interface":
+            return value.replace("\0", ":")
+    return ""
+
+
+class JSONContainer(resource.Resource):
+    """
+    C{/api/}: an unknown path under it is a JSON 404, as the API's own are.
+    """
+
+    def getChild(self, path: bytes, request: Any) -> resource.Resource:
+        return ErrorResource(404, "no such API path")
+
+
+def makeRoot(
+    index: MaildirIndex, releaser: Releaser, reactor: Any
+) -> resource.Resource:
+    """
+    The inbox's resources: the web inbox at C{/}, the API, the views, the events.
+    """
+    root: resource.Resource
+    if os.path.isdir(STATIC):
+        root = static.File(STATIC)
+    else:
+        root = resource.Resource()
+        root.putChild(b"", static.Data(_PLACEHOLDER, "text/html; charset=utf-8"))
+    api = JSONContainer()
+    api.putChild(b"v1", InboxAPI(index, releaser, reactor))
+    api.putChild(b"events", WebSocketResource(EventHub(index)))
+    root.putChild(b"api", api)
+    root.putChild(b"view", MessageView(index, reactor))
+    return root
+
+
+def releaseNameservers(environ: dict[str, str]) -> list[tuple[str, int]]:
+    """
+    The client's C{SMTPTUT_NAMESERVER}, which release's MX lookups use too.
+    """
+    text = environ.get("SMTPTUT_NAMESERVER", "")
+    return [
+        config.parseNameserver(ns, "SMTPTUT_NAMESERVER")
+        for ns in text.split(",")
+        if ns.strip()
+    ]
+
+
+class InboxService(service.Service):
+    """
+    Keeps the index of C{maildir} and serves the inbox on C{settings.http}.
+    """
+
+    def __init__(
+        self,
+        settings: InboxSettings,
+        maildir: str,
+        reactor: Any,
+        releaser: Releaser,
+        temporary: bool = False,
+        program: str = "smtptut-server",
+    ) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.temporary = temporary
+        self.program = program
+        self.maildir = maildir
+        self.index = MaildirIndex(maildir, reactor, reactor)
+        self.releaser = releaser
+        self.port: IListeningPort | None = None
+
+    def makeSite(self) -> InboxSite:
+        root: resource.IResource = makeRoot(self.index, self.releaser, self.reactor)
+        if self.settings.users:
+            root = requireLogin(root, self.settings.users, self.reactor)
+        names = {"localhost"}
+        interface = interfaceOf(self.settings.http)
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError:
+            if interface:
+                names.add(interface.lower())
+        policy = RequestPolicy(self.settings.loopback, frozenset(names))
+        return InboxSite(root, policy)
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()
+        if self.port is None:
+            self._listen()
+        self.index.start().addErrback(lambda f: log.failure("Indexing failed", f))
+
+    def _listen(self) -> None:
+        endpoint = endpoints.serverFromString(self.reactor, self.settings.http)
+        outcome: list[Any] = []
+        endpoint.listen(self.makeSite()).addBoth(outcome.append)
+        if outcome and isinstance(outcome[0], Failure):
+            error = outcome[0].value
+            reason = getattr(getattr(error, "socketError", None), "strerror", None)
+            print(
+                f"{self.program}: cannot listen on {self.settings.http}"
+                f" (SMTPTUT_HTTP): {reason or error}",
+                file=sys.__stderr__,
+                flush=True,
+            )
+            raise SystemExit(EX_OSERR)
+        if outcome:
+            self.port = outcome[0]
+            host = self.port.getHost()
+            log.info(
+                "The inbox is at http://{host}:{port}/ (Maildir {maildir})",
+                host=getattr(host, "host", "?"),
+                port=getattr(host, "port", "?"),
+                maildir=self.maildir,
+            )
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        d = (
+            defer.maybeDeferred(self.port.stopListening)
+            if self.port
+            else defer.succeed(None)
+        )
+        d.addCallback(lambda _: self.index.stop())
+        if self.temporary:
+            d.addCallback(lambda _: shutil.rmtree(self.maildir, ignore_errors=True))
+        return d  # type: ignore[return-value]
+
+
+def makeSinkWithInbox(
+    settings: ServerSettings,
+    inbox: InboxSettings,
+    reactor: Any = None,
+    program: str = "smtptut-server",
+    environ: dict[str, str] | None = None,
+) -> service.IService:
+    """
+    The console server and, unless C{inbox.http} is off, its inbox: with
+    no C{SMTPTUT_MAILDIR}, a temporary one removed at exit.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    if not inbox.enabled:
+        return makeServerService(settings, reactor, program)
+    temporary = settings.maildir is None
+    if temporary:
+        settings = dataclasses.replace(
+            settings, maildir=tempfile.mkdtemp(prefix="smtptut-inbox-")
+        )
+        log.info(
+            "No SMTPTUT_MAILDIR: messages go to the temporary Maildir {path},"
+            " removed at exit",
+            path=settings.maildir,
+        )
+    assert settings.maildir is not None
+    both = service.MultiService()
+    sink = makeServerService(settings, reactor, program)
+    sink.setServiceParent(both)
+    resolver = makeResolver(releaseNameservers(dict(environ or os.environ)))
+    releaser = Releaser(reactor, inbox.releaseTo, resolver, inbox.releaseRelay)
+    inboxService = InboxService(
+        inbox, settings.maildir, reactor, releaser, temporary, program
+    )
+    inboxService.setServiceParent(both)
+    # The one hook into the server: messages reach the index once committed.
+    maildir = sink.factory.delivery.maildir  # type: ignore[attr-defined]
+    maildir.onStored = inboxService.index.messageStored
+    return both
