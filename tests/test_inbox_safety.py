@@ -72,6 +72,8 @@ class RequestRuleTests(TestCase):
                 {"Content-Type": "text/plain"},
             ),
             ("DELETE", "/api/v1/messages", b"", {"Origin": "http://evil.example"}),
+            # A message's HTML in its sandboxed frame has the origin "null".
+            ("DELETE", "/api/v1/messages", b"", {"Origin": "null"}),
             (
                 "PUT",
                 "/api/v1/messages",

@@ -149,6 +149,6 @@ class ParserTests(TestCase):
         db.executescript(
             "CREATE TABLE messages (id, sender, recipients, cc, bcc, replyTo,"
             " subject, messageId, read, attachments, inline, created, size);"
-            "CREATE VIRTUAL TABLE fts USING fts5(text, tokenize='trigram');"
+            "CREATE VIRTUAL TABLE fts USING fts5(subject, text, tokenize='trigram');"
         )
         db.execute(f"SELECT id FROM messages m WHERE {where}", params).fetchall()

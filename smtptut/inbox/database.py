@@ -13,7 +13,7 @@ from smtptut.inbox import search
 from smtptut.inbox.records import Record, uniqueNameOf
 
 #: Bump when the schema changes: an index of another version is rebuilt.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _COLUMNS = (
     "id, name, path, created, size, read, subject, messageId, sender, recipients,"
@@ -36,7 +36,7 @@ CREATE TABLE messages (
 );
 CREATE INDEX byCreated ON messages (created DESC);
 CREATE INDEX byRead ON messages (read);
-CREATE VIRTUAL TABLE fts USING fts5(text, tokenize='trigram');
+CREATE VIRTUAL TABLE fts USING fts5(subject, text, tokenize='trigram');
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
@@ -114,8 +114,8 @@ class IndexDatabase:
         if not cursor.rowcount:
             return None
         self._db.execute(
-            "INSERT INTO fts (rowid, text) VALUES (?, ?)",
-            (cursor.lastrowid, record.text),
+            "INSERT INTO fts (rowid, subject, text) VALUES (?, ?, ?)",
+            (cursor.lastrowid, record.subject, record.text),
         )
         return self.byName(record.name)
 

@@ -10,7 +10,7 @@ from datetime import tzinfo
 from typing import Any
 
 from twisted.internet import defer, task, threads
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime
 from twisted.logger import Logger
 
 from smtptut.inbox.database import IndexDatabase, Page
@@ -26,6 +26,8 @@ RESCAN_INTERVAL = 2.0
 RACY = 2.0
 #: More new files than this in one scan are announced as one "prune".
 QUIET_LIMIT = 20
+#: Seconds a stored message waits for others to be indexed with.
+COALESCE = 0.05
 #: Files read per thread job while catching up.
 BATCH = 200
 
@@ -65,6 +67,9 @@ class MaildirIndex:
         self._again = False
         self._loop: task.LoopingCall | None = None
         self._stopped = False
+        self._pending: list[str] = []
+        self._waiting: list[defer.Deferred[None]] = []
+        self._flush: IDelayedCall | None = None
 
     # ------------------------------------------------------------ life
 
@@ -88,6 +93,8 @@ class MaildirIndex:
             self._loop.stop()
         self._loop = None
         self._stopped = True
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
         d: defer.Deferred[None] = defer.succeed(None)
         if self._scanning is not None:
             d = defer.Deferred()
@@ -181,11 +188,23 @@ class MaildirIndex:
 
     def messageStored(self, path: str) -> defer.Deferred[None]:
         """
-        Index a message just committed to C{path} (the server's hook).
+        Index a message just committed to C{path} (the server's hook); fires
+        once it is.  Messages stored within L{COALESCE} seconds of each other
+        are read in one thread job and kept in one transaction.
         """
-        relative = os.path.relpath(path, self.maildir)
+        self._pending.append(os.path.relpath(path, self.maildir))
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        if self._flush is None:
+            self._flush = self.clock.callLater(COALESCE, self._indexPending)
+        return d
+
+    def _indexPending(self) -> None:
+        paths, self._pending = self._pending, []
+        waiting, self._waiting = self._waiting, []
+        self._flush = None
         d = threads.deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), self._read, [relative]
+            self.reactor, self.reactor.getThreadPool(), self._read, paths
         )
 
         def add(records: list[Record]) -> None:
@@ -193,10 +212,18 @@ class MaildirIndex:
             # grace): the next start indexes it from the Maildir.
             if self._stopped:
                 return
-            for record in records:
-                self._add(record)
+            with self.db.transaction():
+                for record in records:
+                    self._add(record)
 
-        return d.addCallback(add)
+        d.addCallback(add)
+        d.addErrback(lambda f: log.failure("Indexing new messages failed", f))
+
+        def release(_: object) -> None:
+            for waiter in waiting:
+                waiter.callback(None)
+
+        d.addBoth(release)
 
     # ------------------------------------------------------------ changes
 

@@ -131,10 +131,13 @@ class RequestPolicy:
         if self.loopback and not (isLoopbackName(host) or host in self.names):
             return 421, f"this inbox answers to localhost only, not {host or 'no Host'}"
         origin = request.getHeader(b"origin")
+        method = request.method
+        if origin == b"null" and method not in SAFE_METHODS:
+            # A sandboxed frame (a message's HTML) or a privacy-minded page.
+            return 403, "cross-origin requests are refused"
         if origin is not None and origin != b"null":
             if urlsplit(origin.decode("latin-1")).netloc.lower() != hostHeader.lower():
                 return 403, "cross-origin requests are refused"
-        method = request.method
         if method == b"OPTIONS":
             # No CORS preflight is ever approved.
             return 403, "cross-origin requests are refused"
