@@ -11,7 +11,6 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from smtptut.config import AcceptPolicy, ServerSettings
 from smtptut.inbox.testing import InboxSink, NoMessage, startInboxSink
 from tests.helpers import reactor
 from tests.inboxhelpers import fetch, message, send
@@ -337,20 +336,14 @@ class OutsideChangeTests(InboxTestCase):
         The index is derived: removed, it is built again from the Maildir.
         """
         maildir = self.mktemp()
-        settings = ServerSettings(
-            listen="tcp:0:interface=127.0.0.1",
-            accept=AcceptPolicy(("*",)),
-            printMessages=False,
-            maildir=maildir,
-        )
-        sink = await startInboxSink(reactor, settings)
+        sink = await startInboxSink(reactor, maildir=maildir)
         await self.sendAndWait(sink, "survivor")
         await sink.stop()
         database = sink.index.database
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(database + suffix):
                 os.unlink(database + suffix)
-        again = await startInboxSink(reactor, settings)
+        again = await startInboxSink(reactor, maildir=maildir)
         self.addCleanup(again.stop)
         self.assertEqual([m["Subject"] for m in again.messages()], ["survivor"])
         self.assertTrue(os.path.exists(database))

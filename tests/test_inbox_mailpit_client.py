@@ -7,10 +7,11 @@ import shutil
 
 from twisted.trial.unittest import TestCase
 
-from smtptut.config import AcceptPolicy, ClientSettings
-from smtptut.exchange import makeResolver
+from smtptut.client.exchange import makeResolver
+from smtptut.client.settings import ClientSettings
 from smtptut.inbox.release import Releaser
 from smtptut.inbox.testing import startInboxSink
+from smtptut.server.settings import AcceptPolicy
 from tests.helpers import (
     TOP,
     Behaviour,

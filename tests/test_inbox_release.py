@@ -9,10 +9,11 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 from twisted.web.websocket import WebSocketClientEndpoint
 
-from smtptut.config import AcceptPolicy, ClientSettings
-from smtptut.exchange import makeResolver
+from smtptut.client.exchange import makeResolver
+from smtptut.client.settings import ClientSettings
 from smtptut.inbox.release import Releaser
 from smtptut.inbox.testing import InboxSink, startInboxSink
+from smtptut.server.settings import AcceptPolicy
 from tests.helpers import (
     Behaviour,
     RecordingFactory,

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from smtptut.inbox.settings import InboxSettings
 from smtptut.inbox.testing import InboxSink, startInboxSink
-from smtptut.passwords import hashPassword, writeUsers
+from smtptut.server.passwords import hashPassword, writeUsers
+from smtptut.server.settings import PLUGIN_HTTP, ServerSettings
 from smtptut.settings import ConfigError
 from tests.helpers import reactor
 from tests.inboxhelpers import fetch, message, send
 
 
 class RequestRuleTests(TestCase):
-    async def startSink(self, inbox: InboxSettings | None = None) -> InboxSink:
-        sink = await startInboxSink(reactor, inbox=inbox)
+    async def startSink(self, **settings: Any) -> InboxSink:
+        sink = await startInboxSink(reactor, **settings)
         self.addCleanup(sink.stop)
         await send(sink.smtpPort, message("precious"))
         await sink.waitForMessage("subject:precious")
@@ -114,9 +115,7 @@ class RequestRuleTests(TestCase):
         """
         users = self.mktemp()
         writeUsers(users, {"dev": hashPassword("s3cret")})
-        sink = await self.startSink(
-            InboxSettings(http="tcp:0:interface=127.0.0.1", users=users)
-        )
+        sink = await self.startSink(httpUsers=users)
         r = await fetch(sink.httpPort, "GET", "/api/v1/messages")
         self.assertEqual(r.status, 401)
         self.assertIn("basic", r.headers["www-authenticate"].lower())
@@ -150,34 +149,33 @@ class SettingsTests(SynchronousTestCase):
             "tcp:8025:interface=192.0.2.1",
         ):
             e = self.assertRaises(
-                ConfigError, InboxSettings.fromEnvironment, {"SMTPTUT_HTTP": endpoint}
+                ConfigError, ServerSettings.fromEnvironment, {"SMTPTUT_HTTP": endpoint}
             )
             self.assertEqual(e.setting, "SMTPTUT_HTTP")
             self.assertIn("SMTPTUT_HTTP_USERS", e.reason)
         e = self.assertRaises(
-            ConfigError, InboxSettings.fromEnvironment, {}, {"SMTPTUT_HTTP": "tcp:80"}
+            ConfigError, ServerSettings.fromEnvironment, {}, {"SMTPTUT_HTTP": "tcp:80"}
         )
         self.assertEqual(e.setting, "--http")
         users = self.mktemp()
         writeUsers(users, {})
-        settings = InboxSettings.fromEnvironment(
+        settings = ServerSettings.fromEnvironment(
             {"SMTPTUT_HTTP": "tcp:8025", "SMTPTUT_HTTP_USERS": users}
         )
-        self.assertEqual(settings.users, users)
+        self.assertEqual(settings.httpUsers, users)
 
     def test_defaults(self) -> None:
         """
         Off unless set (emailserver.tac); the plugin's default is loopback 8025.
         """
-        self.assertFalse(InboxSettings.fromEnvironment({}).enabled)
-        plugin = InboxSettings.fromEnvironment(
-            {}, defaultHTTP="tcp:8025:interface=127.0.0.1"
-        )
-        self.assertTrue(plugin.enabled and plugin.loopback)
+        self.assertFalse(ServerSettings.fromEnvironment({}).httpEnabled)
+        plugin = ServerSettings.fromEnvironment({}, defaultHTTP=PLUGIN_HTTP)
+        self.assertEqual(plugin.http, "tcp:8025:interface=127.0.0.1")
+        self.assertTrue(plugin.httpEnabled and plugin.httpLoopback)
         self.assertFalse(
-            InboxSettings.fromEnvironment(
+            ServerSettings.fromEnvironment(
                 {"SMTPTUT_HTTP": "off"}, defaultHTTP="tcp:1"
-            ).enabled
+            ).httpEnabled
         )
 
     def test_badValues(self) -> None:
@@ -189,13 +187,13 @@ class SettingsTests(SynchronousTestCase):
             ("SMTPTUT_RELEASE_RELAY", "host:notaport"),
         ]:
             e = self.assertRaises(
-                ConfigError, InboxSettings.fromEnvironment, {variable: value}
+                ConfigError, ServerSettings.fromEnvironment, {variable: value}
             )
             self.assertEqual(e.setting, variable)
             self.assertNotIn("\n", str(e))
 
     def test_releaseTo(self) -> None:
-        settings = InboxSettings.fromEnvironment(
+        settings = ServerSettings.fromEnvironment(
             {
                 "SMTPTUT_RELEASE_TO": "@example.test, qa@example.org",
                 "SMTPTUT_RELEASE_RELAY": "127.0.0.1:2526",

@@ -3,19 +3,46 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import BinaryIO
 
 import dns.resolver
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorCore
 
-from smtptut.client import RecipientOutcome
-from smtptut.config import AcceptPolicy, ClientSettings, ConfigError, parseAddress
+from smtptut.addresses import AddressError, parseAddress
 
-# The one place the inbox reaches the sending side (repoint after the refactor).
-from smtptut.delivery import deliverAll
-from smtptut.message import MessageError, checkMessage
-from smtptut.sending import envelopesByDomain
+# The one place the inbox reaches the sending side (smtptut/client/), as
+# smtptut/queue/outbound.py is the queue's.
+from smtptut.client.delivery import deliverAll, envelopesByDomain
+from smtptut.client.exchange import makeResolver
+from smtptut.client.message import checkMessage
+from smtptut.client.model import RecipientOutcome, Status
+from smtptut.client.settings import ClientSettings, parseNameservers
+from smtptut.errors import MessageError
+from smtptut.server.settings import AcceptPolicy
+from smtptut.settings import ConfigError
+
+__all__ = [
+    "ReleaseRefused",
+    "Releaser",
+    "allowedRecipients",
+    "releaseResolver",
+]
+
+
+def releaseResolver(environ: Mapping[str, str]) -> dns.resolver.Resolver:
+    """
+    The resolver release's MX lookups use: the client's C{SMTPTUT_NAMESERVER}
+    when set, else the system's.
+
+    @raise ConfigError: C{SMTPTUT_NAMESERVER} is not addresses.
+    """
+    text = environ.get("SMTPTUT_NAMESERVER", "")
+    try:
+        return makeResolver(parseNameservers(text))
+    except ValueError as e:
+        raise ConfigError("SMTPTUT_NAMESERVER", str(e)) from None
 
 
 class ReleaseRefused(Exception):
@@ -34,9 +61,9 @@ def allowedRecipients(policy: AcceptPolicy | None, recipients: Sequence[str]) ->
         raise ReleaseRefused("no recipients given (To)")
     for recipient in recipients:
         try:
-            address = parseAddress(recipient, "To")
-        except ConfigError as e:
-            raise ReleaseRefused(str(e)) from None
+            address = parseAddress(recipient)
+        except AddressError as e:
+            raise ReleaseRefused(f"To: {e}") from None
         if not policy.accepts(address.local, address.domain):
             raise ReleaseRefused(f"{recipient}: not allowed by SMTPTUT_RELEASE_TO")
 
@@ -62,7 +89,7 @@ class Releaser:
 
     def __init__(
         self,
-        reactor: object,
+        reactor: IReactorCore,
         policy: AcceptPolicy | None,
         resolver: dns.resolver.Resolver,
         relay: tuple[str, int] | None = None,
@@ -87,17 +114,22 @@ class Releaser:
         """
         allowedRecipients(self.policy, recipients)
         try:
-            addresses = tuple(parseAddress(r, "To") for r in recipients)
+            addresses = tuple(parseAddress(r) for r in recipients)
             message = checkMessage(path, lambda: _withoutReturnPath(path))
-        except (ConfigError, MessageError) as e:
+        except AddressError as e:
+            raise ReleaseRefused(f"To: {e}") from None
+        except MessageError as e:
             raise ReleaseRefused(str(e)) from None
         settings = dataclasses.replace(self.client, sender=sender, recipients=addresses)
         lines: list[str] = []
-        envelopes = envelopesByDomain(settings, message)
+        try:
+            envelopes = envelopesByDomain(settings, message)
+        except ConfigError as e:
+            raise ReleaseRefused(str(e)) from None
         d = deliverAll(self.reactor, settings, envelopes, self.resolver, lines.append)
 
         def checked(outcomes: list[RecipientOutcome]) -> list[str]:
-            failed = [o for o in outcomes if o.status != "delivered"]
+            failed = [o for o in outcomes if o.status != Status.DELIVERED]
             if failed:
                 raise ReleaseRefused("; ".join(str(o) for o in failed))
             return lines

@@ -17,7 +17,7 @@ from twisted.web import guard, resource, server
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from smtptut.passwords import UsersFileChecker
+from smtptut.server.passwords import UsersFileChecker
 
 #: What a message's HTML may do when the inbox shows it: no scripts, no
 #: forms, no plugins, no requests but inline styles and data: images; and

@@ -1,4 +1,4 @@
-"""The inbox's HTTP listener in the sink process, and the sink with its inbox as one service."""
+"""The inbox's HTTP listener in the sink process, fed by the sink's Maildir."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.application import service
@@ -18,22 +19,19 @@ from twisted.python.failure import Failure
 from twisted.web import resource, static
 from twisted.web.websocket import WebSocketResource
 
-from smtptut import config
-from smtptut.config import ServerSettings
 from smtptut.errors import EX_OSERR
-from smtptut.exchange import makeResolver
 from smtptut.inbox.api import InboxAPI, MessageView
 from smtptut.inbox.events import EventHub
 from smtptut.inbox.index import MaildirIndex
-from smtptut.inbox.release import Releaser
+from smtptut.inbox.release import Releaser, releaseResolver
 from smtptut.inbox.safety import (
     ErrorResource,
     InboxSite,
     RequestPolicy,
     requireLogin,
 )
-from smtptut.inbox.settings import InboxSettings
-from smtptut.server import makeServerService
+from smtptut.server.maildir import Maildir
+from smtptut.server.settings import ServerSettings
 
 log = Logger()
 
@@ -84,18 +82,6 @@ def makeRoot(
     return root
 
 
-def releaseNameservers(environ: dict[str, str]) -> list[tuple[str, int]]:
-    """
-    The client's C{SMTPTUT_NAMESERVER}, which release's MX lookups use too.
-    """
-    text = environ.get("SMTPTUT_NAMESERVER", "")
-    return [
-        config.parseNameserver(ns, "SMTPTUT_NAMESERVER")
-        for ns in text.split(",")
-        if ns.strip()
-    ]
-
-
 class InboxService(service.Service):
     """
     Keeps the index of C{maildir} and serves the inbox on C{settings.http}.
@@ -103,7 +89,7 @@ class InboxService(service.Service):
 
     def __init__(
         self,
-        settings: InboxSettings,
+        settings: ServerSettings,
         maildir: str,
         reactor: Any,
         releaser: Releaser,
@@ -121,8 +107,8 @@ class InboxService(service.Service):
 
     def makeSite(self) -> InboxSite:
         root: resource.IResource = makeRoot(self.index, self.releaser, self.reactor)
-        if self.settings.users:
-            root = requireLogin(root, self.settings.users, self.reactor)
+        if self.settings.httpUsers:
+            root = requireLogin(root, self.settings.httpUsers, self.reactor)
         names = {"localhost"}
         interface = interfaceOf(self.settings.http)
         try:
@@ -130,7 +116,7 @@ class InboxService(service.Service):
         except ValueError:
             if interface:
                 names.add(interface.lower())
-        policy = RequestPolicy(self.settings.loopback, frozenset(names))
+        policy = RequestPolicy(self.settings.httpLoopback, frozenset(names))
         return InboxSite(root, policy)
 
     def privilegedStartService(self) -> None:
@@ -180,44 +166,39 @@ class InboxService(service.Service):
         return d  # type: ignore[return-value]
 
 
-def makeSinkWithInbox(
-    settings: ServerSettings,
-    inbox: InboxSettings,
-    reactor: Any = None,
-    program: str = "smtptut-server",
-    environ: dict[str, str] | None = None,
-) -> service.IService:
+def withInboxMaildir(settings: ServerSettings) -> tuple[ServerSettings, bool]:
     """
-    The console server and, unless C{inbox.http} is off, its inbox: with
-    no C{SMTPTUT_MAILDIR}, a temporary one removed at exit.
+    C{settings} with a Maildir for the inbox to show: C{SMTPTUT_MAILDIR}, or
+    a temporary one (the second value says so) removed when the inbox stops.
     """
-    if reactor is None:
-        from twisted.internet import reactor as _reactor
-
-        reactor = _reactor
-    if not inbox.enabled:
-        return makeServerService(settings, reactor, program)
-    temporary = settings.maildir is None
-    if temporary:
-        settings = dataclasses.replace(
-            settings, maildir=tempfile.mkdtemp(prefix="smtptut-inbox-")
-        )
-        log.info(
-            "No SMTPTUT_MAILDIR: messages go to the temporary Maildir {path},"
-            " removed at exit",
-            path=settings.maildir,
-        )
-    assert settings.maildir is not None
-    both = service.MultiService()
-    sink = makeServerService(settings, reactor, program)
-    sink.setServiceParent(both)
-    resolver = makeResolver(releaseNameservers(dict(environ or os.environ)))
-    releaser = Releaser(reactor, inbox.releaseTo, resolver, inbox.releaseRelay)
-    inboxService = InboxService(
-        inbox, settings.maildir, reactor, releaser, temporary, program
+    if settings.maildir is not None or not settings.httpEnabled:
+        return settings, False
+    path = tempfile.mkdtemp(prefix="smtptut-inbox-")
+    log.info(
+        "No SMTPTUT_MAILDIR: messages go to the temporary Maildir {path},"
+        " removed at exit",
+        path=path,
     )
-    inboxService.setServiceParent(both)
-    # The one hook into the server: messages reach the index once committed.
-    maildir = sink.factory.delivery.maildir  # type: ignore[attr-defined]
-    maildir.onStored = inboxService.index.messageStored
-    return both
+    return dataclasses.replace(settings, maildir=path), True
+
+
+def makeInboxService(
+    settings: ServerSettings,
+    maildir: Maildir,
+    reactor: Any,
+    temporary: bool = False,
+    program: str = "smtptut-server",
+    environ: Mapping[str, str] | None = None,
+) -> InboxService:
+    """
+    The inbox of the sink storing into C{maildir}: told of every message
+    through L{Maildir.observers}; release resolves with the client's
+    C{SMTPTUT_NAMESERVER} from C{environ}.
+
+    @raise ConfigError: C{SMTPTUT_NAMESERVER} is wrong.
+    """
+    resolver = releaseResolver(os.environ if environ is None else environ)
+    releaser = Releaser(reactor, settings.releaseTo, resolver, settings.releaseRelay)
+    inbox = InboxService(settings, maildir.path, reactor, releaser, temporary, program)
+    maildir.observers.append(inbox.index.messageStored)
+    return inbox

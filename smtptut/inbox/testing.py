@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from twisted.application import service
 from twisted.internet import defer, task
 
-from smtptut.config import AcceptPolicy, ServerSettings
 from smtptut.inbox.index import MaildirIndex
-from smtptut.inbox.service import InboxService, makeSinkWithInbox
-from smtptut.inbox.settings import InboxSettings
+from smtptut.inbox.service import InboxService, makeInboxService
 from smtptut.inbox.shapes import summary
+from smtptut.testing import Sink, startSink
 
 
 class NoMessage(Exception):
@@ -33,12 +29,17 @@ class InboxSink:
     """
 
     reactor: Any
-    services: service.MultiService
+    sink: Sink
     inbox: InboxService
-    smtpPort: int
     httpPort: int
-    maildir: str
-    _owned: list[str] = field(default_factory=list)
+
+    @property
+    def smtpPort(self) -> int:
+        return self.sink.port
+
+    @property
+    def maildir(self) -> str:
+        return self.sink.maildir
 
     @property
     def index(self) -> MaildirIndex:
@@ -88,45 +89,38 @@ class InboxSink:
         """
 
         async def stopping() -> None:
-            await defer.maybeDeferred(self.services.stopService)
-            for path in self._owned:
-                shutil.rmtree(path, ignore_errors=True)
+            try:
+                await defer.maybeDeferred(self.inbox.stopService)
+            finally:
+                await self.sink.stop()
 
         return defer.ensureDeferred(stopping())
 
 
-async def startInboxSink(
-    reactor: Any,
-    settings: ServerSettings | None = None,
-    inbox: InboxSettings | None = None,
-) -> InboxSink:
+async def startInboxSink(reactor: Any, **settings: Any) -> InboxSink:
     """
-    Start a sink taking mail for everyone, and its inbox, on free loopback
-    ports, storing into a Maildir of its own unless C{settings} names one.
+    Start L{smtptut.testing.startSink}'s sink (everyone's mail, a Maildir of
+    its own unless C{maildir} is given) and its inbox on free loopback ports.
+
+    @param settings: L{ServerSettings} fields to change, as for C{startSink}
+        (C{httpUsers=path} for a login).
     """
-    owned = []
-    if settings is None:
-        maildir = tempfile.mkdtemp(prefix="smtptut-test-")
-        owned.append(maildir)
-        settings = ServerSettings(
-            listen="tcp:0:interface=127.0.0.1",
-            accept=AcceptPolicy(("*",)),
-            printMessages=False,
-            maildir=maildir,
+    settings = {"http": "tcp:0:interface=127.0.0.1", **settings}
+    sink = startSink(reactor, **settings)
+    try:
+        maildir = sink.factory.delivery.maildir
+        assert maildir is not None
+        inbox = makeInboxService(
+            sink.settings, maildir, reactor, program="smtptut.testing"
         )
-    inbox = inbox or InboxSettings(http="tcp:0:interface=127.0.0.1")
-    services = makeSinkWithInbox(settings, inbox, reactor, program="smtptut.testing")
-    assert isinstance(services, service.MultiService)
-    services.startService()
-    sink, inboxService = list(services)
-    assert isinstance(inboxService, InboxService)
-    await inboxService.index.rescan()
-    smtp = sink.port.getHost().port
-    assert inboxService.port is not None
-    http = inboxService.port.getHost().port  # type: ignore[attr-defined]
-    return InboxSink(
-        reactor, services, inboxService, smtp, http, inboxService.maildir, owned
-    )
+        inbox.startService()
+        await inbox.index.rescan()
+    except BaseException:
+        await sink.stop()
+        raise
+    assert inbox.port is not None
+    http = inbox.port.getHost().port  # type: ignore[attr-defined]
+    return InboxSink(reactor, sink, inbox, http)
 
 
 class BlockingInboxSink:

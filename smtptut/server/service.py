@@ -216,14 +216,33 @@ def makeServerService(
     settings: ServerSettings,
     reactor: IReactorCore,
     program: str = "emailserver.tac",
-) -> SinkService:
+) -> service.IService:
     """
-    The console server as a service listening on C{settings.listen};
+    The console server as a service listening on C{settings.listen} and,
+    unless C{settings.http} is off, its inbox (L{smtptut.inbox}) beside it;
     C{reactor} is a whole reactor (its threads, its clock, its TCP).
+
+    @raise ConfigError: see L{makeFactory}.
     """
+    temporary = False
+    if settings.httpEnabled:
+        # Only a sink with an inbox loads twisted.web.
+        from smtptut.inbox.service import withInboxMaildir
+
+        settings, temporary = withInboxMaildir(settings)
     # One reactor provides all three; a type cannot say so (zope interfaces
     # do not intersect).
     factory = makeFactory(
         settings, cast(IReactorThreads, reactor), cast(IReactorTime, reactor)
     )
-    return SinkService(settings, factory, reactor, program)
+    sink = SinkService(settings, factory, reactor, program)
+    maildir = factory.delivery.maildir
+    if not settings.httpEnabled or maildir is None:
+        return sink
+    from smtptut.inbox.service import makeInboxService
+
+    inbox = makeInboxService(settings, maildir, reactor, temporary, program)
+    both = service.MultiService()
+    sink.setServiceParent(both)
+    inbox.setServiceParent(both)
+    return both
