@@ -54,8 +54,11 @@ class Inbox(Protocol):
     What the test needs of the sink with its inbox.
     """
 
-    smtpPort: int
-    httpPort: int
+    @property
+    def smtpPort(self) -> int: ...
+
+    @property
+    def httpPort(self) -> int: ...
 
     def messages(self, query: str = "") -> list[dict[str, Any]]: ...
 
