@@ -57,18 +57,16 @@ class MailpitClientTests(TestCase):
         capture = RecordingFactory(Behaviour())
         listener = reactor.listenTCP(0, capture, interface="127.0.0.1")
         self.addCleanup(listener.stopListening)
-        sink = await startInboxSink(reactor)
-        self.addCleanup(sink.stop)
         # Release through the capture server, resolving on loopback only.
-        sink.inbox.releaser.__dict__.update(
-            Releaser(
-                reactor,
-                AcceptPolicy(("@example.test",)),
-                makeResolver([("127.0.0.1", dns.port)], lifetime=5),
-                ("127.0.0.1", listener.getHost().port),
-                ClientSettings(helo="sink.example.test", timeout=10),
-            ).__dict__
+        releaser = Releaser(
+            reactor,
+            AcceptPolicy(("@example.test",)),
+            makeResolver([("127.0.0.1", dns.port)], lifetime=5),
+            ("127.0.0.1", listener.getHost().port),
+            ClientSettings(helo="sink.example.test", timeout=10),
         )
+        sink = await startInboxSink(reactor, releaser)
+        self.addCleanup(sink.stop)
         await send(
             sink.smtpPort, message("first from python", attachment=os.urandom(3000))
         )

@@ -36,11 +36,8 @@ class ReleaseTests(TestCase):
         listener = reactor.listenTCP(0, capture, interface="127.0.0.1")
         self.addCleanup(listener.stopListening)
         port = listener.getHost().port
-        sink = await startInboxSink(reactor)
-        self.addCleanup(sink.stop)
-        releaser = sink.inbox.releaser
         resolver = makeResolver([("127.0.0.1", dns.port)], lifetime=5)
-        fresh = Releaser(
+        releaser = Releaser(
             reactor,
             AcceptPolicy(patterns) if patterns else None,
             resolver,
@@ -48,7 +45,8 @@ class ReleaseTests(TestCase):
             # Direct to MX: the exchanges of example.test listen on this port.
             ClientSettings(port=port, helo="sink.example.test", timeout=10),
         )
-        releaser.__dict__.update(fresh.__dict__)
+        sink = await startInboxSink(reactor, releaser)
+        self.addCleanup(sink.stop)
         await send(sink.smtpPort, message("to release", to="qa@example.test"))
         await sink.waitForMessage("subject:release")
         return sink, capture

@@ -59,6 +59,17 @@ class TestingHelperTests(TestCase):
         sink.clear()
         self.assertEqual(sink.messages(), [])
 
+    def test_inSmtptutTesting(self) -> None:
+        """
+        smtptut.testing offers the sink with its inbox beside its plain sink,
+        and the inbox's sink is that sink (one Maildir, one listener).
+        """
+        import smtptut.testing
+
+        self.assertIs(smtptut.testing.startInboxSink, startInboxSink)
+        self.assertIn("startInboxSink", smtptut.testing.__all__)
+        self.assertIn("inboxSinkInThread", smtptut.testing.__all__)
+
     async def test_withoutAReactor(self) -> None:
         """
         README's pytest example, run as pytest would run it: no reactor of

@@ -6,7 +6,6 @@ import dataclasses
 import ipaddress
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +30,8 @@ from smtptut.inbox.safety import (
     requireLogin,
 )
 from smtptut.server.maildir import Maildir
-from smtptut.server.settings import ServerSettings
+from smtptut.server.service import cannotListen
+from smtptut.server.settings import ServerSettings, listenInterface
 
 log = Logger()
 
@@ -40,17 +40,6 @@ STATIC = os.path.join(os.path.dirname(__file__), "static")
 _PLACEHOLDER = b"""<!doctype html><meta charset="utf-8"><title>smtptut inbox</title>
 <p>smtptut's inbox: the API is at <a href="/api/v1/messages">/api/v1/</a>.</p>
 """
-
-
-def interfaceOf(endpoint: str) -> str:
-    """
-    The C{interface=} of an endpoint string, or C{""}.
-    """
-    for part in endpoint.replace("\\:", "\0").split(":")[1:]:
-        key, eq, value = part.partition("=")
-        if eq and key.strip() == "interface":
-            return value.replace("\0", ":")
-    return ""
 
 
 class JSONContainer(resource.Resource):
@@ -110,7 +99,7 @@ class InboxService(service.Service):
         if self.settings.httpUsers:
             root = requireLogin(root, self.settings.httpUsers, self.reactor)
         names = {"localhost"}
-        interface = interfaceOf(self.settings.http)
+        interface = listenInterface(self.settings.http)
         try:
             ipaddress.ip_address(interface)
         except ValueError:
@@ -134,14 +123,8 @@ class InboxService(service.Service):
         outcome: list[Any] = []
         endpoint.listen(self.makeSite()).addBoth(outcome.append)
         if outcome and isinstance(outcome[0], Failure):
-            error = outcome[0].value
-            reason = getattr(getattr(error, "socketError", None), "strerror", None)
-            print(
-                f"{self.program}: cannot listen on {self.settings.http}"
-                f" (SMTPTUT_HTTP): {reason or error}",
-                file=sys.__stderr__,
-                flush=True,
-            )
+            where = f"{self.settings.http} (SMTPTUT_HTTP)"
+            cannotListen(self.program, where, outcome[0])
             raise SystemExit(EX_OSERR)
         if outcome:
             self.port = outcome[0]
@@ -189,16 +172,20 @@ def makeInboxService(
     temporary: bool = False,
     program: str = "smtptut-server",
     environ: Mapping[str, str] | None = None,
+    releaser: Releaser | None = None,
 ) -> InboxService:
     """
     The inbox of the sink storing into C{maildir}: told of every message
     through L{Maildir.observers}; release resolves with the client's
-    C{SMTPTUT_NAMESERVER} from C{environ}.
+    C{SMTPTUT_NAMESERVER} from C{environ}, unless a C{releaser} is given.
 
     @raise ConfigError: C{SMTPTUT_NAMESERVER} is wrong.
     """
-    resolver = releaseResolver(os.environ if environ is None else environ)
-    releaser = Releaser(reactor, settings.releaseTo, resolver, settings.releaseRelay)
+    if releaser is None:
+        resolver = releaseResolver(os.environ if environ is None else environ)
+        releaser = Releaser(
+            reactor, settings.releaseTo, resolver, settings.releaseRelay
+        )
     inbox = InboxService(settings, maildir.path, reactor, releaser, temporary, program)
     maildir.observers.append(inbox.index.messageStored)
     return inbox

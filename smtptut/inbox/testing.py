@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet import defer, task
 
 from smtptut.inbox.index import MaildirIndex
+from smtptut.inbox.release import Releaser
 from smtptut.inbox.service import InboxService, makeInboxService
 from smtptut.inbox.shapes import summary
 from smtptut.testing import Sink, startSink
@@ -97,13 +98,17 @@ class InboxSink:
         return defer.ensureDeferred(stopping())
 
 
-async def startInboxSink(reactor: Any, **settings: Any) -> InboxSink:
+async def startInboxSink(
+    reactor: Any, releaser: Releaser | None = None, **settings: Any
+) -> InboxSink:
     """
     Start L{smtptut.testing.startSink}'s sink (everyone's mail, a Maildir of
     its own unless C{maildir} is given) and its inbox on free loopback ports.
 
     @param settings: L{ServerSettings} fields to change, as for C{startSink}
         (C{httpUsers=path} for a login).
+    @param releaser: how release sends (tests give one resolving on a
+        loopback nameserver); by default, none is allowed.
     """
     settings = {"http": "tcp:0:interface=127.0.0.1", **settings}
     sink = startSink(reactor, **settings)
@@ -111,7 +116,11 @@ async def startInboxSink(reactor: Any, **settings: Any) -> InboxSink:
         maildir = sink.factory.delivery.maildir
         assert maildir is not None
         inbox = makeInboxService(
-            sink.settings, maildir, reactor, program="smtptut.testing"
+            sink.settings,
+            maildir,
+            reactor,
+            program="smtptut.testing",
+            releaser=releaser,
         )
         inbox.startService()
         await inbox.index.rescan()

@@ -120,6 +120,26 @@ def makeFactory(
     return ConsoleSMTPFactory(clock, delivery, portal, settings, sinkTLS(settings))
 
 
+def cannotListen(program: str, endpoint: str, failure: Failure) -> None:
+    """
+    Say why C{program} cannot listen on C{endpoint}: one line, no traceback,
+    on the process's real standard error (under twistd, C{sys.stderr} is the
+    log).
+    """
+    error = failure.value
+    reason = str(error)
+    socketError = getattr(error, "socketError", None)
+    if isinstance(socketError, OSError) and socketError.strerror:
+        reason = socketError.strerror
+    elif socketError is not None:
+        reason = str(socketError)
+    elif isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    stderr = sys.__stderr__ if isinstance(sys.stderr, LoggingFile) else sys.stderr
+    assert stderr is not None
+    print(f"{program}: cannot listen on {endpoint}: {reason}", file=stderr, flush=True)
+
+
 class SinkService(service.Service):
     """
     Listens on the settings' endpoint; on stop, finishes transactions in
@@ -180,26 +200,7 @@ class SinkService(service.Service):
         d.addCallback(listening)
 
     def _cannotListen(self, failure: Failure) -> None:
-        """
-        Say why the service cannot listen: one line, no traceback, on the
-        process's real standard error (under twistd, C{sys.stderr} is the log).
-        """
-        error = failure.value
-        reason = str(error)
-        socketError = getattr(error, "socketError", None)
-        if isinstance(socketError, OSError) and socketError.strerror:
-            reason = socketError.strerror
-        elif socketError is not None:
-            reason = str(socketError)
-        elif isinstance(error, OSError) and error.strerror:
-            reason = error.strerror
-        stderr = sys.__stderr__ if isinstance(sys.stderr, LoggingFile) else sys.stderr
-        assert stderr is not None
-        print(
-            f"{self.program}: cannot listen on {self.settings.listen}: {reason}",
-            file=stderr,
-            flush=True,
-        )
+        cannotListen(self.program, self.settings.listen, failure)
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()

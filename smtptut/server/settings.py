@@ -357,22 +357,29 @@ SERVER_SETTINGS: tuple[Setting[Any], ...] = (
 )
 
 
+def listenInterface(listen: str) -> str:
+    """
+    The C{interface=} of the endpoint string C{listen}, or C{""}.
+    """
+    interface = ""
+    for part in listen.replace("\\:", "\0").split(":")[1:]:
+        key, eq, value = part.strip().partition("=")
+        if eq and key == "interface":
+            interface = value.replace("\0", ":")
+    return interface
+
+
 def isLoopbackListen(listen: str) -> bool:
     """
     Whether the endpoint string C{listen} listens on loopback only (a UNIX
     socket counts: only local processes reach it).
     """
-    parts = [p.strip() for p in listen.replace("\\:", "\0").split(":")]
-    kind = parts[0].lower()
+    kind = listen.partition(":")[0].strip().lower()
     if kind == "unix":
         return True
     if kind not in ("tcp", "tcp6", "ssl"):
         return False
-    interface = ""
-    for part in parts[1:]:
-        key, eq, value = part.partition("=")
-        if eq and key == "interface":
-            interface = value.replace("\0", ":")
+    interface = listenInterface(listen)
     if interface == "localhost":
         return True
     try:
