@@ -10,15 +10,12 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web import resource, static
 from twisted.web.websocket import WebSocketResource
 
-from smtptut.errors import EX_OSERR
 from smtptut.inbox.api import InboxAPI, MessageView
 from smtptut.inbox.events import EventHub
 from smtptut.inbox.index import MaildirIndex
@@ -30,7 +27,7 @@ from smtptut.inbox.safety import (
     requireLogin,
 )
 from smtptut.server.maildir import Maildir
-from smtptut.server.service import cannotListen
+from smtptut.server.service import ListeningService
 from smtptut.server.settings import ServerSettings, listenInterface
 
 log = Logger()
@@ -71,7 +68,7 @@ def makeRoot(
     return root
 
 
-class InboxService(service.Service):
+class InboxService(ListeningService):
     """
     Keeps the index of C{maildir} and serves the inbox on C{settings.http}.
     """
@@ -85,14 +82,12 @@ class InboxService(service.Service):
         temporary: bool = False,
         program: str = "smtptut-server",
     ) -> None:
+        super().__init__(reactor, program, f"{settings.http} (SMTPTUT_HTTP)")
         self.settings = settings
-        self.reactor = reactor
         self.temporary = temporary
-        self.program = program
         self.maildir = maildir
         self.index = MaildirIndex(maildir, reactor, reactor)
         self.releaser = releaser
-        self.port: IListeningPort | None = None
 
     def makeSite(self) -> InboxSite:
         root: resource.IResource = makeRoot(self.index, self.releaser, self.reactor)
@@ -108,45 +103,31 @@ class InboxService(service.Service):
         policy = RequestPolicy(self.settings.httpLoopback, frozenset(names))
         return InboxSite(root, policy)
 
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
     def startService(self) -> None:
         super().startService()
-        if self.port is None:
-            self._listen()
         self.index.start().addErrback(lambda f: log.failure("Indexing failed", f))
 
-    def _listen(self) -> None:
+    def listen(self) -> defer.Deferred[IListeningPort]:
         endpoint = endpoints.serverFromString(self.reactor, self.settings.http)
-        outcome: list[Any] = []
-        endpoint.listen(self.makeSite()).addBoth(outcome.append)
-        if outcome and isinstance(outcome[0], Failure):
-            where = f"{self.settings.http} (SMTPTUT_HTTP)"
-            cannotListen(self.program, where, outcome[0])
-            raise SystemExit(EX_OSERR)
-        if outcome:
-            self.port = outcome[0]
-            host = self.port.getHost()
-            log.info(
-                "The inbox is at http://{host}:{port}/ (Maildir {maildir})",
-                host=getattr(host, "host", "?"),
-                port=getattr(host, "port", "?"),
-                maildir=self.maildir,
-            )
+        return endpoint.listen(self.makeSite())
+
+    def listening(self, port: IListeningPort) -> None:
+        super().listening(port)
+        host = port.getHost()
+        log.info(
+            "The inbox is at http://{host}:{port}/ (Maildir {maildir})",
+            host=getattr(host, "host", "?"),
+            port=getattr(host, "port", "?"),
+            maildir=self.maildir,
+        )
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
-        d = (
-            defer.maybeDeferred(self.port.stopListening)
-            if self.port
-            else defer.succeed(None)
-        )
+        d = self.stopListening()
         d.addCallback(lambda _: self.index.stop())
         if self.temporary:
             d.addCallback(lambda _: shutil.rmtree(self.maildir, ignore_errors=True))
-        return d  # type: ignore[return-value]
+        return d
 
 
 def withInboxMaildir(settings: ServerSettings) -> tuple[ServerSettings, bool]:

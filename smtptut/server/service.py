@@ -140,30 +140,34 @@ def cannotListen(program: str, endpoint: str, failure: Failure) -> None:
     print(f"{program}: cannot listen on {endpoint}: {reason}", file=stderr, flush=True)
 
 
-class SinkService(service.Service):
+class ListeningService(service.Service):
     """
-    Listens on the settings' endpoint; on stop, finishes transactions in
-    flight (up to C{settings.shutdownGrace} seconds) before it is done.
-
-    It listens when it starts (in C{privilegedStartService} under twistd, as
+    Listens when it starts (in C{privilegedStartService} under twistd, as
     Twisted's own C{StreamServerEndpointService} does), before the reactor
     runs: when it cannot, stopping the reactor would do nothing, so it says
     so in one line on standard error and ends the process (C{EX_OSERR}).
+
+    @ivar where: the endpoint as the error names it.
     """
 
-    def __init__(
-        self,
-        settings: ServerSettings,
-        factory: ConsoleSMTPFactory,
-        reactor: IReactorCore,
-        program: str = "emailserver.tac",
-    ) -> None:
-        self.settings = settings
-        self.factory = factory
+    def __init__(self, reactor: IReactorCore, program: str, where: str) -> None:
         self.reactor = reactor
         self.program = program
+        self.where = where
         self.port: IListeningPort | None = None
         self._listening: defer.Deferred[IListeningPort] | None = None
+
+    def listen(self) -> defer.Deferred[IListeningPort]:
+        """
+        Start listening (the endpoint's C{listen}).
+        """
+        raise NotImplementedError
+
+    def listening(self, port: IListeningPort) -> None:
+        """
+        Called once it listens on C{port}.
+        """
+        self.port = port
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -175,40 +179,63 @@ class SinkService(service.Service):
             self._listen()
 
     def _listen(self) -> None:
-        endpoint = sinkTLSEndpoint(
-            endpoints.serverFromString(self.reactor, self.settings.listen)
-        )
-        self._listening = d = endpoint.listen(self.factory)
+        self._listening = d = self.listen()
         outcome: list[IListeningPort | Failure] = []
         d.addBoth(outcome.append)
         if outcome:
             # The usual case (tcp:, unix:, ssl:): the endpoint listened at once.
             if isinstance(outcome[0], Failure):
-                self._cannotListen(outcome[0])
+                cannotListen(self.program, self.where, outcome[0])
                 raise SystemExit(EX_OSERR)
-            self.port = outcome[0]
+            self.listening(outcome[0])
             return
 
         # Some other endpoint: it may fail once the reactor runs.
         def listening(result: IListeningPort | Failure) -> None:
             if isinstance(result, Failure):
-                self._cannotListen(result)
+                cannotListen(self.program, self.where, result)
                 self.reactor.callWhenRunning(self.reactor.stop)
             else:
-                self.port = result
+                self.listening(result)
 
         d.addCallback(listening)
 
-    def _cannotListen(self, failure: Failure) -> None:
-        cannotListen(self.program, self.settings.listen, failure)
+    def stopListening(self) -> defer.Deferred[None]:
+        """
+        Stop listening, if it does.
+        """
+        if self.port is None:
+            return defer.succeed(None)
+        stopping = cast(Callable[[], object], self.port.stopListening)
+        return defer.maybeDeferred(stopping).addCallback(lambda _: None)
+
+
+class SinkService(ListeningService):
+    """
+    Listens on the settings' endpoint; on stop, finishes transactions in
+    flight (up to C{settings.shutdownGrace} seconds) before it is done.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        factory: ConsoleSMTPFactory,
+        reactor: IReactorCore,
+        program: str = "emailserver.tac",
+    ) -> None:
+        super().__init__(reactor, program, settings.listen)
+        self.settings = settings
+        self.factory = factory
+
+    def listen(self) -> defer.Deferred[IListeningPort]:
+        endpoint = sinkTLSEndpoint(
+            endpoints.serverFromString(self.reactor, self.settings.listen)
+        )
+        return endpoint.listen(self.factory)
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
-        d = (
-            defer.maybeDeferred(self.port.stopListening)
-            if self.port
-            else defer.succeed(None)
-        )
+        d = self.stopListening()
         d.addCallback(lambda _: self.factory.shutdown(self.settings.shutdownGrace))
         return cast(defer.Deferred[None], d)
 
