@@ -15,12 +15,26 @@ from twisted.internet import reactor
 
 from smtptut.errors import exitOnBadInput
 from smtptut.server.factory import ConsoleSMTPFactory
-from smtptut.server.service import SinkService, makeDelivery, sinkPortal, sinkTLS
+from smtptut.server.service import (
+    SinkService,
+    makeDelivery,
+    makeServerService,
+    sinkPortal,
+    sinkTLS,
+)
 from smtptut.server.settings import ServerSettings
 
 
 def main():
     settings = exitOnBadInput("emailserver.tac", ServerSettings.fromEnvironment)
+    a = service.Application("Console SMTP Server")
+    if settings.httpEnabled:
+        # SMTPTUT_HTTP is set: the sink with its web inbox (smtptut/inbox/).
+        sink = exitOnBadInput(
+            "emailserver.tac", lambda: makeServerService(settings, reactor)
+        )
+        sink.setServiceParent(a)
+        return a
     # The tutorial's ConsoleMessageDelivery, printing (and storing) messages.
     delivery = exitOnBadInput(
         "emailserver.tac", lambda: makeDelivery(settings, reactor, reactor)
@@ -28,7 +42,6 @@ def main():
     # The tutorial's Portal(SimpleRealm()) with its checker.
     portal = sinkPortal(settings, delivery, reactor)
     tls = exitOnBadInput("emailserver.tac", lambda: sinkTLS(settings))
-    a = service.Application("Console SMTP Server")
     # In the place of the tutorial's strports.service(listen, factory): it
     # also waits for transactions in flight when the server stops.
     factory = ConsoleSMTPFactory(reactor, delivery, portal, settings, tls)

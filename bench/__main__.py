@@ -41,6 +41,24 @@ def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def inboxSection(path: Path = HERE / "INBOX.md") -> list[str]:
+    """
+    Section (d): the inbox at scale (issue 11), as C{python -m bench.inbox}
+    (run by bench/run before this harness) last wrote it in C{path}.
+    """
+    if not path.exists():
+        return ["## (d) The inbox at scale (issue 11)", "", "Not measured.", ""]
+    lines = path.read_text().splitlines()
+    title, *rest = lines
+    return [
+        "## (d) " + title.removeprefix("# "),
+        "",
+        f"(Copied from bench/{path.name}.)",
+        *("#" + line if line.startswith("## ") else line for line in rest),
+        "",
+    ]
+
+
 def _method(args: argparse.Namespace, pins: Pins) -> list[str]:
     pin = (
         f"servers pinned to CPU {pins.server}, load generators and clients to CPU "
@@ -144,6 +162,7 @@ def render(
         "",
         *report.memoryTable(peaks),
         "",
+        *inboxSection(),
         *_method(args, pins),
     ]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer, error
 from twisted.internet.address import IPv4Address
@@ -40,6 +40,7 @@ __all__ = [
     "Behaviour",
     "DNSServer",
     "Exchanges",
+    "InboxSink",
     "Received",
     "RecordingFactory",
     "RecordingSMTP",
@@ -50,10 +51,12 @@ __all__ = [
     "aaaa",
     "cname",
     "freePort",
+    "inboxSinkInThread",
     "listenDNS",
     "listenOnLoopbacks",
     "mx",
     "startDNSServer",
+    "startInboxSink",
     "startSink",
     "txt",
 ]
@@ -340,3 +343,21 @@ def _stopListening(listeners: Iterable[IListeningPort]) -> defer.Deferred[None]:
     ]
     d = defer.gatherResults(stopped)
     return d.addCallback(lambda _: None)
+
+
+# ------------------------------------------------------ the sink's inbox
+
+#: The sink with its web inbox (smtptut/inbox/testing.py builds on L{Sink}),
+#: imported on first use: it loads twisted.web.
+_INBOX = ("InboxSink", "inboxSinkInThread", "startInboxSink")
+
+if TYPE_CHECKING:
+    from smtptut.inbox.testing import InboxSink, inboxSinkInThread, startInboxSink
+else:
+
+    def __getattr__(name: str) -> object:
+        if name in _INBOX:
+            from smtptut.inbox import testing
+
+            return getattr(testing, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -117,6 +117,10 @@ def childEnvironment(settings: Mapping[str, str]) -> dict[str, str]:
     This process's environment without any C{SMTPTUT_*}, plus C{settings}.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTPTUT_")}
+    # The plugin serves the inbox on 127.0.0.1:8025 by default (issue 11), a
+    # fixed port that runs in parallel would share: a test that wants the
+    # inbox says where.
+    env["SMTPTUT_HTTP"] = "off"
     env.update(settings)
     return env
 

@@ -41,6 +41,7 @@ NOT_SOURCE = shutil.ignore_patterns(
     ".mypy_cache",
     ".ruff_cache",
     ".hypothesis",
+    "node_modules",
 )
 
 #: Building and installing take a few seconds each; a loaded machine, more.
@@ -182,13 +183,16 @@ class WheelTests(TestCase):
         # Every module of each side's package and of the queue's (issue 12): a
         # subpackage setuptools ships only when pyproject.toml lists it.
         top = os.path.join(os.path.dirname(os.path.dirname(__file__)), "smtptut")
-        for side in ("client", "server", "queue"):
+        for side in ("client", "server", "queue", "inbox"):
             modules = [
                 n for n in os.listdir(os.path.join(top, side)) if n.endswith(".py")
             ]
             self.assertIn("__init__.py", modules)
             for module in modules:
                 self.assertIn(f"smtptut/{side}/{module}", names)
+        # The web inbox is served from the installed package's own files.
+        for name in ("index.html", "inbox.css", "inbox.js", "favicon.svg"):
+            self.assertIn(f"smtptut/inbox/static/{name}", names)
         # Twisted's own twisted/__init__.py and twisted/plugins/__init__.py
         # would be overwritten by ours.
         self.assertNotIn("twisted/__init__.py", names)

@@ -6,6 +6,7 @@ of the installed package.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -42,15 +44,35 @@ def waitForListening(
     raise SystemExit(f"demo: the console server did not listen on port {port}")
 
 
+def inboxListing(url: str, seconds: float = 10) -> dict[str, object]:
+    """
+    The inbox's first page of messages, once the demo message is in it.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        with urllib.request.urlopen(url + "api/v1/messages", timeout=5) as r:
+            listing: dict[str, object] = json.load(r)
+        if listing.get("total") or time.monotonic() > deadline:
+            return listing
+        time.sleep(0.1)
+
+
 def main() -> int:
     port = freePort()
+    httpPort = freePort()
+    inbox = f"http://127.0.0.1:{httpPort}/"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTPTUT_")}
-    serverEnv = dict(env, SMTPTUT_LISTEN=f"tcp:{port}:interface=127.0.0.1")
+    serverEnv = dict(
+        env,
+        SMTPTUT_LISTEN=f"tcp:{port}:interface=127.0.0.1",
+        SMTPTUT_HTTP=f"tcp:{httpPort}:interface=127.0.0.1",
+    )
     clientEnv = dict(env, SMTPTUT_TO="console@localhost", SMTPTUT_PORT=str(port))
     base = [TWISTD, "-n", "--pidfile=", "-l", "-"]
 
     print(
-        f"$ SMTPTUT_LISTEN=tcp:{port}:interface=127.0.0.1 twistd -ny emailserver.tac &"
+        f"$ SMTPTUT_LISTEN=tcp:{port}:interface=127.0.0.1"
+        f" SMTPTUT_HTTP=tcp:{httpPort}:interface=127.0.0.1 twistd -ny emailserver.tac &"
     )
     server = subprocess.Popen(
         [*base, "-y", "emailserver.tac"],
@@ -61,6 +83,7 @@ def main() -> int:
     )
     try:
         waitForListening(port, server)
+        waitForListening(httpPort, server)
         print(
             f"$ SMTPTUT_TO=console@localhost SMTPTUT_PORT={port} twistd -ny smtpclient.tac"
         )
@@ -78,6 +101,15 @@ def main() -> int:
         if client.returncode != 0:
             print(client.stderr, file=sys.stderr)
             return client.returncode
+        listing = inboxListing(inbox)
+        print(f"\n$ curl {inbox}api/v1/messages   # the inbox, Mailpit's API")
+        messages = listing.get("messages")
+        for m in messages if isinstance(messages, list) else []:
+            sender = m["From"]["Address"]
+            print(
+                f"  {m['Created']}  from {sender}: {m['Subject']!r} ({m['Size']} octets)"
+            )
+        print(f"  (the web inbox is at {inbox} while the server runs)")
     finally:
         server.send_signal(signal.SIGTERM)
         try:

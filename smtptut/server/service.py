@@ -120,30 +120,54 @@ def makeFactory(
     return ConsoleSMTPFactory(clock, delivery, portal, settings, sinkTLS(settings))
 
 
-class SinkService(service.Service):
+def cannotListen(program: str, endpoint: str, failure: Failure) -> None:
     """
-    Listens on the settings' endpoint; on stop, finishes transactions in
-    flight (up to C{settings.shutdownGrace} seconds) before it is done.
+    Say why C{program} cannot listen on C{endpoint}: one line, no traceback,
+    on the process's real standard error (under twistd, C{sys.stderr} is the
+    log).
+    """
+    error = failure.value
+    reason = str(error)
+    socketError = getattr(error, "socketError", None)
+    if isinstance(socketError, OSError) and socketError.strerror:
+        reason = socketError.strerror
+    elif socketError is not None:
+        reason = str(socketError)
+    elif isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    stderr = sys.__stderr__ if isinstance(sys.stderr, LoggingFile) else sys.stderr
+    assert stderr is not None
+    print(f"{program}: cannot listen on {endpoint}: {reason}", file=stderr, flush=True)
 
-    It listens when it starts (in C{privilegedStartService} under twistd, as
+
+class ListeningService(service.Service):
+    """
+    Listens when it starts (in C{privilegedStartService} under twistd, as
     Twisted's own C{StreamServerEndpointService} does), before the reactor
     runs: when it cannot, stopping the reactor would do nothing, so it says
     so in one line on standard error and ends the process (C{EX_OSERR}).
+
+    @ivar where: the endpoint as the error names it.
     """
 
-    def __init__(
-        self,
-        settings: ServerSettings,
-        factory: ConsoleSMTPFactory,
-        reactor: IReactorCore,
-        program: str = "emailserver.tac",
-    ) -> None:
-        self.settings = settings
-        self.factory = factory
+    def __init__(self, reactor: IReactorCore, program: str, where: str) -> None:
         self.reactor = reactor
         self.program = program
+        self.where = where
         self.port: IListeningPort | None = None
         self._listening: defer.Deferred[IListeningPort] | None = None
+
+    def listen(self) -> defer.Deferred[IListeningPort]:
+        """
+        Start listening (the endpoint's C{listen}).
+        """
+        raise NotImplementedError
+
+    def listening(self, port: IListeningPort) -> None:
+        """
+        Called once it listens on C{port}.
+        """
+        self.port = port
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -155,59 +179,63 @@ class SinkService(service.Service):
             self._listen()
 
     def _listen(self) -> None:
-        endpoint = sinkTLSEndpoint(
-            endpoints.serverFromString(self.reactor, self.settings.listen)
-        )
-        self._listening = d = endpoint.listen(self.factory)
+        self._listening = d = self.listen()
         outcome: list[IListeningPort | Failure] = []
         d.addBoth(outcome.append)
         if outcome:
             # The usual case (tcp:, unix:, ssl:): the endpoint listened at once.
             if isinstance(outcome[0], Failure):
-                self._cannotListen(outcome[0])
+                cannotListen(self.program, self.where, outcome[0])
                 raise SystemExit(EX_OSERR)
-            self.port = outcome[0]
+            self.listening(outcome[0])
             return
 
         # Some other endpoint: it may fail once the reactor runs.
         def listening(result: IListeningPort | Failure) -> None:
             if isinstance(result, Failure):
-                self._cannotListen(result)
+                cannotListen(self.program, self.where, result)
                 self.reactor.callWhenRunning(self.reactor.stop)
             else:
-                self.port = result
+                self.listening(result)
 
         d.addCallback(listening)
 
-    def _cannotListen(self, failure: Failure) -> None:
+    def stopListening(self) -> defer.Deferred[None]:
         """
-        Say why the service cannot listen: one line, no traceback, on the
-        process's real standard error (under twistd, C{sys.stderr} is the log).
+        Stop listening, if it does.
         """
-        error = failure.value
-        reason = str(error)
-        socketError = getattr(error, "socketError", None)
-        if isinstance(socketError, OSError) and socketError.strerror:
-            reason = socketError.strerror
-        elif socketError is not None:
-            reason = str(socketError)
-        elif isinstance(error, OSError) and error.strerror:
-            reason = error.strerror
-        stderr = sys.__stderr__ if isinstance(sys.stderr, LoggingFile) else sys.stderr
-        assert stderr is not None
-        print(
-            f"{self.program}: cannot listen on {self.settings.listen}: {reason}",
-            file=stderr,
-            flush=True,
+        if self.port is None:
+            return defer.succeed(None)
+        stopping = cast(Callable[[], object], self.port.stopListening)
+        return defer.maybeDeferred(stopping).addCallback(lambda _: None)
+
+
+class SinkService(ListeningService):
+    """
+    Listens on the settings' endpoint; on stop, finishes transactions in
+    flight (up to C{settings.shutdownGrace} seconds) before it is done.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        factory: ConsoleSMTPFactory,
+        reactor: IReactorCore,
+        program: str = "emailserver.tac",
+    ) -> None:
+        super().__init__(reactor, program, settings.listen)
+        self.settings = settings
+        self.factory = factory
+
+    def listen(self) -> defer.Deferred[IListeningPort]:
+        endpoint = sinkTLSEndpoint(
+            endpoints.serverFromString(self.reactor, self.settings.listen)
         )
+        return endpoint.listen(self.factory)
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
-        d = (
-            defer.maybeDeferred(self.port.stopListening)
-            if self.port
-            else defer.succeed(None)
-        )
+        d = self.stopListening()
         d.addCallback(lambda _: self.factory.shutdown(self.settings.shutdownGrace))
         return cast(defer.Deferred[None], d)
 
@@ -216,14 +244,33 @@ def makeServerService(
     settings: ServerSettings,
     reactor: IReactorCore,
     program: str = "emailserver.tac",
-) -> SinkService:
+) -> service.IService:
     """
-    The console server as a service listening on C{settings.listen};
+    The console server as a service listening on C{settings.listen} and,
+    unless C{settings.http} is off, its inbox (L{smtptut.inbox}) beside it;
     C{reactor} is a whole reactor (its threads, its clock, its TCP).
+
+    @raise ConfigError: see L{makeFactory}.
     """
+    temporary = False
+    if settings.httpEnabled:
+        # Only a sink with an inbox loads twisted.web.
+        from smtptut.inbox.service import withInboxMaildir
+
+        settings, temporary = withInboxMaildir(settings)
     # One reactor provides all three; a type cannot say so (zope interfaces
     # do not intersect).
     factory = makeFactory(
         settings, cast(IReactorThreads, reactor), cast(IReactorTime, reactor)
     )
-    return SinkService(settings, factory, reactor, program)
+    sink = SinkService(settings, factory, reactor, program)
+    maildir = factory.delivery.maildir
+    if not settings.httpEnabled or maildir is None:
+        return sink
+    from smtptut.inbox.service import makeInboxService
+
+    inbox = makeInboxService(settings, maildir, reactor, temporary, program)
+    both = service.MultiService()
+    sink.setServiceParent(both)
+    inbox.setServiceParent(both)
+    return both

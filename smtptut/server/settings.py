@@ -17,6 +17,7 @@ from smtptut.settings import (
     parseAs,
     parseEndpoint,
     parseFlag,
+    parseHostPort,
     parsePositiveInt,
     parseReadableFile,
     parseSeconds,
@@ -43,6 +44,10 @@ DEFAULT_MAX_PEER_CONNECTIONS = 50
 MAX_MAX_SIZE = 2**40
 #: The longest any server timeout may be: a day.
 MAX_TIMEOUT = 86400.0
+#: SMTPTUT_HTTP's value for no inbox (emailserver.tac's default).
+HTTP_OFF = "off"
+#: Where C{twistd smtptut-server} serves the inbox (Mailpit's and MailHog's port).
+PLUGIN_HTTP = "tcp:8025:interface=127.0.0.1"
 
 
 def _split(text: str) -> list[str]:
@@ -135,6 +140,23 @@ def _parseDirectory(text: str) -> str:
     if os.path.exists(text) and not os.path.isdir(text):
         raise ValueError(f"{text}: not a directory")
     return text
+
+
+def _parseHTTP(text: str) -> str:
+    """
+    The inbox's listener: a Twisted server endpoint string, or C{off}.
+    """
+    if text.lower() == HTTP_OFF:
+        return HTTP_OFF
+    return parseEndpoint(text)
+
+
+def _parseReleaseTo(text: str) -> AcceptPolicy:
+    return AcceptPolicy.parse(text, "SMTPTUT_RELEASE_TO")
+
+
+def _parseRelay(text: str) -> tuple[str, int]:
+    return parseHostPort(text, 25)
 
 
 #: A server timeout: positive seconds, at most L{MAX_TIMEOUT}.
@@ -296,7 +318,55 @@ SERVER_SETTINGS: tuple[Setting[Any], ...] = (
         f"{DEFAULT_SHUTDOWN_GRACE:g}",
         "SECONDS",
     ),
+    # The inbox (issue 11): smtptut.inbox serves the Maildir over HTTP.
+    Setting(
+        "http",
+        "SMTPTUT_HTTP",
+        _parseHTTP,
+        HTTP_OFF,
+        "the inbox's HTTP listener, a Twisted server endpoint string, or off;"
+        " off loopback it needs SMTPTUT_HTTP_USERS",
+        f"{PLUGIN_HTTP} for twistd smtptut-server, off for emailserver.tac",
+        "ENDPOINT",
+    ),
+    Setting(
+        "httpUsers",
+        "SMTPTUT_HTTP_USERS",
+        parseReadableFile,
+        None,
+        "HTTP Basic accounts for the inbox (a users file made by smtptut passwd)",
+        metavar="FILE",
+    ),
+    Setting(
+        "releaseTo",
+        "SMTPTUT_RELEASE_TO",
+        _parseReleaseTo,
+        None,
+        "recipients a stored message may be released to (the SMTPTUT_ACCEPT"
+        " syntax); without it release is refused",
+        metavar="PATTERNS",
+    ),
+    Setting(
+        "releaseRelay",
+        "SMTPTUT_RELEASE_RELAY",
+        _parseRelay,
+        None,
+        "release through this host[:port] instead of the recipients' MX",
+        metavar="HOST[:PORT]",
+    ),
 )
+
+
+def listenInterface(listen: str) -> str:
+    """
+    The C{interface=} of the endpoint string C{listen}, or C{""}.
+    """
+    interface = ""
+    for part in listen.replace("\\:", "\0").split(":")[1:]:
+        key, eq, value = part.strip().partition("=")
+        if eq and key == "interface":
+            interface = value.replace("\0", ":")
+    return interface
 
 
 def isLoopbackListen(listen: str) -> bool:
@@ -304,17 +374,12 @@ def isLoopbackListen(listen: str) -> bool:
     Whether the endpoint string C{listen} listens on loopback only (a UNIX
     socket counts: only local processes reach it).
     """
-    parts = [p.strip() for p in listen.replace("\\:", "\0").split(":")]
-    kind = parts[0].lower()
+    kind = listen.partition(":")[0].strip().lower()
     if kind == "unix":
         return True
     if kind not in ("tcp", "tcp6", "ssl"):
         return False
-    interface = ""
-    for part in parts[1:]:
-        key, eq, value = part.partition("=")
-        if eq and key == "interface":
-            interface = value.replace("\0", ":")
+    interface = listenInterface(listen)
     if interface == "localhost":
         return True
     try:
@@ -347,6 +412,10 @@ class ServerSettings:
     tlsKey: str | None = None
     users: str | None = None
     shutdownGrace: float = DEFAULT_SHUTDOWN_GRACE
+    http: str = HTTP_OFF
+    httpUsers: str | None = None
+    releaseTo: AcceptPolicy | None = None
+    releaseRelay: tuple[str, int] | None = None
 
     @property
     def loopback(self) -> bool:
@@ -355,22 +424,53 @@ class ServerSettings:
         """
         return isLoopbackListen(self.listen)
 
+    @property
+    def httpEnabled(self) -> bool:
+        """
+        Whether the inbox listens at all.
+        """
+        return self.http != HTTP_OFF
+
+    @property
+    def httpLoopback(self) -> bool:
+        """
+        Whether the inbox listens on loopback only.
+        """
+        return isLoopbackListen(self.http)
+
     @classmethod
     def fromEnvironment(
         cls,
         environ: Mapping[str, str] | None = None,
         options: Mapping[str, str] | None = None,
+        defaultHTTP: str = HTTP_OFF,
     ) -> ServerSettings:
         """
         Read the server settings from C{options} (text by variable, as given
-        on a command line), else C{environ}'s C{SMTPTUT_*}, else defaults.
+        on a command line), else C{environ}'s C{SMTPTUT_*}, else defaults;
+        C{defaultHTTP} is the inbox's listener when C{SMTPTUT_HTTP} is not
+        given (the plugin's is L{PLUGIN_HTTP}).
 
-        @raise ConfigError: naming the option or the variable that is wrong.
+        @raise ConfigError: naming the option or the variable that is wrong,
+            or the inbox off loopback without C{SMTPTUT_HTTP_USERS}.
         """
         env = os.environ if environ is None else environ
         values = readSettings(SERVER_SETTINGS, env, options)
+        named = labels(SERVER_SETTINGS, options)
+        given = (options or {}).get("SMTPTUT_HTTP") or env.get("SMTPTUT_HTTP", "")
+        if not given.strip():
+            values["http"] = defaultHTTP
+        if (
+            values["http"] != HTTP_OFF
+            and not isLoopbackListen(values["http"])
+            and values["httpUsers"] is None
+        ):
+            raise ConfigError(
+                named["SMTPTUT_HTTP"],
+                f"{values['http']!r} is not loopback-only: set SMTPTUT_HTTP_USERS"
+                " (a users file made by smtptut passwd) to require a login",
+            )
         if values["tlsKey"] is not None and values["tlsCert"] is None:
-            named = labels(SERVER_SETTINGS, options)
             raise ConfigError(
                 named["SMTPTUT_TLS_KEY"], f"given without {named['SMTPTUT_TLS_CERT']}"
             )

@@ -8,7 +8,7 @@ from twisted.application import service
 from twisted.python import usage
 
 from smtptut.server.service import makeServerService
-from smtptut.server.settings import SERVER_SETTINGS, ServerSettings
+from smtptut.server.settings import PLUGIN_HTTP, SERVER_SETTINGS, ServerSettings
 from smtptut.settings import ConfigError, labels, optParameters
 
 
@@ -36,7 +36,10 @@ class Options(usage.Options):
         #: for the errors found when the service is made.
         self["labels"] = labels(SERVER_SETTINGS, given)
         try:
-            self["settings"] = ServerSettings.fromEnvironment(os.environ, given)
+            # The plugin serves the inbox unless told not to (issue 11).
+            self["settings"] = ServerSettings.fromEnvironment(
+                os.environ, given, defaultHTTP=PLUGIN_HTTP
+            )
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
 

@@ -1,0 +1,1 @@
+"""The sink's inbox: a Mailpit-compatible HTTP API over the Maildir."""

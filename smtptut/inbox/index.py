@@ -1,0 +1,317 @@
+"""The index of a Maildir: built from it, caught up with it, never the truth."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import tzinfo
+from typing import Any
+
+from twisted.internet import defer, task, threads
+from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime
+from twisted.logger import Logger
+
+from smtptut.inbox.database import IndexDatabase, Page
+from smtptut.inbox.records import Record, readRecord, splitName
+
+log = Logger()
+
+#: The index file, in the Maildir's top directory (where Dovecot keeps its own).
+INDEX_NAME = ".smtptut-index.sqlite3"
+#: Seconds between looks for changes other programs made.
+RESCAN_INTERVAL = 2.0
+#: Seconds within which a directory's mtime is not trusted (see L{MaildirIndex.rescan}).
+RACY = 2.0
+#: More new files than this in one scan are announced as one "prune".
+QUIET_LIMIT = 20
+#: Seconds a stored message waits for others to be indexed with.
+COALESCE = 0.05
+#: Files read per thread job while catching up.
+BATCH = 200
+
+
+class MaildirIndex:
+    """
+    The messages of one Maildir, for listing and searching.
+
+    The Maildir is the truth: the index is built from it at L{start},
+    told of new messages by L{messageStored}, and catches up every
+    C{interval} seconds with what other programs did (L{rescan}): files
+    added or removed, the C{S} flag set or cleared.
+
+    @ivar observers: called with C{(event, data)} for Mailpit's websocket
+        events: C{"new"} with the row, C{"delete"} with an ID,
+        C{"update"} with C{(ID, read)}, C{"truncate"} with L{None}, and
+        C{"prune"} with L{None} when many messages came at once.
+    """
+
+    def __init__(
+        self,
+        maildir: str,
+        reactor: IReactorThreads,
+        clock: IReactorTime,
+        interval: float = RESCAN_INTERVAL,
+        database: str | None = None,
+    ) -> None:
+        self.maildir = os.path.abspath(maildir)
+        self.reactor = reactor
+        self.clock = clock
+        self.interval = interval
+        self.database = database or os.path.join(self.maildir, INDEX_NAME)
+        self.observers: list[Callable[[str, Any], object]] = []
+        self.db = IndexDatabase(self.database)
+        self._seen: tuple[int, int] | None = None
+        self._scanning: defer.Deferred[None] | None = None
+        self._again = False
+        self._loop: task.LoopingCall | None = None
+        self._stopped = False
+        self._pending: list[str] = []
+        self._waiting: list[defer.Deferred[None]] = []
+        self._flush: IDelayedCall | None = None
+
+    # ------------------------------------------------------------ life
+
+    def start(self) -> defer.Deferred[None]:
+        """
+        Catch up with the Maildir, then keep catching up on a timer.
+        """
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.clock = self.clock
+        self._loop.start(self.interval, now=False)
+        return self.rescan()
+
+    def _tick(self) -> None:
+        self.rescan().addErrback(lambda f: log.failure("Maildir rescan failed", f))
+
+    def stop(self) -> defer.Deferred[None]:
+        """
+        Stop the timer; fires once a scan under way is done.
+        """
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        self._stopped = True
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+        d: defer.Deferred[None] = defer.succeed(None)
+        if self._scanning is not None:
+            d = defer.Deferred()
+            self._scanning.addBoth(lambda _: d.callback(None))
+        return d.addCallback(lambda _: self.db.close())
+
+    # ------------------------------------------------------------ catching up
+
+    def _directoryTimes(self) -> tuple[int, int]:
+        return (
+            os.stat(os.path.join(self.maildir, "new")).st_mtime_ns,
+            os.stat(os.path.join(self.maildir, "cur")).st_mtime_ns,
+        )
+
+    def _listing(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for sub in ("new", "cur"):
+            with os.scandir(os.path.join(self.maildir, sub)) as entries:
+                for entry in entries:
+                    if not entry.name.startswith("."):
+                        names[splitName(entry.name)[0]] = f"{sub}/{entry.name}"
+        return names
+
+    def rescan(self) -> defer.Deferred[None]:
+        """
+        Catch up with the Maildir; cheap when its directories did not change.
+        """
+        if self._scanning is not None:
+            self._again = True
+            d: defer.Deferred[None] = defer.Deferred()
+            self._scanning.addBoth(lambda _: d.callback(None))
+            return d
+        if self._stopped:
+            return defer.succeed(None)
+        self._scanning = defer.ensureDeferred(self._rescan())
+
+        def done(result: object) -> object:
+            self._scanning = None
+            if self._again:
+                self._again = False
+                self._seen = None
+                return self.rescan()
+            return result
+
+        return self._scanning.addBoth(done)
+
+    async def _rescan(self) -> None:
+        times = self._directoryTimes()
+        if times == self._seen:
+            return
+        # Noted first: a change made while this scan runs is seen next time.
+        # A directory changed within RACY seconds is listed again next time
+        # whatever its time says: the kernel's clock for mtimes is coarse, so
+        # a second change in the same tick would leave the time unchanged.
+        racy = time.time_ns() - int(RACY * 1e9)
+        self._seen = times if max(times) < racy else None
+        listing = self._listing()
+        known = self.db.known()
+        for name in [name for name in known if name not in listing]:
+            self._forget(name)
+        for name, path in listing.items():
+            if known.get(name, path) != path:
+                self._moved(name, path)
+        fresh = [path for name, path in listing.items() if name not in known]
+        # Many at once (a start, another program's bulk copy): one "prune"
+        # (Mailpit's "reload the list") instead of a "new" for each.
+        quiet = len(fresh) > QUIET_LIMIT
+        for i in range(0, len(fresh), BATCH):
+            records = await threads.deferToThreadPool(
+                self.reactor,
+                self.reactor.getThreadPool(),
+                self._read,
+                fresh[i : i + BATCH],
+            )
+            with self.db.transaction():
+                for record in records:
+                    self._add(record, quiet)
+        if quiet:
+            self._notify("prune", None)
+
+    def _read(self, paths: Sequence[str]) -> list[Record]:
+        records = []
+        for path in paths:
+            try:
+                records.append(readRecord(self.maildir, path))
+            except FileNotFoundError:
+                continue  # moved or removed meanwhile: the next scan sees where
+            except Exception:
+                log.failure("Cannot index {path}", path=path)
+        return records
+
+    def messageStored(self, path: str) -> defer.Deferred[None]:
+        """
+        Index a message just committed to C{path} (the server's hook); fires
+        once it is.  Messages stored within L{COALESCE} seconds of each other
+        are read in one thread job and kept in one transaction.
+        """
+        self._pending.append(os.path.relpath(path, self.maildir))
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        if self._flush is None:
+            self._flush = self.clock.callLater(COALESCE, self._indexPending)
+        return d
+
+    def _indexPending(self) -> None:
+        paths, self._pending = self._pending, []
+        waiting, self._waiting = self._waiting, []
+        self._flush = None
+        d = threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), self._read, paths
+        )
+
+        def add(records: list[Record]) -> None:
+            # A transaction finishing after the inbox stopped (SIGTERM's
+            # grace): the next start indexes it from the Maildir.
+            if self._stopped:
+                return
+            with self.db.transaction():
+                for record in records:
+                    self._add(record)
+
+        d.addCallback(add)
+        d.addErrback(lambda f: log.failure("Indexing new messages failed", f))
+
+        def release(_: object) -> None:
+            for waiter in waiting:
+                waiter.callback(None)
+
+        d.addBoth(release)
+
+    # ------------------------------------------------------------ changes
+
+    def _add(self, record: Record, quiet: bool = False) -> None:
+        row = self.db.add(record)
+        if row is not None and not quiet:
+            self._notify("new", row)
+
+    def _forget(self, name: str) -> None:
+        row = self.db.byName(name)
+        if row is not None:
+            self.db.remove(row)
+            self._notify("delete", row["id"])
+
+    def _moved(self, name: str, path: str) -> None:
+        read = "S" in splitName(os.path.basename(path))[1]
+        row = self.db.byName(name)
+        self.db.move(name, path, read)
+        if row is not None and bool(row["read"]) != read:
+            self._notify("update", (row["id"], read))
+
+    def _notify(self, event: str, data: object) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(event, data)
+            except Exception:
+                log.failure("An inbox observer failed")
+
+    # ------------------------------------------------------------ questions
+
+    def get(self, identifier: str) -> sqlite3.Row | None:
+        """
+        The message with this API ID, or the newest for C{latest}.
+        """
+        return self.db.get(identifier)
+
+    def page(
+        self,
+        query: str = "",
+        start: int = 0,
+        limit: int = 50,
+        zone: tzinfo | None = None,
+    ) -> Page:
+        """
+        Messages matching the Mailpit search C{query}, newest first.
+        """
+        return self.db.page(query, start, limit, zone)
+
+    def ids(self, query: str, zone: tzinfo | None = None) -> list[str]:
+        return self.db.ids(query, zone)
+
+    def totals(self) -> tuple[int, int]:
+        return self.db.totals()
+
+    def fullPath(self, row: sqlite3.Row) -> str:
+        return os.path.join(self.maildir, row["path"])
+
+    # ------------------------------------------------------------ the Maildir
+
+    def setRead(self, ids: Iterable[str] | None, read: bool) -> None:
+        """
+        Set or clear the Maildir C{S} flag (moving a message from new/ to cur/).
+        """
+        for row in self.db.rows(ids):
+            if bool(row["read"]) == read and row["path"].startswith("cur/"):
+                continue
+            flags = set(splitName(os.path.basename(row["path"]))[1])
+            flags = flags | {"S"} if read else flags - {"S"}
+            path = f"cur/{row['name']}:2,{''.join(sorted(flags))}"
+            try:
+                os.rename(self.fullPath(row), os.path.join(self.maildir, path))
+            except FileNotFoundError:
+                continue  # gone meanwhile: the next scan forgets it
+            self._moved(row["name"], path)
+
+    def delete(self, ids: Iterable[str] | None) -> int:
+        """
+        Remove messages from the Maildir (all of them for L{None}); how many went.
+        """
+        rows = self.db.rows(ids)
+        for row in rows:
+            try:
+                os.unlink(self.fullPath(row))
+            except FileNotFoundError:
+                pass
+            self.db.remove(row)
+            if ids is not None:
+                self._notify("delete", row["id"])
+        if ids is None and rows:
+            self._notify("truncate", None)
+        return len(rows)
