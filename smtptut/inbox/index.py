@@ -228,6 +228,10 @@ class MaildirIndex:
     # ------------------------------------------------------------ changes
 
     def _add(self, record: Record, quiet: bool = False) -> None:
+        # Read in a thread, added here: a file deleted through the API
+        # meanwhile (DELETE runs in this thread) must not come back.
+        if not os.path.exists(os.path.join(self.maildir, record.path)):
+            return
         row = self.db.add(record)
         if row is not None and not quiet:
             self._notify("new", row)
