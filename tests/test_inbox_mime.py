@@ -10,9 +10,10 @@ from email.message import EmailMessage
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from smtptut.inbox import index as indexModule
 from smtptut.inbox import mime
 from smtptut.inbox.index import MaildirIndex
 from smtptut.inbox.testing import startInboxSink
@@ -149,3 +150,27 @@ class IndexUpdateTests(TestCase):
                 break
             await task.deferLater(reactor, 0.02, lambda: None)
         self.assertEqual([r["subject"] for r in index.page().rows], ["dropped in"])
+
+    async def test_deletedWhileReadStaysDeleted(self) -> None:
+        """
+        A file removed (by a DELETE through the API) after a rescan read it
+        in a thread, but before the record came back, is not indexed: it
+        would be listed for ever, with no file behind it.
+        """
+        maildir = self.mktemp()
+        for sub in ("new", "cur", "tmp"):
+            os.makedirs(os.path.join(maildir, sub))
+        path = os.path.join(maildir, "new", "1.M1P1Q1.other")
+        with open(path, "wb") as f:
+            f.write(b"Subject: going\n\nsoon gone\n")
+
+        def readThenDelete(reactor, pool, read, paths):
+            records = read(paths)
+            os.unlink(path)
+            return defer.succeed(records)
+
+        self.patch(indexModule.threads, "deferToThreadPool", readThenDelete)
+        index = MaildirIndex(maildir, reactor, task.Clock(), interval=30)
+        self.addCleanup(index.stop)
+        await index.start()
+        self.assertEqual(index.totals(), (0, 0))
