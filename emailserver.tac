@@ -14,6 +14,7 @@ from twisted.application import service
 from twisted.internet import reactor
 
 from smtptut.errors import exitOnBadInput
+from smtptut.logs import installLogObserver
 from smtptut.server.factory import ConsoleSMTPFactory
 from smtptut.server.service import (
     SinkService,
@@ -28,6 +29,8 @@ from smtptut.server.settings import ServerSettings
 def main():
     settings = exitOnBadInput("emailserver.tac", ServerSettings.fromEnvironment)
     a = service.Application("Console SMTP Server")
+    # A log observer cheaper than twistd's, in SMTPTUT_LOGFORMAT (README: Logs).
+    installLogObserver(a, settings.logFormat)
     if settings.httpEnabled:
         # SMTPTUT_HTTP is set: the sink with its web inbox (smtptut/inbox/).
         sink = exitOnBadInput(

@@ -9,6 +9,7 @@ from twisted.application import service
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.python import usage
 
+from smtptut.logs import LoggedService
 from smtptut.queue.outbound import clientSettings
 from smtptut.queue.runner import QueueService, clientRunner
 from smtptut.queue.settings import QUEUE_SETTINGS, readQueueSettings
@@ -61,4 +62,7 @@ def makeService(options: Options) -> service.IService:
     except OSError as e:
         raise usage.UsageError(f"--queue: {e.filename}: {e.strerror}") from None
     runner = clientRunner(reactor, queue, settings, options["client"])
-    return QueueService(runner, IReactorTime(reactor))
+    # The sink's cheap observer, where twistd's options say (smtptut.logs).
+    logged = LoggedService(options.parent)
+    QueueService(runner, IReactorTime(reactor)).setServiceParent(logged)
+    return logged

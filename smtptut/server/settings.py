@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smtptut.addresses import AddressError, checkHostName, normalLiteral, parseAddress
+from smtptut.logs import LogFormat
 from smtptut.settings import (
     ConfigError,
     Setting,
@@ -318,6 +319,15 @@ SERVER_SETTINGS: tuple[Setting[Any], ...] = (
         f"{DEFAULT_SHUTDOWN_GRACE:g}",
         "SECONDS",
     ),
+    Setting(
+        "logFormat",
+        "SMTPTUT_LOGFORMAT",
+        LogFormat.parse,
+        LogFormat.TEXT,
+        "the log's lines under twistd: text (twistd's) or json (an object a line)",
+        "text",
+        "text|json",
+    ),
     # The inbox (issue 11): smtptut.inbox serves the Maildir over HTTP.
     Setting(
         "http",
@@ -412,6 +422,7 @@ class ServerSettings:
     tlsKey: str | None = None
     users: str | None = None
     shutdownGrace: float = DEFAULT_SHUTDOWN_GRACE
+    logFormat: LogFormat = LogFormat.TEXT
     http: str = HTTP_OFF
     httpUsers: str | None = None
     releaseTo: AcceptPolicy | None = None

@@ -7,6 +7,7 @@ import os
 from twisted.application import service
 from twisted.python import usage
 
+from smtptut.logs import LoggedService
 from smtptut.server.service import makeServerService
 from smtptut.server.settings import PLUGIN_HTTP, SERVER_SETTINGS, ServerSettings
 from smtptut.settings import ConfigError, labels, optParameters
@@ -46,14 +47,20 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> service.IService:
     """
-    The console server for the parsed C{options}, on the global reactor.
+    The console server for the parsed C{options}, on the global reactor,
+    logging through L{smtptut.logs}'s observer where twistd's options say.
     """
     from twisted.internet import reactor
 
+    settings = options["settings"]
     try:
-        return makeServerService(options["settings"], reactor, program="smtptut-server")
+        server = makeServerService(settings, reactor, program="smtptut-server")
     except ConfigError as e:
         # A Maildir that cannot be written, a certificate that cannot be
         # loaded: named as the user gave it.
         named = e.renamed(options["labels"].get(e.setting, e.setting))
         raise usage.UsageError(str(named)) from None
+    # twistd's own options (-l, --logger) are the parent's, when under twistd.
+    logged = LoggedService(options.parent, settings.logFormat)
+    server.setServiceParent(logged)
+    return logged
