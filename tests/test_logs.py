@@ -399,3 +399,45 @@ class TwistdOptionsTests(SynchronousTestCase):
             application, config={"logger": object()}, reactor=MemoryReactorClock()
         )
         self.assertIsNone(application.getComponent(ILogObserver))
+
+
+class InstalledTests(SynchronousTestCase):
+    """
+    Which observer twistd runs: smtptut's, set by emailserver.tac and the
+    plugin on their application, unless the user named another.
+    """
+
+    def test_tac(self) -> None:
+        from twisted.persisted import sob
+
+        self.patch(
+            sys, "argv", ["twistd", "-n", "--pidfile=", "-ny", "emailserver.tac"]
+        )
+        self.patch(os, "environ", {"SMTPTUT_LOGFORMAT": "json"})
+        tac = os.path.join(
+            os.path.dirname(os.path.dirname(__file__)), "emailserver.tac"
+        )
+        application = sob.loadValueFromFile(tac, "application")
+        observer = application.getComponent(ILogObserver)
+        self.assertIsInstance(observer, BufferedLogObserver)
+        self.assertEqual(observer._format, observer._json)
+        self.assertIs(observer._stream, sys.stdout)
+
+    def test_plugin(self) -> None:
+        from twisted.application import service
+        from twisted.scripts.twistd import ServerOptions
+
+        from smtptut.server import tap
+
+        for argv, expected in (
+            (["-n", "smtptut-server", "--logformat", "json"], BufferedLogObserver),
+            (["-n", "--syslog", "smtptut-server"], type(None)),
+        ):
+            self.patch(os, "environ", {"SMTPTUT_HTTP": "off"})
+            config = ServerOptions()
+            config.parseOptions(argv)
+            self.assertIsInstance(config.subOptions, tap.Options)
+            application = service.Application("smtptut-server")
+            tap.makeService(config.subOptions).setServiceParent(application)
+            observer = application.getComponent(ILogObserver, None)
+            self.assertIsInstance(observer, expected, argv)
