@@ -237,11 +237,11 @@ def _wholeField(event: LogEvent) -> str | None:
     return None
 
 
-def _twistdCommandLine(argv: list[str]) -> dict[str, Any]:
+def _twistdCommandLine(argv: list[str]) -> dict[str, Any] | None:
     """
     The log options on twistd's command line C{argv} (a .tac is not told
-    them): C{logfile}, C{logger}, C{syslog}, C{nodaemon}; C{{}} when
-    C{argv} is not one twistd took.
+    them): C{logfile}, C{logger}, C{syslog}, C{nodaemon}; L{None} when
+    C{argv} is not twistd's running a .tac (C{-y}).
     """
     from twisted.scripts.twistd import ServerOptions
 
@@ -251,8 +251,9 @@ def _twistdCommandLine(argv: list[str]) -> dict[str, Any]:
     try:
         pairs, _ = getopt.getopt(argv, options.shortOpt, options.longOpt)
     except getopt.GetoptError:
-        return {}
+        return None
     found: dict[str, Any] = {}
+    tac = False
     for flag, value in pairs:
         name = flag.lstrip("-")
         name = options.synonyms.get(name, name)
@@ -260,7 +261,8 @@ def _twistdCommandLine(argv: list[str]) -> dict[str, Any]:
             found[name] = value
         elif name in ("syslog", "nodaemon"):
             found[name] = True
-    return found
+        tac = tac or name == "python"
+    return found if tac else None
 
 
 def twistdLogStream(config: Mapping[str, Any]) -> IO[str] | LogFile | None:
@@ -301,13 +303,14 @@ def installLogObserver(
     """
     Make a L{BufferedLogObserver} twistd's log observer for C{application}
     (its L{ILogObserver} component), writing where twistd's options
-    C{config} say (by default, this process's command line); none when the
+    C{config} say (by default, twistd's command line); none when the
     user chose another observer, or the application has one.
     """
     if application.getComponent(ILogObserver, None) is not None:
         return None
     if config is None:
-        config = _twistdCommandLine(sys.argv[1:])
+        # Not under twistd (a .tac loaded by a test): standard output.
+        config = _twistdCommandLine(sys.argv[1:]) or {"nodaemon": True}
     stream = twistdLogStream(config)
     if stream is None:
         return None

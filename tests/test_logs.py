@@ -360,10 +360,13 @@ class TwistdOptionsTests(SynchronousTestCase):
             {"nodaemon": True, "logfile": "x.log", "syslog": True},
         )
         self.assertEqual(
-            read(["-n", "--logger", "my.observer", "smtptut-server", "-l", "x"]),
-            {"nodaemon": True, "logger": "my.observer"},
+            read(["-n", "--logger", "my.observer", "-y", "e.tac", "-l", "x"]),
+            {"nodaemon": True, "logger": "my.observer", "logfile": "x"},
         )
-        self.assertEqual(read(["--no-such-option"]), {})
+        # Not twistd running a .tac: nothing read.
+        self.assertIsNone(read(["--no-such-option"]))
+        self.assertIsNone(read(["-n", "smtptut-server", "-l", "x"]))
+        self.assertIsNone(read(["tests.test_logs"]))
 
     def test_streams(self) -> None:
         self.assertIs(twistdLogStream({"nodaemon": True}), sys.stdout)
