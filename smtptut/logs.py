@@ -158,10 +158,12 @@ class BufferedLogObserver:
         return text
 
     def _text(self, event: LogEvent) -> str | None:
-        text = _wholeField(event)
-        if text is None or "log_failure" in event:
-            # Twisted's own formatting; it takes about 10 us more a line.
+        if "log_failure" in event:
+            # Twisted's own, traceback included.
             return formatEventAsClassicLogText(event, self._time)
+        text = _wholeField(event)
+        if text is None:
+            text = formatEvent(event)
         if not text:
             return None
         system = event.get("log_system")
