@@ -36,7 +36,16 @@ from smtptut.client.model import Envelope, RecipientOutcome, Status, TLSPolicy
 from smtptut.client.routing import deliverToExchanges
 from smtptut.client.settings import ClientSettings
 
-from .helpers import Behaviour, a, aaaa, listenOnLoopbacks, mx, reactor, startDNSServer
+from .helpers import (
+    Behaviour,
+    Zone,
+    a,
+    aaaa,
+    listenOnLoopbacks,
+    mx,
+    reactor,
+    startDNSServer,
+)
 
 
 class RaceTests(SynchronousTestCase):
@@ -199,8 +208,11 @@ class AttemptOrderTests(SynchronousTestCase):
             list(startedAt.values()), [i * CONNECT_DELAY for i in range(5)]
         )
         self.assertNoResult(done)
-        for _, _, factory, *_ in clock.tcpClients:
-            factory.clientConnectionFailed(None, Failure(Refused()))
+        for (_, _, factory, *_), connector in zip(
+            clock.tcpClients, clock.connectors, strict=True
+        ):
+            # What a reactor does with a refused connection attempt.
+            factory.clientConnectionFailed(connector, Failure(Refused()))
         [outcome] = self.successResultOf(done)
         self.assertEqual((outcome.status, outcome.attempts), (Status.DEFERRED, 5))
         self.assertIn("cannot connect to port 2525", outcome.reply)
@@ -234,7 +246,7 @@ class DualStackTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        zone = {
+        zone: Zone = {
             "example.test": [mx(10, "dual.example.test")],
             "dual.example.test": [a("127.0.0.2"), aaaa("::1")],
         }
