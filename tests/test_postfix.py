@@ -155,6 +155,7 @@ class PostfixInstance:
         self.master: Process | None = None
         self.children: set[int] = set()
         self.maildir = os.path.join(self.top, "mail", "you")
+        testCase.addCleanup(self.stop)
 
     async def start(self) -> None:
         if os.geteuid() != 0:
@@ -192,7 +193,6 @@ class PostfixInstance:
             childEnvironment({}),
             timeout=600,
         )
-        self.testCase.addCleanup(self.stop)
         await self.master.waitFor(r"daemon started", timeout=30)
         for _ in range(100):
             try:
