@@ -151,7 +151,9 @@ def deliverWith(
     interrupted: Callable[[], bool] = notInterrupted,
 ) -> Generator[Deferred[Any], Any, list[RecipientOutcome]]:
     """
-    Offer C{factory}'s envelopes to each address of each exchange in turn until every
+    Offer C{factory}'s envelopes to each address of each exchange in turn
+    (an exchange's addresses IPv6 first, families alternating:
+    L{interleaveFamilies}) until every
     recipient has a final reply (RFC 5321 §5.1), trying at most
     L{MX_ADDRESS_LIMIT} addresses and L{MX_SESSION_LIMIT} that answered.
 
