@@ -275,12 +275,13 @@ def signatureField(
 
     This is dkimpy's C{DomainSigner.gen_header} (as C{DKIM.sign} ends) with
     dkimpy's own pieces -- C{fold}, C{RE_BTAG}, C{hash_headers} -- except
-    for the signature itself: dkimpy signs RSA with its own pure-Python
-    PKCS#1 code (two 2048-bit C{pow}s, 10 to 25 ms a message here, most of what
-    signing cost), so the digest is signed here by OpenSSL through
-    C{cryptography}, with the key parsed once (L{SigningKey.key}).  RSA
-    PKCS#1 v1.5 and Ed25519 signatures are deterministic: the field is the
-    very one dkimpy makes (tests/test_dkim.py compares them).
+    for the signature itself.  dkimpy signs RSA with its own pure-Python
+    PKCS#1 code (two 2048-bit C{pow}s, 10 to 25 ms a message, most of
+    what signing cost) and parses the PEM key again for every message;
+    here OpenSSL signs the digest (through C{cryptography}), with the key
+    parsed once (L{SigningKey.key}).  RSA PKCS#1 v1.5 and Ed25519
+    signatures are deterministic: the field is the very one dkimpy makes
+    (tests/test_dkim.py compares them).
     """
     header = b"DKIM-Signature"
     value = dkim.fold(
