@@ -14,7 +14,7 @@ from typing import Any
 
 import dkim as dkimpy
 import dns.resolver
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
@@ -184,8 +184,11 @@ class PostfixInstance:
             timeout=30,
             check=True,
         ).stdout.strip()
-        # "postfix check" makes the queue directories, owned as Postfix wants.
-        check = await runProcess(reactor, [POSTFIX, "-c", conf, "check"], timeout=60)
+        # "postfix check" makes the queue directories, owned as Postfix wants;
+        # it says what is wrong only on a terminal (else to syslog).
+        check = await runProcess(
+            reactor, [POSTFIX, "-c", conf, "check"], timeout=60, usePTY=True
+        )
         self.testCase.assertEqual(check.code, 0, check.out + check.err)
         self.master = Process(
             reactor,
@@ -193,7 +196,10 @@ class PostfixInstance:
             childEnvironment({}),
             timeout=600,
         )
-        await self.master.waitFor(r"daemon started", timeout=30)
+        try:
+            await self.master.waitFor(r"daemon started", timeout=30)
+        except defer.TimeoutError:
+            self.testCase.fail(f"Postfix's master did not start:\n{self.log()}")
         for _ in range(100):
             try:
                 socket.create_connection((RECIPIENT_MX, self.port), timeout=1).close()
