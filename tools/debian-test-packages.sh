@@ -4,9 +4,12 @@
 #   libmail-dkim-perl  Mail::DKIM verifies smtptut's DKIM signatures (tests/test_dkim.py)
 #   libnet-dns-perl    Net::DNS, which Mail::DKIM resolves with (pointed at the tests' DNS)
 #   (Debian 12's Mail::DKIM 1.20230212 has no ed25519-sha256: that one is checked with dkimpy)
+#   postfix            a real Postfix smtpd receives a signed, queued message (tests/test_postfix.py,
+#                      a throwaway instance of the test's own); the system's mail daemon is never
+#                      configured or started
 set -eu
 
-PACKAGES="libmail-dkim-perl libnet-dns-perl"
+PACKAGES="libmail-dkim-perl libnet-dns-perl postfix"
 
 missing=""
 for package in $PACKAGES; do
@@ -26,5 +29,22 @@ export DEBIAN_FRONTEND=noninteractive
 wait="-o DPkg::Lock::Timeout=600"
 # shellcheck disable=SC2086
 apt-get $wait update -qq >/dev/null
+case " $missing " in
+*" postfix "*)
+    # postfix conflicts with every other MTA (Debian's exim4 among them):
+    # never replace the machine's mail system for a test.
+    # shellcheck disable=SC2086
+    removed=$(apt-get $wait install -s -qq --no-install-recommends postfix | sed -n 's/^Remv \([^ ]*\).*/\1/p' | tr '\n' ' ')
+    if [ -n "$removed" ]; then
+        echo "debian-test-packages: not installing postfix: it would remove ${removed}(tests/test_postfix.py fails without it)" >&2
+        missing=$(echo " $missing " | sed 's/ postfix / /')
+    fi
+    # "No configuration": no /etc/postfix/main.cf, so the package's
+    # maintainer scripts start no mail daemon (as bench/setup.sh does).
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    echo "postfix postfix/mailname string localhost" | debconf-set-selections
+    ;;
+esac
+[ -n "$(echo "$missing" | tr -d ' ')" ] || exit 0
 # shellcheck disable=SC2086
 apt-get $wait install -y -qq --no-install-recommends $missing >/dev/null

@@ -114,7 +114,10 @@ def loadClientJob(
     settings = ClientSettings.fromEnvironment(environ)
     checkCredentials(settings)
     checkTrust(settings)
-    message = signMessage(loadMessage(settings), settings.dkim)
+    from twisted.internet import reactor
+
+    # The reactor that sends it (twistd's) times the signature (t=).
+    message = signMessage(loadMessage(settings), settings.dkim, IReactorTime(reactor))
     return settings, envelopesByDomain(settings, message)
 
 

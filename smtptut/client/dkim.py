@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from email.utils import getaddresses
 from typing import BinaryIO
 
 import dkim
-import nacl.encoding
-import nacl.signing
 from dkim.canonicalization import (
     CanonicalizationPolicy,
     compress_whitespace,
     strip_trailing_whitespace,
 )
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from smtptut.client.dkimkeys import Algorithm, DKIMSigning, SigningKey, signingDomain
+from smtptut.client.dkimkeys import DKIMSigning, SigningKey, signingDomain
 from smtptut.client.message import CHUNK_SIZE, MAX_LINE, MessageSource
 from smtptut.errors import MessageError
 
@@ -37,13 +35,14 @@ from smtptut.errors import MessageError
 #     lines at the end of what was read so far are held back (as a count),
 #     since trailing empty lines are not hashed (§3.4.4);
 #   - the header section, which is small (at most MAX_HEADER_SECTION), is
-#     kept and handed to dkimpy, whose DomainSigner.gen_header builds the
-#     DKIM-Signature field from the tags given, bh= included, and signs
-#     the canonicalized header fields with RSA (its own PKCS#1 code) or
-#     Ed25519 (PyNaCl).  That is the routine DKIM.sign itself ends with;
-#     it is not documented API, hence the upper bound on dkimpy in
-#     pyproject.toml, and tests/test_dkim.py checks the result with Mail::DKIM
-#     and against dkimpy's whole-message body hash.
+#     kept and handed to dkimpy, whose header parsing, canonicalization,
+#     folding and hash_headers build the DKIM-Signature field from the
+#     tags given, bh= included, as its DomainSigner.gen_header (the routine
+#     DKIM.sign itself ends with) does; the digest is signed with OpenSSL
+#     (see signatureField).  None of that is documented API, hence the
+#     upper bound on dkimpy in pyproject.toml, and tests/test_dkim.py
+#     checks the result with Mail::DKIM, against dkimpy's whole-message
+#     body hash and against the field gen_header makes itself.
 #
 # What is signed is what smtptut.client.message.MessageProducer sends, less the
 # dot-stuffing (transport only, RFC 5321 §4.5.2): the fields the client adds
@@ -81,6 +80,8 @@ OVERSIGNED_FIELDS: tuple[bytes, ...] = (
 )
 
 RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+
+CRLF = b"\r\n"
 
 
 class RelaxedBodyHash:
@@ -247,37 +248,64 @@ def signHeaders(
     @raise MessageError: when the header section cannot be parsed or has
         no C{From:} to take the domain from.
     """
+    try:
+        signer = dkim.DKIM(headers + b"\r\n")
+    except dkim.MessageFormatError as e:
+        raise MessageError(f"{name}: cannot DKIM-sign: {e}") from None
+    d = domain or fromDomain(signer.headers, name)
+    include = signedFieldNames(signer.headers)
+    # Canonicalized once for every signature: the header section is the same.
+    canonical = RELAXED.canonicalize_headers(signer.headers)
     result = b""
     for key in keys:
-        algorithm = key.algorithm.value.encode("ascii")
-        try:
-            signer = dkim.DKIM(headers + b"\r\n", signature_algorithm=algorithm)
-        except dkim.MessageFormatError as e:
-            raise MessageError(f"{name}: cannot DKIM-sign: {e}") from None
-        d = domain or fromDomain(signer.headers, name)
-        include = signedFieldNames(signer.headers)
-        if key.algorithm is Algorithm.RSA:
-            pk = dkim.crypto.parse_pem_private_key(key.private)
-        else:
-            pk = nacl.signing.SigningKey(
-                key.private, encoder=nacl.encoding.Base64Encoder
-            )
-        # gen_header hashes with signer.hasher, set by sign() before it.
-        signer.hasher = dkim.HASH_ALGORITHMS[algorithm]
         fields = signatureFields(key, d, include, bodyHash, now)
-        value = signer.gen_header(fields, include, RELAXED, b"DKIM-Signature", pk)
-        result += b"DKIM-Signature: " + value
+        result += b"DKIM-Signature: " + signatureField(canonical, include, fields, key)
     return result
 
 
+def signatureField(
+    canonical: list[tuple[bytes, bytes]],
+    include: Sequence[bytes],
+    fields: list[tuple[bytes, bytes]],
+    key: SigningKey,
+) -> bytes:
+    """
+    The value of a C{DKIM-Signature} field, folded, ending in CRLF, for the
+    header fields C{canonical} (relaxed) and the tags C{fields}.
+
+    This is dkimpy's C{DomainSigner.gen_header} (as C{DKIM.sign} ends) with
+    dkimpy's own pieces -- C{fold}, C{RE_BTAG}, C{hash_headers} -- except
+    for the signature itself.  dkimpy signs RSA with its own pure-Python
+    PKCS#1 code (two 2048-bit C{pow}s, 10 to 25 ms a message, most of
+    what signing cost) and parses the PEM key again for every message;
+    here OpenSSL signs the digest (through C{cryptography}), with the key
+    parsed once (L{SigningKey.key}).  RSA PKCS#1 v1.5 and Ed25519
+    signatures are deterministic: the field is the very one dkimpy makes
+    (tests/test_dkim.py compares them).
+    """
+    header = b"DKIM-Signature"
+    value = dkim.fold(
+        b"; ".join(b"=".join(f) for f in fields), namelen=len(header), linesep=CRLF
+    )
+    value = dkim.RE_BTAG.sub(b"\\1", value)
+    digest = hashlib.sha256()
+    dkim.hash_headers(
+        digest, RELAXED, canonical, include, (header, b" " + value), dict(fields)
+    )
+    signature = base64.b64encode(key.sign(digest.digest()))
+    signed = [(tag, signature if tag == b"b" else v) for tag, v in fields]
+    value = b"; ".join(b"=".join(f) for f in signed) + CRLF
+    return bytes(dkim.fold(value, namelen=len(header), linesep=CRLF))
+
+
 def signMessage(
-    source: MessageSource,
-    signing: DKIMSigning,
-    clock: Callable[[], float] = time.time,
+    source: MessageSource, signing: DKIMSigning, clock: IReactorTime
 ) -> MessageSource:
     """
     C{source} with a C{DKIM-Signature} field for each key in C{signing} in
-    front (none without keys); the message is read once to sign it.
+    front (none without keys); the message is read once to sign it.  The
+    signing time (C{t=}) is C{clock.seconds()}: the reactor's time, which a
+    test's L{Clock} sets.
 
     @raise MessageError: when the message cannot be signed.
     """
@@ -290,7 +318,7 @@ def signMessage(
         signing.keys,
         signing.domain,
         source.name,
-        clock(),
+        clock.seconds(),
     )
     log.info(
         "DKIM-signed with {selectors}",

@@ -12,8 +12,8 @@ from enum import StrEnum
 from typing import NoReturn
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 from smtptut.addresses import AddressError, isHostName, toALabel
 from smtptut.errors import EX_CANTCREAT, EX_OK, EX_USAGE
@@ -39,19 +39,35 @@ class KeyFileError(ConfigError):
     """
 
 
+#: A private key that signs (C{cryptography}'s, OpenSSL underneath).
+PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """
     A private key that signs, with the selector its public key is found under.
 
-    @ivar private: the key as dkimpy takes it: an RSAPrivateKey (PKCS#1) in
-        PEM, or the base64 32-octet Ed25519 seed.
+    @ivar key: the key, parsed once when its file is read (not for each
+        message signed).
     """
 
     algorithm: Algorithm
     selector: str
-    private: bytes = field(repr=False)
+    key: PrivateKey = field(repr=False, compare=False)
     path: str = ""
+
+    def sign(self, digest: bytes) -> bytes:
+        """
+        The signature (C{b=}) of C{digest}, the SHA-256 of the canonicalized
+        header fields: RSASSA-PKCS1-v1_5 of the digest (RFC 6376 §3.3.1),
+        or Ed25519 of the digest as its message (RFC 8463 §3).
+        """
+        if isinstance(self.key, rsa.RSAPrivateKey):
+            return self.key.sign(
+                digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())
+            )
+        return self.key.sign(digest)
 
 
 def parseKeyPaths(text: str) -> tuple[str, ...]:
@@ -194,19 +210,9 @@ def loadKey(path: str, selector: str, setting: str = "SMTPTUT_DKIM_KEY") -> Sign
                 f"{path}: a {key.key_size}-bit RSA key; DKIM needs at least"
                 f" {MIN_RSA_BITS} bits (RFC 8301), 2048 is usual",
             )
-        private = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        return SigningKey(Algorithm.RSA, selector, private, path)
+        return SigningKey(Algorithm.RSA, selector, key, path)
     if isinstance(key, ed25519.Ed25519PrivateKey):
-        seed = key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-        return SigningKey(Algorithm.ED25519, selector, base64.b64encode(seed), path)
+        return SigningKey(Algorithm.ED25519, selector, key, path)
     raise KeyFileError(
         setting,
         f"{path}: a key of type {type(key).__name__.removesuffix('PrivateKey')};"
@@ -230,7 +236,7 @@ class KeyType(StrEnum):
     ED25519 = "ed25519"
 
 
-KeyPair = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+KeyPair = PrivateKey
 
 
 def generateKey(keyType: KeyType, bits: int = 2048) -> KeyPair:

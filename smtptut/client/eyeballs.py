@@ -1,11 +1,13 @@
-"""Happy Eyeballs (RFC 8305 §5) across an exchange's resolved addresses: staggered connections, the first to connect wins."""
+"""Happy Eyeballs (RFC 8305 §4, §5) across an exchange's resolved addresses: families interleaved, staggered connections, the first to connect wins."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, zip_longest
 from typing import Any
 
+from twisted.internet.abstract import isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
@@ -14,6 +16,22 @@ from twisted.python.failure import Failure
 #: beside it (RFC 8305 §5's recommended "Connection Attempt Delay", and
 #: Twisted's HostnameEndpoint's for names).
 CONNECT_DELAY = 0.25
+
+
+def interleaveFamilies(addresses: Sequence[str]) -> list[str]:
+    """
+    C{addresses} in the order to try them (RFC 8305 §4): IPv6 first, then
+    the families in turn (IPv6, IPv4, IPv6, IPv4, ...), each family's
+    addresses in the order given (DNS gives the A records, then the AAAA
+    records); what is left of one family when the other runs out comes
+    last.  With the staggered start of L{raceConnections}, a broken route
+    of one family then costs one L{CONNECT_DELAY} before the other family
+    is tried, not one per address of the broken family.
+    """
+    ipv6 = [a for a in addresses if isIPv6Address(a)]
+    ipv4 = [a for a in addresses if not isIPv6Address(a)]
+    pairs = chain.from_iterable(zip_longest(ipv6, ipv4))
+    return [a for a in pairs if a is not None]
 
 
 @dataclass

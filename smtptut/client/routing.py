@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from smtptut.certificates import loadTrustRoot
 from smtptut.client.exchange import MailExchange
-from smtptut.client.eyeballs import Race, raceConnections
+from smtptut.client.eyeballs import Race, interleaveFamilies, raceConnections
 from smtptut.client.model import (
     NO_REPLY,
     AttemptResult,
@@ -151,7 +151,9 @@ def deliverWith(
     interrupted: Callable[[], bool] = notInterrupted,
 ) -> Generator[Deferred[Any], Any, list[RecipientOutcome]]:
     """
-    Offer C{factory}'s envelopes to each address of each exchange in turn until every
+    Offer C{factory}'s envelopes to each address of each exchange in turn
+    (an exchange's addresses IPv6 first, families alternating:
+    L{interleaveFamilies}) until every
     recipient has a final reply (RFC 5321 §5.1), trying at most
     L{MX_ADDRESS_LIMIT} addresses and L{MX_SESSION_LIMIT} that answered.
 
@@ -179,7 +181,8 @@ def deliverWith(
     cause = NOTHING_TRIED
     verify = settings.tlsPolicy is TLSPolicy.VERIFY
     trustRoot = loadTrustRoot(settings.ca) if verify else None
-    targets = [(e, address) for e in exchanges for address in e.addresses]
+    # RFC 8305 §4: each exchange's addresses IPv6 first, families alternating.
+    targets = [(e, a) for e in exchanges for a in interleaveFamilies(e.addresses)]
     sessions = 0
     #: How many connections each recipient was offered on.
     tried: Counter[str] = Counter()

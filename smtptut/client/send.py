@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import IO, BinaryIO, NoReturn, TextIO, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -260,10 +260,10 @@ def sendMain(
             with spooledMessage("standard input", stdinBytes, idDomain) as message:
                 # A bad address fails here, before the reactor runs; the
                 # message is signed (read once more, streaming) before.
-                signed = signMessage(message, settings.dkim)
+                signed = signMessage(message, settings.dkim, _clock())
                 envelopes = envelopesByDomain(settings, signed)
                 return run(settings, envelopes, args.verbose)
-        signed = signMessage(loadMessage(settings), settings.dkim)
+        signed = signMessage(loadMessage(settings), settings.dkim, _clock())
         envelopes = envelopesByDomain(settings, signed)
         return run(settings, envelopes, args.verbose)
     except (ConfigError, MessageError) as e:
@@ -271,6 +271,15 @@ def sendMain(
         return exitStatusFor(e)
     except KeyboardInterrupt:
         return EX_TEMPFAIL
+
+
+def _clock() -> IReactorTime:
+    """
+    The reactor that will send the message: its time is the DKIM C{t=}.
+    """
+    from twisted.internet import reactor
+
+    return IReactorTime(reactor)
 
 
 def _isTerminal(stdin: IO[str] | None) -> bool:
