@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from smtptut.inbox import index as indexModule
 from smtptut.inbox import mime
 from smtptut.inbox.index import MaildirIndex
+from smtptut.inbox.streaming import linkInline
 from smtptut.inbox.testing import startInboxSink
 from tests.helpers import reactor
 from tests.inboxhelpers import message, send
@@ -174,3 +175,39 @@ class IndexUpdateTests(TestCase):
         self.addCleanup(index.stop)
         await index.start()
         self.assertEqual(index.totals(), (0, 0))
+
+
+class LinkInlineTests(SynchronousTestCase):
+    HTML = (
+        b'<img src="cid:logo@x.test"><img src=CID:LOGO@X.TEST>'
+        b"<td style=\"background: url('cid:bg%40x.test')\">"
+        b'<img src="cid:logo@x.test.evil"><p>cid:logo@x.test in text</p>'
+    )
+    LINKED = (
+        b'<img src="/p/1"><img src=/p/1>'
+        b"<td style=\"background: url('/p/2')\">"
+        b'<img src="cid:logo@x.test.evil"><p>cid:logo@x.test in text</p>'
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.integers(0, 200), max_size=8), st.integers(0, 3000))
+    def test_cutAnywhere(self, cuts: list[int], padding: int) -> None:
+        """
+        C{cid:} references in attributes and CSS are rewritten wherever the
+        chunks are cut; a longer Content-ID or a mention in text is not.
+        """
+        data = b"x" * padding + self.HTML
+        points = sorted({min(c * 7, len(data)) for c in cuts})
+        chunks = [
+            data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)
+        ]
+        out = b"".join(
+            linkInline(iter(chunks), {"logo@x.test": "/p/1", "bg@x.test": "/p/2"})
+        )
+        self.assertEqual(out, b"x" * padding + self.LINKED)
+
+    def test_noLinks(self) -> None:
+        """
+        Without Content-IDs the chunks pass as they are.
+        """
+        self.assertEqual(list(linkInline(iter([b"a", b"b"]), {})), [b"a", b"b"])

@@ -13,7 +13,7 @@ from smtptut.inbox import search
 from smtptut.inbox.records import Record, uniqueNameOf
 
 #: Bump when the schema changes: an index of another version is rebuilt.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _COLUMNS = (
     "id, name, path, created, size, read, subject, messageId, sender, recipients,"
