@@ -62,6 +62,14 @@ class MaildirIndex:
         self.database = database or os.path.join(self.maildir, INDEX_NAME)
         self.observers: list[Callable[[str, Any], object]] = []
         self.db = IndexDatabase(self.database)
+        # The messages the sink stores are written through a connection of
+        # their own, in a thread: their FTS5 insert is most of what indexing
+        # costs, and SQLite lets go of the GIL while it runs, so the reactor
+        # (the SMTP sessions) goes on meanwhile.
+        self._writer = IndexDatabase(self.database, anyThread=True)
+        self._writing: defer.Deferred[None] | None = None
+        #: Unique names told of by the sink and not written yet.
+        self._inFlight: set[str] = set()
         self._seen: tuple[int, int] | None = None
         self._scanning: defer.Deferred[None] | None = None
         self._again = False
@@ -87,7 +95,7 @@ class MaildirIndex:
 
     def stop(self) -> defer.Deferred[None]:
         """
-        Stop the timer; fires once a scan under way is done.
+        Stop the timer; fires once a scan or a write under way is done.
         """
         if self._loop is not None and self._loop.running:
             self._loop.stop()
@@ -95,11 +103,28 @@ class MaildirIndex:
         self._stopped = True
         if self._flush is not None and self._flush.active():
             self._flush.cancel()
-        d: defer.Deferred[None] = defer.succeed(None)
-        if self._scanning is not None:
-            d = defer.Deferred()
-            self._scanning.addBoth(lambda _: d.callback(None))
-        return d.addCallback(lambda _: self.db.close())
+        busy = [d for d in (self._scanning, self._writing) if d is not None]
+
+        def close(_: object) -> None:
+            self.db.close()
+            self._writer.close()
+
+        waited: defer.Deferred[Any] = defer.DeferredList([self._after(d) for d in busy])
+        return waited.addCallback(close)
+
+    @staticmethod
+    def _after(d: defer.Deferred[Any]) -> defer.Deferred[None]:
+        """
+        A Deferred firing (with L{None}) once C{d} has, leaving C{d}'s result alone.
+        """
+        after: defer.Deferred[None] = defer.Deferred()
+
+        def passOn(result: object) -> object:
+            after.callback(None)
+            return result
+
+        d.addBoth(passOn)
+        return after
 
     # ------------------------------------------------------------ catching up
 
@@ -158,7 +183,12 @@ class MaildirIndex:
         for name, path in listing.items():
             if known.get(name, path) != path:
                 self._moved(name, path)
-        fresh = [path for name, path in listing.items() if name not in known]
+        # What the sink just stored is being indexed already (messageStored).
+        fresh = [
+            path
+            for name, path in listing.items()
+            if name not in known and name not in self._inFlight
+        ]
         # Many at once (a start, another program's bulk copy): one "prune"
         # (Mailpit's "reload the list") instead of a "new" for each.
         quiet = len(fresh) > QUIET_LIMIT
@@ -190,9 +220,11 @@ class MaildirIndex:
         """
         Index a message just committed to C{path} (the server's hook); fires
         once it is.  Messages stored within L{COALESCE} seconds of each other
-        are read in one thread job and kept in one transaction.
+        are read and written in one thread job, in one transaction.
         """
-        self._pending.append(os.path.relpath(path, self.maildir))
+        relative = os.path.relpath(path, self.maildir)
+        self._pending.append(relative)
+        self._inFlight.add(splitName(os.path.basename(relative))[0])
         d: defer.Deferred[None] = defer.Deferred()
         self._waiting.append(d)
         if self._flush is None:
@@ -200,30 +232,52 @@ class MaildirIndex:
         return d
 
     def _indexPending(self) -> None:
+        self._flush = None
+        if self._writing is not None:
+            # One job at a time: these go with the next.
+            self._flush = self.clock.callLater(COALESCE, self._indexPending)
+            return
         paths, self._pending = self._pending, []
         waiting, self._waiting = self._waiting, []
-        self._flush = None
-        d = threads.deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), self._read, paths
-        )
+        names = [splitName(os.path.basename(p))[0] for p in paths]
+        if self._stopped:
+            # Stopped meanwhile (SIGTERM's grace): the next start indexes
+            # them from the Maildir.
+            d: defer.Deferred[Any] = defer.succeed([])
+        else:
+            d = threads.deferToThreadPool(
+                self.reactor, self.reactor.getThreadPool(), self._readAndWrite, paths
+            )
 
-        def add(records: list[Record]) -> None:
-            # A transaction finishing after the inbox stopped (SIGTERM's
-            # grace): the next start indexes it from the Maildir.
+        def announce(rows: list[sqlite3.Row]) -> None:
             if self._stopped:
                 return
-            with self.db.transaction():
-                for record in records:
-                    self._add(record)
+            for row in rows:
+                self._notify("new", row)
 
-        d.addCallback(add)
-        d.addErrback(lambda f: log.failure("Indexing new messages failed", f))
-
-        def release(_: object) -> None:
+        def done(_: object) -> None:
+            self._writing = None
+            self._inFlight.difference_update(names)
             for waiter in waiting:
                 waiter.callback(None)
 
-        d.addBoth(release)
+        d.addCallback(announce)
+        d.addErrback(lambda f: log.failure("Indexing new messages failed", f))
+        self._writing = d.addBoth(done)
+
+    def _readAndWrite(self, paths: Sequence[str]) -> list[sqlite3.Row]:
+        """
+        In a thread: read the messages at C{paths} and add them through the
+        writer connection; the new rows.
+        """
+        records = self._read(paths)
+        if not records:
+            return []
+        # A file deleted through the API (which runs in the reactor's
+        # thread) while this job read it must not come back.
+        return self._writer.addAll(
+            records, lambda r: os.path.exists(os.path.join(self.maildir, r.path))
+        )
 
     # ------------------------------------------------------------ changes
 

@@ -172,10 +172,13 @@ def decodedHeader(value: object) -> str:
     unfolded.
     """
     text = str(value or "")
-    try:
-        text = str(email.header.make_header(email.header.decode_header(text)))
-    except (ValueError, LookupError, UnicodeError):
-        pass
+    # Without "=?" there is no encoded word: decode_header and make_header
+    # would give the text back, at more cost than all the rest of a field.
+    if "=?" in text:
+        try:
+            text = str(email.header.make_header(email.header.decode_header(text)))
+        except (ValueError, LookupError, UnicodeError):
+            pass
     return " ".join(text.split())
 
 
