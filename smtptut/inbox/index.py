@@ -237,9 +237,11 @@ class MaildirIndex:
         once it is.  Messages stored within L{COALESCE} seconds of each other
         are read and written in one thread job, in one transaction.
         """
-        relative = os.path.relpath(path, self.maildir)
-        self._pending.append(relative)
-        self._inFlight.add(splitName(os.path.basename(relative))[0])
+        # "new/NAME" (not os.path.relpath, which asks for the working
+        # directory each time): the sink stores into new/.
+        head, name = os.path.split(path)
+        self._pending.append(f"{os.path.basename(head)}/{name}")
+        self._inFlight.add(splitName(name)[0])
         d: defer.Deferred[None] = defer.Deferred()
         self._waiting.append(d)
         if self._flush is None:
