@@ -225,6 +225,23 @@ class IndexUpdateTests(TestCase):
         self.assertEqual(len(writers), 1)
         self.assertIsNot(writers[0], threading.main_thread())
 
+    async def test_storedAfterStopLeftToTheNextStart(self) -> None:
+        """
+        Messages the sink stores while the inbox stops (SIGTERM's grace) are
+        left for the next start to index: the hooks fire, nothing stays
+        scheduled.
+        """
+        maildir = self.makeMaildir()
+        clock = task.Clock()
+        index = MaildirIndex(maildir, reactor, clock, interval=30)
+        await index.start()
+        await index.stop()
+        for i in range(2):
+            stored = index.messageStored(os.path.join(maildir, "new", f"{i}.M1P1Q1.x"))
+            clock.advance(indexModule.COALESCE)
+            await stored
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     async def test_bigMaildirLookedAtLessOften(self) -> None:
         """
         While deliveries keep changing new/, the timer's looks at the whole

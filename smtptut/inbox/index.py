@@ -278,9 +278,11 @@ class MaildirIndex:
             for waiter in waiting:
                 waiter.callback(None)
 
+        # Set before the callbacks: done() clears it, at once if d has fired.
+        self._writing = d
         d.addCallback(announce)
         d.addErrback(lambda f: log.failure("Indexing new messages failed", f))
-        self._writing = d.addBoth(done)
+        d.addBoth(done)
 
     def _readAndWrite(self, paths: Sequence[str]) -> list[sqlite3.Row]:
         """
