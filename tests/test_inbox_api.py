@@ -13,7 +13,16 @@ from twisted.trial.unittest import TestCase
 
 from smtptut.inbox.testing import InboxSink, NoMessage, startInboxSink
 from tests.helpers import reactor
-from tests.inboxhelpers import fetch, message, send
+from tests.inboxhelpers import (
+    LOGO,
+    PHOTO,
+    TERMS,
+    fetch,
+    message,
+    relatedMessage,
+    send,
+    sendRaw,
+)
 
 
 def rss() -> int:
@@ -418,3 +427,125 @@ class LargeAttachmentTests(InboxTestCase):
             return total
 
         return threads.deferToThread(get)
+
+
+class InlinePartTests(InboxTestCase):
+    async def sendRelated(
+        self, sink: InboxSink, subject: str, attachment: bool = True
+    ) -> dict[str, Any]:
+        await sendRaw(sink.smtpPort, relatedMessage(subject, attachment=attachment))
+        return await sink.waitForMessage(f'subject:"{subject}"')
+
+    async def test_inlineAndAttachedParts(self) -> None:
+        """
+        Parts are sorted as Mailpit sorts them: images with a Content-ID in
+        a multipart/related (no disposition, or inline) are C{Inline}; a
+        part marked attachment is an attachment even with a Content-ID; a
+        text footer marked inline is neither.  C{has:attachment} and the
+        summary's count follow (the inline images are not attachments).
+        """
+        sink = await self.startSink()
+        mixed = await self.sendRelated(sink, "with terms")
+        related = await self.sendRelated(sink, "images only", attachment=False)
+        self.assertEqual((mixed["Attachments"], related["Attachments"]), (1, 0))
+        full = (
+            await fetch(sink.httpPort, "GET", f"/api/v1/message/{mixed['ID']}")
+        ).json()
+        self.assertEqual(
+            [
+                (p["PartID"], p["FileName"], p["ContentType"], p["ContentID"])
+                for p in full["Inline"]
+            ],
+            [
+                ("1.2", "logo@smtptut.test", "image/png", "logo@smtptut.test"),
+                ("1.3", "photo.png", "image/png", "photo@smtptut.test"),
+            ],
+        )
+        self.assertEqual(
+            [(p["PartID"], p["FileName"], p["ContentID"]) for p in full["Attachments"]],
+            [("2", "terms.pdf", "terms@smtptut.test")],
+        )
+        self.assertEqual(full["Text"], "The logo is inline.")
+        imagesOnly = (
+            await fetch(sink.httpPort, "GET", f"/api/v1/message/{related['ID']}")
+        ).json()
+        self.assertEqual([p["PartID"] for p in imagesOnly["Inline"]], ["1.2", "1.3"])
+        self.assertEqual(imagesOnly["Attachments"], [])
+        for query, expected in [
+            ("has:attachment", ["with terms"]),
+            ("-has:attachment", ["images only"]),
+            ("has:inline", ["images only", "with terms"]),
+        ]:
+            found = sorted(m["Subject"] for m in sink.messages(query))
+            self.assertEqual(found, expected, query)
+        part = await fetch(
+            sink.httpPort, "GET", f"/api/v1/message/{mixed['ID']}/part/1.2"
+        )
+        self.assertEqual((part.headers["content-type"], part.body), ("image/png", LOGO))
+
+    async def test_cidLinkedInView(self) -> None:
+        """
+        /view/{ID}.html refers to the inline images by their /part/ URLs
+        (the raw and the %-encoded Content-ID both), as Mailpit's view does,
+        and its CSP lets images come from the inbox itself, and from no
+        other server unless asked.
+        """
+        sink = await self.startSink()
+        summary = await self.sendRelated(sink, "linked")
+        page = await fetch(sink.httpPort, "GET", "/view/latest.html")
+        self.assertEqual(page.status, 200)
+        html = page.body.decode()
+        base = f"/api/v1/message/{summary['ID']}/part/"
+        self.assertIn(f'id="logo" src="{base}1.2"', html)
+        self.assertIn(f"id=\"photo\" src='{base}1.3'", html)
+        self.assertNotIn("cid:", html)
+        csp = page.headers["content-security-policy"]
+        self.assertIn("img-src 'self' data:;", csp)
+        self.assertTrue(csp.startswith("sandbox;"))
+        remote = await fetch(sink.httpPort, "GET", "/view/latest.html?remote=1")
+        self.assertIn(
+            "img-src * 'self' data:;", remote.headers["content-security-policy"]
+        )
+        photo = await fetch(sink.httpPort, "GET", base + "1.3")
+        self.assertEqual(
+            (photo.headers["content-type"], photo.body), ("image/png", PHOTO)
+        )
+        # The JSON keeps the HTML as sent, as Mailpit's does.
+        full = (
+            await fetch(sink.httpPort, "GET", f"/api/v1/message/{summary['ID']}")
+        ).json()
+        self.assertIn('src="cid:logo@smtptut.test"', full["HTML"])
+
+    async def test_headPartAndRaw(self) -> None:
+        """
+        HEAD on /part/{PartID} and /raw answers with the part's (or the
+        source's) Content-Type and Content-Length, and no body.
+        """
+        sink = await self.startSink()
+        summary = await self.sendRelated(sink, "headed")
+        base = f"/api/v1/message/{summary['ID']}"
+        for partId, contentType, data in [
+            ("1.2", "image/png", LOGO),
+            ("2", "application/pdf", TERMS),
+        ]:
+            r = await fetch(sink.httpPort, "HEAD", f"{base}/part/{partId}")
+            self.assertEqual(r.status, 200, partId)
+            self.assertEqual(r.headers["content-type"], contentType)
+            self.assertEqual(r.headers["content-length"], str(len(data)))
+            self.assertIn("sandbox", r.headers["content-security-policy"])
+            self.assertEqual(r.body, b"")
+        row = sink.index.get(summary["ID"])
+        assert row is not None
+        raw = await fetch(sink.httpPort, "HEAD", f"{base}/raw")
+        self.assertEqual(raw.status, 200)
+        self.assertTrue(raw.headers["content-type"].startswith("text/plain"))
+        self.assertEqual(
+            raw.headers["content-length"],
+            str(os.path.getsize(sink.index.fullPath(row))),
+        )
+        missing = await fetch(sink.httpPort, "HEAD", f"{base}/part/9")
+        self.assertEqual(missing.status, 404)
+        # A HEAD on the summary is refused: a GET of it marks the message read.
+        summaryHead = await fetch(sink.httpPort, "HEAD", base)
+        self.assertEqual(summaryHead.status, 405)
+        self.assertEqual(sink.index.totals(), (1, 1))

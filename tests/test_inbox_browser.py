@@ -27,6 +27,7 @@ from twisted.web import resource, server
 
 from smtptut.inbox.testing import startInboxSink
 from tests.helpers import reactor
+from tests.inboxhelpers import relatedMessage
 
 #: Debian's packages (`make browser` installs them); never a downloaded browser.
 CHROMIUM = "/usr/bin/chromium"
@@ -523,5 +524,61 @@ class BrowserInboxTests(unittest.TestCase):
             )
             self.assertEqual(held(), [])
             self.screenshot(driver, "inbox-emptied")
+
+        return self.browse(scenario)
+
+    def test_inlineImagesShow(self) -> defer.Deferred[None]:
+        """
+        A message's inline images (C{cid:} references to its parts) show in
+        the HTML frame, while its remote image stays blocked.
+        """
+        subject = "Inline images newsletter"
+
+        def imageWidths(driver: WebDriver) -> dict[str, int] | bool:
+            # Each image's natural width once all three have settled.
+            found = driver.execute_script(
+                "const out = {};"
+                "for (const id of ['logo', 'photo', 'remote']) {"
+                "  const img = document.getElementById(id);"
+                "  if (!img || !img.complete) return null;"
+                "  out[id] = img.naturalWidth;"
+                "}"
+                "return out;"
+            )
+            return found or False
+
+        def scenario(inbox: Inbox, driver: WebDriver) -> None:
+            data = relatedMessage(
+                subject,
+                html=f'<p><img id="remote" src="{self.pixelURL}" alt="remote"></p>',
+                attachment=False,
+            )
+            with smtplib.SMTP("127.0.0.1", inbox.smtpPort, timeout=WAIT) as client:
+                client.sendmail("ada@example.com", ["bob@example.net"], data)
+            driver.get(f"http://127.0.0.1:{inbox.httpPort}/")
+            row = waitFor(driver, "the new row", lambda d: rowFor(d, subject))
+            assert isinstance(row, WebElement)
+            row.click()
+            waitFor(
+                driver,
+                "the subject in the view",
+                lambda d: byId(d, "view-subject").text == subject,
+            )
+            frame = waitFor(
+                driver,
+                "the HTML frame",
+                lambda d: (
+                    "remote=0" in (byId(d, "html-frame").get_attribute("src") or "")
+                    and byId(d, "html-frame")
+                ),
+            )
+            driver.switch_to.frame(frame)
+            try:
+                widths = waitFor(driver, "the images to settle", imageWidths)
+            finally:
+                driver.switch_to.default_content()
+            self.assertEqual(widths, {"logo": 3, "photo": 5, "remote": 0})
+            self.assertEqual(self.pixel.fetched, 0)
+            self.screenshot(driver, "inbox-inline-images")
 
         return self.browse(scenario)

@@ -6,7 +6,11 @@ import email
 import email.policy
 import io
 import os
+import threading
+import time
+from collections.abc import Sequence
 from email.message import EmailMessage
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from smtptut.inbox import index as indexModule
 from smtptut.inbox import mime
 from smtptut.inbox.index import MaildirIndex
+from smtptut.inbox.streaming import linkInline
 from smtptut.inbox.testing import startInboxSink
 from tests.helpers import reactor
 from tests.inboxhelpers import message, send
@@ -174,3 +179,134 @@ class IndexUpdateTests(TestCase):
         self.addCleanup(index.stop)
         await index.start()
         self.assertEqual(index.totals(), (0, 0))
+
+    def makeMaildir(self) -> str:
+        maildir = self.mktemp()
+        for sub in ("new", "cur", "tmp"):
+            os.makedirs(os.path.join(maildir, sub))
+        return maildir
+
+    async def test_storedMessageWrittenOnceOffTheReactor(self) -> None:
+        """
+        A message the sink stored is read once, even when a rescan comes
+        before it is indexed, and written to the index in a thread, not in
+        the reactor's (where the SMTP sessions run).
+        """
+        maildir = self.makeMaildir()
+        clock = task.Clock()
+        index = MaildirIndex(maildir, reactor, clock, interval=30)
+        self.addCleanup(index.stop)
+        await index.start()
+        read: list[str] = []
+        original = index._read
+
+        def counting(paths: Sequence[str]) -> Any:
+            read.extend(paths)
+            return original(paths)
+
+        index._read = counting  # type: ignore[method-assign]
+        writers: list[threading.Thread] = []
+        addAll = index._writer.addAll
+
+        def recording(*args: Any) -> Any:
+            writers.append(threading.current_thread())
+            return addAll(*args)
+
+        index._writer.addAll = recording  # type: ignore[method-assign,assignment]
+        path = os.path.join(maildir, "new", "1.M1P1Q1.sink")
+        with open(path, "wb") as f:
+            f.write(b"Subject: stored\n\njust now\n")
+        stored = index.messageStored(path)
+        await index.rescan()
+        clock.advance(indexModule.COALESCE)
+        await stored
+        self.assertEqual(read, ["new/1.M1P1Q1.sink"])
+        self.assertEqual([r["subject"] for r in index.page().rows], ["stored"])
+        self.assertEqual(len(writers), 1)
+        self.assertIsNot(writers[0], threading.main_thread())
+
+    async def test_storedAfterStopLeftToTheNextStart(self) -> None:
+        """
+        Messages the sink stores while the inbox stops (SIGTERM's grace) are
+        left for the next start to index: the hooks fire, nothing stays
+        scheduled.
+        """
+        maildir = self.makeMaildir()
+        clock = task.Clock()
+        index = MaildirIndex(maildir, reactor, clock, interval=30)
+        await index.start()
+        await index.stop()
+        for i in range(2):
+            stored = index.messageStored(os.path.join(maildir, "new", f"{i}.M1P1Q1.x"))
+            clock.advance(indexModule.COALESCE)
+            await stored
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    async def test_bigMaildirLookedAtLessOften(self) -> None:
+        """
+        While deliveries keep changing new/, the timer's looks at the whole
+        Maildir take at most RESCAN_SHARE of the reactor's time: a look that
+        took 0.2 s is not repeated at the next tick, but a few later.
+        """
+        maildir = self.makeMaildir()
+        clock = task.Clock()
+        index = MaildirIndex(maildir, reactor, clock, interval=2)
+        self.addCleanup(index.stop)
+        looks: list[float] = []
+        original = index._listing
+
+        def slow() -> dict[str, str]:
+            looks.append(clock.seconds())
+            time.sleep(0.2)
+            return original()
+
+        index._listing = slow  # type: ignore[method-assign]
+        await index.start()
+        for second in range(2, 12, 2):
+            with open(os.path.join(maildir, "new", f"{second}.M1P1Q1.x"), "wb") as f:
+                f.write(b"Subject: x\n\nx\n")
+            clock.advance(2)
+            while index._scanning is not None:
+                await task.deferLater(reactor, 0.01, lambda: None)
+        # 0.2 s at 5%: 4 s between looks at least, so not at 2, 6, 10.
+        self.assertEqual(looks[0], 0)
+        self.assertTrue(
+            all(b - a >= 4 for a, b in zip(looks, looks[1:], strict=False)), looks
+        )
+        self.assertGreaterEqual(len(looks), 3)
+
+
+class LinkInlineTests(SynchronousTestCase):
+    HTML = (
+        b'<img src="cid:logo@x.test"><img src=CID:LOGO@X.TEST>'
+        b"<td style=\"background: url('cid:bg%40x.test')\">"
+        b'<img src="cid:logo@x.test.evil"><p>cid:logo@x.test in text</p>'
+    )
+    LINKED = (
+        b'<img src="/p/1"><img src=/p/1>'
+        b"<td style=\"background: url('/p/2')\">"
+        b'<img src="cid:logo@x.test.evil"><p>cid:logo@x.test in text</p>'
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.integers(0, 200), max_size=8), st.integers(0, 3000))
+    def test_cutAnywhere(self, cuts: list[int], padding: int) -> None:
+        """
+        C{cid:} references in attributes and CSS are rewritten wherever the
+        chunks are cut; a longer Content-ID or a mention in text is not.
+        """
+        data = b"x" * padding + self.HTML
+        points = sorted({min(c * 7, len(data)) for c in cuts})
+        chunks = [
+            data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)
+        ]
+        out = b"".join(
+            linkInline(iter(chunks), {"logo@x.test": "/p/1", "bg@x.test": "/p/2"})
+        )
+        self.assertEqual(out, b"x" * padding + self.LINKED)
+
+    def test_noLinks(self) -> None:
+        """
+        Without Content-IDs the chunks pass as they are.
+        """
+        self.assertEqual(list(linkInline(iter([b"a", b"b"]), {})), [b"a", b"b"])

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
+import socket
 from typing import Any
 
+from twisted.internet import threads
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, Request, TextMessage
 
 from smtptut.inbox.testing import InboxSink, startInboxSink
 from smtptut.server.passwords import hashPassword, writeUsers
@@ -136,6 +141,89 @@ class RequestRuleTests(TestCase):
         )
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json()["total"], 1)
+
+    async def test_eventsNeedLogin(self) -> None:
+        """
+        With SMTPTUT_HTTP_USERS the /api/events websocket needs a login too:
+        without one (or with a wrong one) the upgrade is refused with 401;
+        with one it is told of new mail.
+        """
+        users = self.mktemp()
+        writeUsers(users, {"dev": hashPassword("s3cret")})
+        sink = await self.startSink(httpUsers=users)
+        for authorization in (None, "Basic " + base64.b64encode(b"dev:nope").decode()):
+            status = await threads.deferToThread(
+                _refusedEvents, sink.httpPort, authorization
+            )
+            self.assertEqual(status, 401, authorization)
+        good = "Basic " + base64.b64encode(b"dev:s3cret").decode()
+        connection = await threads.deferToThread(_openEvents, sink.httpPort, good)
+        self.addCleanup(connection[0].close)
+        await send(sink.smtpPort, message("announced to the logged in"))
+        event = await threads.deferToThread(_nextEvent, connection, "new")
+        self.assertEqual(event["Data"]["Subject"], "announced to the logged in")
+
+
+def _handshake(
+    port: int, authorization: str | None
+) -> tuple[socket.socket, WSConnection, AcceptConnection | RejectConnection]:
+    """
+    Ask for the /api/events websocket (wsproto over a plain socket, so that
+    the request can carry an Authorization header); the server's answer.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    ws = WSConnection(ConnectionType.CLIENT)
+    headers = [(b"authorization", authorization.encode())] if authorization else []
+    sock.sendall(
+        ws.send(
+            Request(
+                host=f"127.0.0.1:{port}", target="/api/events", extra_headers=headers
+            )
+        )
+    )
+    for _ in range(100):
+        data = sock.recv(65536)
+        ws.receive_data(data or None)
+        for event in ws.events():
+            if isinstance(event, AcceptConnection | RejectConnection):
+                return sock, ws, event
+        if not data:
+            break
+    sock.close()
+    raise AssertionError("no answer to the websocket upgrade")
+
+
+def _refusedEvents(port: int, authorization: str | None) -> int:
+    sock, _, answer = _handshake(port, authorization)
+    sock.close()
+    assert isinstance(answer, RejectConnection), answer
+    return answer.status_code
+
+
+def _openEvents(port: int, authorization: str) -> tuple[socket.socket, WSConnection]:
+    sock, ws, answer = _handshake(port, authorization)
+    if not isinstance(answer, AcceptConnection):
+        sock.close()
+        raise AssertionError(f"websocket refused: {answer}")
+    return sock, ws
+
+
+def _nextEvent(connection: tuple[socket.socket, WSConnection], kind: str) -> Any:
+    """
+    The next Mailpit event of type C{kind} (within the socket's timeout).
+    """
+    sock, ws = connection
+    for _ in range(1000):
+        data = sock.recv(65536)
+        if not data:
+            break
+        ws.receive_data(data)
+        for event in ws.events():
+            if isinstance(event, TextMessage):
+                decoded = json.loads(event.data)
+                if decoded["Type"] == kind:
+                    return decoded
+    raise AssertionError(f"no {kind!r} event")
 
 
 class SettingsTests(SynchronousTestCase):

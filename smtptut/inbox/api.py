@@ -13,7 +13,7 @@ from twisted.web import resource, server, static
 
 from smtptut.inbox import shapes
 from smtptut.inbox.index import MaildirIndex
-from smtptut.inbox.mime import Structure, decodedText, scan
+from smtptut.inbox.mime import Part, Structure, decodedChunks, decodedText, scan
 from smtptut.inbox.release import Releaser, ReleaseRefused
 from smtptut.inbox.safety import MESSAGE_CSP, MESSAGE_CSP_REMOTE, PART_CSP, jsonError
 from smtptut.inbox.streaming import streamBody, streamPart
@@ -39,6 +39,17 @@ MAX_LIMIT = 10000
 def _scanFile(path: str) -> Structure:
     with open(path, "rb") as f:
         return scan(f)
+
+
+def _findPart(path: str, partId: str, head: bool) -> tuple[Part | None, int | None]:
+    """
+    The part C{partId} of the message at C{path}, and for a C{HEAD} its decoded length.
+    """
+    with open(path, "rb") as f:
+        part = scan(f).part(partId)
+        if part is None or not head:
+            return part, None
+        return part, sum(len(chunk) for chunk in decodedChunks(f, part))
 
 
 def _readMessage(path: str) -> tuple[Structure, str, str]:
@@ -168,7 +179,8 @@ class InboxAPI(resource.Resource):
         what = rest[0] if rest else ""
         if method == "POST" and what == "release" and len(rest) == 1:
             return self.release(row, request)
-        if method != "GET":
+        # HEAD only where it changes nothing (a summary marks the message read).
+        if method != "GET" and not (method == "HEAD" and what in ("raw", "part")):
             raise APIError(405, f"{method} is not allowed here")
         if not rest:
             d = self.inThread(_readMessage, path)
@@ -192,9 +204,9 @@ class InboxAPI(resource.Resource):
                 raise APIError(
                     400, "thumbnails are not available in smtptut (disabled)"
                 )
-            return self.inThread(_scanFile, path).addCallback(
-                lambda s: streamPart(request, path, s.part(rest[1]))
-            )
+            return self.inThread(
+                _findPart, path, rest[1], method == "HEAD"
+            ).addCallback(lambda found: streamPart(request, path, *found))
         if what in ("html-check", "link-check", "sa-check") and len(rest) == 1:
             raise APIError(400, f"{what} is not available in smtptut (disabled)")
         raise APIError(404, "no such API path")
@@ -294,7 +306,16 @@ class MessageView(resource.Resource):
             )
             csp = MESSAGE_CSP_REMOTE if remote else MESSAGE_CSP
             request.setHeader(b"content-security-policy", csp.encode())
-            streamBody(request, path, part)
+            links: dict[str, str] = {}
+            if kind == "html":
+                attached, inline = structure.attachments()
+                for p in inline + attached:
+                    if p.contentId:
+                        links.setdefault(
+                            p.contentId,
+                            f"/api/v1/message/{row['id']}/part/{p.partId}",
+                        )
+            streamBody(request, path, part, links)
 
         def failed(failure: Any) -> None:
             log.failure("The inbox view failed", failure)

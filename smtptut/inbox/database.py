@@ -5,20 +5,22 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from dataclasses import astuple, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
 from datetime import tzinfo
 
 from smtptut.inbox import search
 from smtptut.inbox.records import Record, uniqueNameOf
 
 #: Bump when the schema changes: an index of another version is rebuilt.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _COLUMNS = (
     "id, name, path, created, size, read, subject, messageId, sender, recipients,"
     " cc, bcc, replyTo, returnPath, date, attachments, inline, snippet"
 )
+#: The record's fields stored in the messages table (all but the text).
+_FIELDS = tuple(f.name for f in fields(Record))[:-1]
 _SELECT = "SELECT rowid, " + _COLUMNS + " FROM messages"
 _SELECT_M = (
     "SELECT m.rowid, "
@@ -59,8 +61,13 @@ class IndexDatabase:
     (a damaged or old one is started again).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, anyThread: bool = False) -> None:
+        """
+        @param anyThread: the connection is used from threads other than
+            the one opening it (one at a time).
+        """
         self.path = path
+        self.anyThread = anyThread
         try:
             self._db = self._connect()
         except sqlite3.DatabaseError:
@@ -68,7 +75,11 @@ class IndexDatabase:
             self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None)
+        # Two connections write (see MaildirIndex): each waits for the other's
+        # transaction (5 seconds at most, sqlite3's default).
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=not self.anyThread
+        )
         db.row_factory = sqlite3.Row
         # Derived data: a crash loses nothing that the next start cannot rebuild.
         db.execute("PRAGMA synchronous = OFF")
@@ -94,7 +105,9 @@ class IndexDatabase:
         """
         Many changes in one commit (a batch of a catch-up).
         """
-        self._db.execute("BEGIN")
+        # IMMEDIATE: the write lock is taken now, so that another
+        # connection's commit can never make this transaction's snapshot stale.
+        self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
         finally:
@@ -109,7 +122,8 @@ class IndexDatabase:
         cursor = self._db.execute(
             f"INSERT OR IGNORE INTO messages ({_COLUMNS})"
             f" VALUES ({', '.join('?' * 18)})",
-            astuple(record)[:-1],
+            # Not dataclasses.astuple: it deep-copies every field.
+            tuple(getattr(record, name) for name in _FIELDS),
         )
         if not cursor.rowcount:
             return None
@@ -118,6 +132,24 @@ class IndexDatabase:
             (cursor.lastrowid, record.subject, record.text),
         )
         return self.byName(record.name)
+
+    def addAll(
+        self, records: Iterable[Record], wanted: Callable[[Record], bool]
+    ) -> list[sqlite3.Row]:
+        """
+        Keep those of C{records} still C{wanted}, in one transaction; the
+        new rows.  C{wanted} is asked under the write lock: a file removed
+        (and its row) by another connection is then either gone already or
+        removed after this commit.
+        """
+        rows = []
+        with self.transaction():
+            for record in records:
+                if wanted(record):
+                    row = self.add(record)
+                    if row is not None:
+                        rows.append(row)
+        return rows
 
     def remove(self, row: sqlite3.Row) -> None:
         self._db.execute("DELETE FROM fts WHERE rowid = ?", (row["rowid"],))

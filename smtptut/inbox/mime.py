@@ -26,6 +26,8 @@ CHUNK = 65536
 # where shown (L{decodedHeader}).
 _parser = email.parser.BytesHeaderParser()
 _WHITESPACE = b" \t\r\n\x0b\x0c"
+_OCTET_STREAM = "application/octet-stream"
+_BODY_TYPES = ("text/plain", "text/html")
 
 
 @dataclass
@@ -105,21 +107,37 @@ class Structure:
 
     def attachments(self) -> tuple[list[Part], list[Part]]:
         """
-        The parts that are not the text or HTML body: (attachments, inline ones).
+        The parts that are not the text or HTML body: (attachments, inline
+        ones), sorted as Mailpit sorts them (its MIME library enmime's rules):
+        an attachment has C{Content-Disposition: attachment} or is
+        C{application/octet-stream}, whatever its Content-ID; an inline part
+        has C{Content-Disposition: inline}, or no disposition and a type
+        other than C{text/plain} and C{text/html} (an image in a
+        C{multipart/related}), and is listed when it has a file name or a
+        Content-ID, as Mailpit lists it (a C{text/plain} footer marked
+        inline is not).  A whole message that is not text is an attachment
+        unless marked inline.
         """
         bodies = {id(self.body("text/plain")), id(self.body("text/html"))}
+        single = self.headers.get_content_maintype() != "multipart"
         attached: list[Part] = []
         inline: list[Part] = []
         for part in self.parts:
             if id(part) in bodies or part.contentType.startswith("multipart/"):
                 continue
-            if (
-                part.disposition == "inline"
-                and part.contentId
-                and not part.isAttachment
+            disposition = part.disposition
+            if disposition == "attachment" or part.contentType == _OCTET_STREAM:
+                attached.append(part)
+            elif single:
+                (inline if disposition == "inline" else attached).append(part)
+            elif disposition == "inline" or (
+                not disposition and part.contentType not in _BODY_TYPES
             ):
-                inline.append(part)
-            elif part.isAttachment or not part.contentType.startswith("text/"):
+                if part.fileName or part.contentId:
+                    inline.append(part)
+            elif part.fileName or not part.contentType.startswith("text/"):
+                # Mailpit would fold a named text part into the body text,
+                # which smtptut does not: listed, so that nothing is hidden.
                 attached.append(part)
         return attached, inline
 
@@ -154,10 +172,13 @@ def decodedHeader(value: object) -> str:
     unfolded.
     """
     text = str(value or "")
-    try:
-        text = str(email.header.make_header(email.header.decode_header(text)))
-    except (ValueError, LookupError, UnicodeError):
-        pass
+    # Without "=?" there is no encoded word: decode_header and make_header
+    # would give the text back, at more cost than all the rest of a field.
+    if "=?" in text:
+        try:
+            text = str(email.header.make_header(email.header.decode_header(text)))
+        except (ValueError, LookupError, UnicodeError):
+            pass
     return " ".join(text.split())
 
 

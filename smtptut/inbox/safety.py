@@ -20,14 +20,18 @@ from zope.interface import implementer
 from smtptut.server.passwords import UsersFileChecker
 
 #: What a message's HTML may do when the inbox shows it: no scripts, no
-#: forms, no plugins, no requests but inline styles and data: images; and
-#: C{sandbox} puts it in an origin of its own, away from the inbox's API.
+#: forms, no plugins, no requests but inline styles, data: images and the
+#: inbox's own (its inline parts, C{cid:} references rewritten to their
+#: C{/part/} URLs); and C{sandbox} puts it in an origin of its own, away
+#: from the inbox's API.
 MESSAGE_CSP = (
-    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data: cid:;"
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:;"
     " font-src data:; form-action 'none'; frame-ancestors 'self'"
 )
 #: The same, with remote images allowed (the inbox's "load images" button).
-MESSAGE_CSP_REMOTE = MESSAGE_CSP.replace("img-src data: cid:", "img-src * data: cid:")
+MESSAGE_CSP_REMOTE = MESSAGE_CSP.replace(
+    "img-src 'self' data:", "img-src * 'self' data:"
+)
 #: For anything else served from a message (parts, raw source).
 PART_CSP = "sandbox; default-src 'none'"
 #: The largest request body taken (JSON requests are small).

@@ -55,7 +55,8 @@ def attachment(part: Part) -> dict[str, Any]:
     """
     return {
         "PartID": part.partId,
-        "FileName": part.fileName,
+        # Mailpit names a part without a file name by its Content-ID.
+        "FileName": part.fileName or part.contentId,
         "ContentType": part.contentType,
         "ContentID": part.contentId,
         "Size": part.size,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
+from urllib.parse import quote
 
 from twisted.internet.interfaces import IPullProducer
 from twisted.web import server
@@ -21,6 +23,63 @@ ACTIVE = (
     "text/xml",
     "application/xml",
 )
+
+
+#: The longest Content-ID whose C{cid:} references are rewritten (a header
+#: line is at most 998 octets).
+CID_LIMIT = 998
+#: What may come just before a C{cid:} URL: an attribute's C{=} (Mailpit's
+#: rule) or CSS's C{url(}, each with an optional quote.
+_BEFORE = rb"(=[ \t]{0,4}[\"']?|url\([ \t]{0,4}[\"']?)"
+#: ... and just after it (Mailpit's rule, plus CSS's closing parenthesis).
+_AFTER = rb"(?=[\"'\s/>;)])"
+
+
+def linkInline(chunks: Iterable[bytes], links: Mapping[str, str]) -> Iterator[bytes]:
+    """
+    HTML from C{chunks} with each C{cid:} reference to a Content-ID in
+    C{links} replaced by its URL, as Mailpit's C{/view/{ID}.html} does; the
+    HTML is still sent a chunk at a time (a reference cut by a chunk's end
+    is held back until the next).
+    """
+    urls: dict[bytes, bytes] = {}
+    for cid, url in links.items():
+        if 0 < len(cid) <= CID_LIMIT:
+            # RFC 2392: a cid: URL is the Content-ID, %-encoded where needed.
+            for form in {cid, quote(cid, safe=""), quote(cid, safe="@")}:
+                urls[form.encode("utf-8").lower()] = url.encode("ascii")
+    if not urls:
+        yield from chunks
+        return
+    names = b"|".join(re.escape(n) for n in sorted(urls, key=len, reverse=True))
+    pattern = re.compile(_BEFORE + rb"cid:(" + names + rb")" + _AFTER, re.I)
+    # Longer than any match with the character after it.
+    hold = max(len(n) for n in urls) + 16
+
+    def link(match: re.Match[bytes]) -> bytes:
+        return match.group(1) + urls[match.group(2).lower()]
+
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        if len(pending) <= hold:
+            continue
+        # A match starting before safe is whole in pending; one after it
+        # may not be yet.
+        safe = len(pending) - hold
+        out: list[bytes] = []
+        done = 0
+        for match in pattern.finditer(pending):
+            if match.start() >= safe:
+                break
+            out += [pending[done : match.start()], link(match)]
+            done = match.end()
+        cut = max(done, safe)
+        out.append(pending[done:cut])
+        pending = pending[cut:]
+        yield b"".join(out)
+    if pending:
+        yield pattern.sub(link, pending)
 
 
 @implementer(IPullProducer)
@@ -56,18 +115,30 @@ class ChunkProducer:
         self.file.close()
 
 
-def streamBody(request: server.Request, path: str, part: Part) -> int:
+def streamBody(
+    request: server.Request,
+    path: str,
+    part: Part,
+    links: Mapping[str, str] | None = None,
+) -> int:
     """
-    Send C{part} of the message at C{path}, decoded, as the rest of the answer.
+    Send C{part} of the message at C{path}, decoded, as the rest of the
+    answer; with C{links}, its C{cid:} references rewritten (L{linkInline}).
     """
     f = open(path, "rb")
-    ChunkProducer(request, f, decodedChunks(f, part)).start()
+    chunks: Iterator[bytes] = decodedChunks(f, part)
+    if links:
+        chunks = linkInline(chunks, links)
+    ChunkProducer(request, f, chunks).start()
     return server.NOT_DONE_YET
 
 
-def streamPart(request: server.Request, path: str, part: Part | None) -> int:
+def streamPart(
+    request: server.Request, path: str, part: Part | None, size: int | None = None
+) -> int | bytes:
     """
-    C{/part/{PartID}}: the part with its Content-Type and file name, sandboxed.
+    C{/part/{PartID}}: the part with its Content-Type and file name,
+    sandboxed; for a C{HEAD}, those headers and its decoded C{size}.
     """
     if part is None:
         raise APIError(404, "part not found")
@@ -81,4 +152,8 @@ def streamPart(request: server.Request, path: str, part: Part | None) -> int:
     if name:
         disposition += f'; filename="{name}"'
     request.setHeader(b"content-disposition", disposition.encode("utf-8", "replace"))
+    if request.method == b"HEAD":
+        if size is not None:
+            request.setHeader(b"content-length", b"%d" % size)
+        return b""
     return streamBody(request, path, part)
