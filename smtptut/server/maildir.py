@@ -1,4 +1,4 @@
-"""A Maildir that messages are streamed into: tmp/, fsync, rename into new/."""
+"""A Maildir that messages are streamed into: tmp/, fsync, rename into new/, in batches."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import errno
 import itertools
 import os
 import socket
-from collections.abc import Callable
-from typing import IO
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import IO, Protocol, TypeVar
 
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorThreads
@@ -18,6 +19,29 @@ log = Logger()
 
 _counter = itertools.count()
 
+_T = TypeVar("_T")
+
+
+class ThreadRunner(Protocol):
+    """
+    Runs a blocking call in a worker thread; the Deferred fires with its
+    result (or failure) in the reactor's thread.
+    """
+
+    def __call__(self, f: Callable[[], _T], /) -> defer.Deferred[_T]: ...
+
+
+def inThreadPool(reactor: IReactorThreads) -> ThreadRunner:
+    """
+    A L{ThreadRunner} on C{reactor}'s thread pool.
+    """
+    pool = reactor.getThreadPool()
+
+    def run(f: Callable[[], _T]) -> defer.Deferred[_T]:
+        return threads.deferToThreadPool(reactor, pool, f)
+
+    return run
+
 
 class Maildir:
     """
@@ -25,11 +49,15 @@ class Maildir:
 
     @ivar observers: called with the path in C{new/} of each message once it
         is stored (durably): the seam for whatever shows or indexes them.
+    @ivar committer: moves finished messages into C{new/} in batches; made
+        on the first commit, on its message's reactor's thread pool (a test
+        may set its own before).
     """
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
         self.observers: list[Callable[[str], object]] = []
+        self.committer: GroupCommitter | None = None
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(self.path, sub), mode=0o700, exist_ok=True)
         self.host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
@@ -56,6 +84,37 @@ class Maildir:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def publish(self, messages: list[MaildirMessage]) -> list[OSError | None]:
+        """
+        Rename each of C{messages} (already fsync'd) into C{new/}, then make
+        C{new/} durable with one fsync for them all.  Blocks: run it in a
+        thread.
+
+        @return: for each message, L{None} or why its rename failed.
+        @raise OSError: C{new/} could not be synced: none of them is stored
+            (they are taken out of C{new/} again, so that the client's retry
+            makes no duplicate).
+        """
+        outcomes: list[OSError | None] = []
+        moved = []
+        for message in messages:
+            try:
+                os.rename(message.tmpPath, message.newPath)
+            except OSError as e:
+                outcomes.append(e)
+            else:
+                outcomes.append(None)
+                moved.append(message)
+        if moved:
+            try:
+                self.syncNew()
+            except OSError:
+                for message in moved:
+                    with suppress(OSError):
+                        os.unlink(message.newPath)
+                raise
+        return outcomes
 
     def uniqueName(self, now: float) -> str:
         """
@@ -91,28 +150,34 @@ class MaildirMessage:
         assert self.file is not None
         self.file.write(data)
 
-    def _commit(self) -> str:
+    def sync(self) -> None:
+        """
+        Flush the message and make its data durable (fsync), then close it.
+        Blocks: run it in a thread.
+        """
         assert self.file is not None
         f, self.file = self.file, None
         try:
             f.flush()
+            # fsync, not fdatasync: a new file's size and blocks must be
+            # journalled either way, so fdatasync would only skip the
+            # timestamps, and readers order messages by their mtime.
             os.fsync(f.fileno())
         finally:
             f.close()
-        os.rename(self.tmpPath, self.newPath)
-        # The rename is durable only once the directory is synced too; a
-        # message left in tmp/ by a crash would be cleaned up by readers.
-        self.maildir.syncNew()
-        return self.newPath
 
     def commit(self) -> defer.Deferred[str]:
         """
-        Flush, fsync and rename into C{new/} (in a thread: fsync blocks);
-        fires with the path in C{new/}.  On failure the C{tmp/} file is removed.
+        Flush, fsync and rename into C{new/} (in a thread: fsync blocks),
+        together with the messages finishing at the same time (see
+        L{GroupCommitter}); fires with the path in C{new/} once it is
+        durable.  On failure the C{tmp/} file is removed.
         """
-        d = threads.deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), self._commit
-        )
+        committer = self.maildir.committer
+        if committer is None:
+            committer = GroupCommitter(self.maildir, inThreadPool(self.reactor))
+            self.maildir.committer = committer
+        d = committer.commit(self)
 
         def stored(path: str) -> str:
             for observer in list(self.maildir.observers):
@@ -148,3 +213,97 @@ class MaildirMessage:
             os.unlink(self.tmpPath)
         except FileNotFoundError:
             pass
+
+
+class GroupCommitter:
+    """
+    Group commit: the messages of a L{Maildir} that finish at the same time
+    share the fsync of C{new/}, and their file fsyncs run side by side
+    (where the file system's journal commits them together).
+
+    One batch is in flight at a time.  A message that finishes while none is
+    starts one at once (no timer, no added wait); those that finish while
+    one is on its way gather, and go together as the next.  A batch: each
+    file flushed, fsync'd and closed, in worker threads at once; then, in
+    one thread, those renamed into C{new/} and C{new/} fsync'd once.  The
+    data is durable before its rename, so a crash never leaves an empty or
+    partial file in C{new/}.
+
+    Each message's Deferred fires only once its batch is durable.  A file
+    that cannot be written or renamed (a full disk, EIO) fails that message
+    alone; if C{new/} cannot be synced, every message of the batch fails.
+    """
+
+    def __init__(self, maildir: Maildir, runInThread: ThreadRunner) -> None:
+        self.maildir = maildir
+        self._runInThread = runInThread
+        self._waiting: list[tuple[MaildirMessage, defer.Deferred[str]]] = []
+        self._busy = False
+
+    def commit(self, message: MaildirMessage) -> defer.Deferred[str]:
+        """
+        Store C{message} with the next batch; fires with its path in C{new/}
+        once that is durable.
+        """
+        d: defer.Deferred[str] = defer.Deferred()
+        self._waiting.append((message, d))
+        if not self._busy:
+            self._startBatch()
+        return d
+
+    def _startBatch(self) -> None:
+        batch, self._waiting = self._waiting, []
+        self._busy = True
+        synced = defer.DeferredList(
+            [self._runInThread(message.sync) for message, _ in batch],
+            consumeErrors=True,
+        )
+        synced.addCallback(self._publish, batch)
+        synced.addBoth(self._batchDone, batch)
+
+    def _publish(
+        self,
+        synced: Sequence[tuple[bool, Failure | None]],
+        batch: list[tuple[MaildirMessage, defer.Deferred[str]]],
+    ) -> defer.Deferred[None] | None:
+        ready = []
+        for (ok, result), (message, d) in zip(synced, batch, strict=True):
+            if ok:
+                ready.append((message, d))
+            else:
+                assert isinstance(result, Failure)
+                d.errback(result)
+        if not ready:
+            return None
+        messages = [message for message, _ in ready]
+
+        def publish() -> list[OSError | None]:
+            return self.maildir.publish(messages)
+
+        def durable(outcomes: list[OSError | None]) -> None:
+            for (message, d), outcome in zip(ready, outcomes, strict=True):
+                if outcome is None:
+                    d.callback(message.newPath)
+                else:
+                    d.errback(Failure(outcome))
+
+        def notDurable(failure: Failure) -> None:
+            for _, d in ready:
+                d.errback(failure)
+
+        return self._runInThread(publish).addCallbacks(durable, notDurable)
+
+    def _batchDone(
+        self,
+        result: object,
+        batch: list[tuple[MaildirMessage, defer.Deferred[str]]],
+    ) -> None:
+        if isinstance(result, Failure):
+            # A bug here must not leave a client waiting for ever.
+            log.failure("while committing messages", result)
+            for _, d in batch:
+                if not d.called:
+                    d.errback(result)
+        self._busy = False
+        if self._waiting:
+            self._startBatch()
