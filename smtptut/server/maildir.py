@@ -6,7 +6,7 @@ import errno
 import itertools
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import suppress
 from typing import IO, Protocol, TypeVar
 
@@ -85,26 +85,38 @@ class Maildir:
         finally:
             os.close(fd)
 
-    def publish(self, messages: list[MaildirMessage]) -> list[OSError | None]:
+    def store(self, messages: list[MaildirMessage]) -> list[OSError | None]:
         """
-        Rename each of C{messages} (already fsync'd) into C{new/}, then make
-        C{new/} durable with one fsync for them all.  Blocks: run it in a
-        thread.
+        Move C{messages}, written in C{tmp/}, into C{new/} durably, together:
+        each flushed, each fsync'd and closed, each renamed into C{new/},
+        then C{new/} fsync'd once for them all.  The data is durable before
+        its rename, so a crash never leaves an empty or partial file in
+        C{new/}.  Blocks: run it in a thread.
 
-        @return: for each message, L{None} or why its rename failed.
+        @return: for each message, L{None} (stored) or why it is not (a full
+            disk, EIO: that message alone fails).
         @raise OSError: C{new/} could not be synced: none of them is stored
             (they are taken out of C{new/} again, so that the client's retry
             makes no duplicate).
         """
         outcomes: list[OSError | None] = []
-        moved = []
         for message in messages:
             try:
-                os.rename(message.tmpPath, message.newPath)
+                message.flush()
             except OSError as e:
                 outcomes.append(e)
             else:
                 outcomes.append(None)
+        moved = []
+        for i, message in enumerate(messages):
+            if outcomes[i] is not None:
+                continue
+            try:
+                message.sync()
+                os.rename(message.tmpPath, message.newPath)
+            except OSError as e:
+                outcomes[i] = e
+            else:
                 moved.append(message)
         if moved:
             try:
@@ -150,15 +162,30 @@ class MaildirMessage:
         assert self.file is not None
         self.file.write(data)
 
+    def flush(self) -> None:
+        """
+        Hand what is buffered to the kernel, and have it start writing the
+        file out.  Blocks: run it in a thread.
+        """
+        assert self.file is not None
+        self.file.flush()
+        if hasattr(os, "posix_fadvise"):
+            # Linux starts writing the file back at this advice (a hint
+            # elsewhere).  A batch gives it for every file before the first
+            # fsync, whose journal commit then takes all their block
+            # allocations, so that the other fsyncs mostly find their file
+            # on disk already: measured, half the time of plain fsyncs one
+            # after the other.  Durability still comes from each fsync.
+            os.posix_fadvise(self.file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
     def sync(self) -> None:
         """
-        Flush the message and make its data durable (fsync), then close it.
-        Blocks: run it in a thread.
+        Make the flushed file durable (fsync), then close it.  Blocks: run
+        it in a thread.
         """
         assert self.file is not None
         f, self.file = self.file, None
         try:
-            f.flush()
             # fsync, not fdatasync: a new file's size and blocks must be
             # journalled either way, so fdatasync would only skip the
             # timestamps, and readers order messages by their mtime.
@@ -218,20 +245,13 @@ class MaildirMessage:
 class GroupCommitter:
     """
     Group commit: the messages of a L{Maildir} that finish at the same time
-    share the fsync of C{new/}, and their file fsyncs run side by side
-    (where the file system's journal commits them together).
+    are stored together (L{Maildir.store}), in one worker thread, sharing
+    the fsync of C{new/} and the journal commits of their files' fsyncs.
 
     One batch is in flight at a time.  A message that finishes while none is
     starts one at once (no timer, no added wait); those that finish while
-    one is on its way gather, and go together as the next.  A batch: each
-    file flushed, fsync'd and closed, in worker threads at once; then, in
-    one thread, those renamed into C{new/} and C{new/} fsync'd once.  The
-    data is durable before its rename, so a crash never leaves an empty or
-    partial file in C{new/}.
-
-    Each message's Deferred fires only once its batch is durable.  A file
-    that cannot be written or renamed (a full disk, EIO) fails that message
-    alone; if C{new/} cannot be synced, every message of the batch fails.
+    one is on its way gather, and go together as the next.  Each message's
+    Deferred fires only once its batch is durable.
     """
 
     def __init__(self, maildir: Maildir, runInThread: ThreadRunner) -> None:
@@ -254,44 +274,39 @@ class GroupCommitter:
     def _startBatch(self) -> None:
         batch, self._waiting = self._waiting, []
         self._busy = True
-        synced = defer.DeferredList(
-            [self._runInThread(message.sync) for message, _ in batch],
-            consumeErrors=True,
+        messages = [message for message, _ in batch]
+
+        def store() -> list[OSError | None]:
+            return self.maildir.store(messages)
+
+        d = self._runInThread(store)
+        d.addCallbacks(
+            self._stored,
+            self._notDurable,
+            callbackArgs=(batch,),
+            errbackArgs=(batch,),
         )
-        synced.addCallback(self._publish, batch)
-        synced.addBoth(self._batchDone, batch)
+        d.addBoth(self._batchDone, batch)
 
-    def _publish(
+    def _stored(
         self,
-        synced: Sequence[tuple[bool, Failure | None]],
+        outcomes: list[OSError | None],
         batch: list[tuple[MaildirMessage, defer.Deferred[str]]],
-    ) -> defer.Deferred[None] | None:
-        ready = []
-        for (ok, result), (message, d) in zip(synced, batch, strict=True):
-            if ok:
-                ready.append((message, d))
+    ) -> None:
+        for (message, d), outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                d.callback(message.newPath)
             else:
-                assert isinstance(result, Failure)
-                d.errback(result)
-        if not ready:
-            return None
-        messages = [message for message, _ in ready]
+                d.errback(Failure(outcome))
 
-        def publish() -> list[OSError | None]:
-            return self.maildir.publish(messages)
-
-        def durable(outcomes: list[OSError | None]) -> None:
-            for (message, d), outcome in zip(ready, outcomes, strict=True):
-                if outcome is None:
-                    d.callback(message.newPath)
-                else:
-                    d.errback(Failure(outcome))
-
-        def notDurable(failure: Failure) -> None:
-            for _, d in ready:
-                d.errback(failure)
-
-        return self._runInThread(publish).addCallbacks(durable, notDurable)
+    def _notDurable(
+        self,
+        failure: Failure,
+        batch: list[tuple[MaildirMessage, defer.Deferred[str]]],
+    ) -> None:
+        # new/ could not be synced: no message of the batch is acknowledged.
+        for _, d in batch:
+            d.errback(failure)
 
     def _batchDone(
         self,
