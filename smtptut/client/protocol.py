@@ -277,7 +277,7 @@ class SMTPTutorialClient(BoundedESMTPClient):
                 self._giveUp(step.reason)
             elif isinstance(step, Quit):
                 self._routeRepliesToPlanner()
-                self.sendLine(b"QUIT")
+                self._sendLines([b"QUIT"])
                 # Everything is settled: do not wait long for a goodbye.
                 self.setTimeout(min(self.timeouts.command, 10.0))
             elif isinstance(step, Hangup):
