@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.clients import ClientCell
 from bench.procs import (
@@ -259,7 +260,9 @@ def record(label: str, seconds: float, only: Sequence[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=RESULTS) as tmp:
         workdir = Path(tmp)
-        jobs = [(f"server-{s}", s) for s in SERVER_SCENARIOS]
+        jobs: list[tuple[str, str | int]] = [
+            (f"server-{s}", s) for s in SERVER_SCENARIOS
+        ]
         jobs += [(f"client-c{c}", c) for c in CLIENT_CONNS]
         for name, what in jobs:
             if only and name not in only:
@@ -360,15 +363,27 @@ def compare(rev: str, reps: int, seconds: float, clientN: int) -> list[str]:
     pins = _pins()
     RESULTS.mkdir(parents=True, exist_ok=True)
     log: list[str] = []
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     lines = [
         f"Measured by `python -m bench.profile compare --before {rev}` on"
-        f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {reps} rounds,"
-        f" load average at start {' '.join(Path('/proc/loadavg').read_text().split()[:3])}.",
+        f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {reps} rounds"
+        f" (configurations taking turns), load average at start {load}.",
         "",
-        "| scenario | this tree msg/s | at " + rev + " msg/s | after/before"
-        " | this tree x smtp-sink | before x smtp-sink | runs (this tree) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        f"| scenario | this tree msg/s | {rev} msg/s | after/before"
+        " | this tree x ref | before x ref | CPU ms/msg this tree / before"
+        " | ref msg/s | this tree, each run |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+
+    def row(name: str, count: int, new: Any, old: Any, ref: Any, refName: str) -> str:
+        runs = " / ".join(f"{count / w:.0f}" for w in new.walls)
+        return (
+            f"| {name} | {new.rate:.0f} | {old.rate:.0f} | {_ratio(new.rate, old.rate)}"
+            f" | {_ratio(new.rate, ref.rate)} | {_ratio(old.rate, ref.rate)}"
+            f" | {new.cpuMsPerMessage:.3f} / {old.cpuMsPerMessage:.3f}"
+            f" | {refName} {ref.rate:.0f} | {runs} |"
+        )
+
     with tempfile.TemporaryDirectory(dir=RESULTS) as tmp:
         workdir = Path(tmp)
         tree = _exportTree(rev, workdir)
@@ -378,12 +393,8 @@ def compare(rev: str, reps: int, seconds: float, clientN: int) -> list[str]:
             cells: list[Cell] = runScenario(
                 _scenario(name), kinds, reps, seconds, workdir, pins, log
             )
-            new, old, sink = (c.rate for c in cells)
-            runs = " / ".join(f"{cells[0].count / w:.0f}" for w in cells[0].walls)
-            lines.append(
-                f"| server {name} | {new:.0f} | {old:.0f} | {_ratio(new, old)}"
-                f" | {_ratio(new, sink)} | {_ratio(old, sink)} | {runs} |"
-            )
+            new, old, ref = cells
+            lines.append(row(f"server {name}", new.count, new, old, ref, "smtp-sink"))
         port = freePort()
         sink = startServer(
             "smtp-sink", smtpSinkCommand(port), port, workdir, pins.server
@@ -408,13 +419,13 @@ def compare(rev: str, reps: int, seconds: float, clientN: int) -> list[str]:
                             else " ".join(cell.errors)
                         )
                         print(f"client {cell.impl} c{conns} rep {rep + 1}: {said}")
-                new, old, lib, c = (cell.rate for cell, _, _ in cells2)
-                runs = " / ".join(f"{clientN / w:.0f}" for w in cells2[0][0].walls)
+                mine, theirs, lib, c = (cell for cell, _, _ in cells2)
+                plural = "s" if conns > 1 else ""
+                name = f"client, {conns} connection{plural}"
+                lines.append(row(name, clientN, mine, theirs, lib, "smtplib"))
                 lines.append(
-                    f"| client, {conns} connection{'s' if conns > 1 else ''}"
-                    f" | {new:.0f} | {old:.0f} | {_ratio(new, old)}"
-                    f" | {_ratio(new, lib)} x smtplib | {_ratio(old, lib)} x smtplib"
-                    f" | {runs} (smtplib {lib:.0f}, smtp-source {c:.0f}) |"
+                    f"| (smtp-source, {conns} connection{plural}) | {c.rate:.0f} | |"
+                    f" | {_ratio(c.rate, lib.rate)} | | {c.cpuMsPerMessage:.3f} | | |"
                 )
         finally:
             stopServer(sink)

@@ -151,8 +151,9 @@ class TransactionCommands:
         transaction = self.session.transaction
         assert transaction.sender is not None
         users = transaction.users()
-        if ISinkDelivery.providedBy(self.delivery):
-            received = ISinkDelivery(self.delivery).traceHeader(
+        sink = ISinkDelivery(self.delivery, None)
+        if sink is not None:
+            received = sink.traceHeader(
                 self.session.heloPair,
                 transaction.sender,
                 users,
