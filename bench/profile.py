@@ -11,9 +11,10 @@ costs (shares of the profiled process's CPU samples) under bench/profiles/:
   messages to Postfix's smtp-sink over 1 or 20 connections.
 
 `python -m bench.profile compare --before REV` measures, without a
-profiler, the server and the client of this tree against those of commit
-REV (exported with git archive) in the same run, the configurations taking
-turns, with smtp-sink and smtplib as the references: medians and ratios.
+profiler, the server and the client of this tree's commit (HEAD) against
+those of commit REV, both exported with git archive and run alike, in the
+same run, the configurations taking turns, with smtp-sink and smtplib as
+the references: medians and ratios.
 
 py-spy needs the bench extra (`pip install -e '.[bench]'`) and, to attach
 to a running server, root or ptrace rights.  Servers run on CPU 0, load,
@@ -56,7 +57,6 @@ from bench.throughput import (
     Scenario,
     _calibrate,
     _source,
-    runScenario,
 )
 
 PROFILES = ROOT / "bench" / "profiles"
@@ -355,6 +355,59 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
 
 
+def _compareServers(
+    scenario: Scenario,
+    kinds: list[ServerKind],
+    reps: int,
+    seconds: float,
+    workdir: Path,
+    pins: Pins,
+    log: list[str],
+) -> list[Cell]:
+    """
+    The servers of C{kinds} and smtp-sink in one scenario, taking turns.
+
+    Unlike L{runScenario}, the project's servers all get the same message
+    count (sized on the last of them): a run's fixed costs (20 connections
+    and their EHLO) weigh more in a shorter run, and sizing each server
+    apart made whichever warmed up worse look worse still.
+    """
+    allKinds = [*kinds, KINDS[SMTP_SINK]]
+    cells = [Cell(scenario.name, k.name) for k in allKinds]
+    servers = []
+    try:
+        for kind in allKinds:
+            servers.append(launch(kind, freePort(), workdir, pins.server))
+        count = _calibrate(scenario, seconds, servers[-2], workdir, pins)
+        for cell in cells[:-1]:
+            cell.count = count
+        cells[-1].count = _calibrate(scenario, seconds, servers[-1], workdir, pins)
+        for server in servers[:-2]:
+            _calibrate(scenario, seconds, server, workdir, pins)  # warm-up only
+        pairs = list(zip(cells, servers, strict=True))
+        for rep in range(reps):
+            for cell, server in pairs[rep % len(pairs) :] + pairs[: rep % len(pairs)]:
+                wall, cpu, loadCpu, error = _source(
+                    scenario, cell.count, server, workdir, pins
+                )
+                if error:
+                    cell.errors.append(error)
+                else:
+                    cell.walls.append(wall)
+                    cell.serverCpu.append(cpu)
+                    cell.loadCpu.append(loadCpu)
+                line = (
+                    f"{scenario.name} {cell.server} rep {rep + 1}: {cell.count} msgs"
+                    f" in {wall:.2f} s = {cell.count / wall:.0f} msg/s {error}"
+                )
+                log.append(line)
+                print(line, flush=True)
+    finally:
+        for server in servers:
+            stopServer(server)
+    return cells
+
+
 def compare(rev: str, reps: int, seconds: float, clientN: int) -> list[str]:
     """
     Server and client of this tree against those of C{rev}, in one run:
@@ -388,23 +441,26 @@ def compare(rev: str, reps: int, seconds: float, clientN: int) -> list[str]:
         workdir = Path(tmp)
         tree = _exportTree(rev, workdir)
         before = _serverOf(tree, rev)
-        kinds = [KINDS[SMTPTUT], before, KINDS[SMTP_SINK]]
+        # Both trees exported and run alike (PYTHONPATH), this one as HEAD's
+        # commit plus nothing uncommitted.
+        head = _exportTree("HEAD", workdir)
+        after = _serverOf(head, "HEAD")
         for name in SERVER_SCENARIOS:
-            cells: list[Cell] = runScenario(
-                _scenario(name), kinds, reps, seconds, workdir, pins, log
+            new, old, ref = _compareServers(
+                _scenario(name), [after, before], reps, seconds, workdir, pins, log
             )
-            new, old, ref = cells
             lines.append(row(f"server {name}", new.count, new, old, ref, "smtp-sink"))
         port = freePort()
         sink = startServer(
             "smtp-sink", smtpSinkCommand(port), port, workdir, pins.server
         )
         beforeEnv = {"PYTHONPATH": str(tree)}
+        headEnv = {"PYTHONPATH": str(head)}
         try:
             waitReady(sink)
             for conns in CLIENT_CONNS:
                 cells2 = [
-                    (ClientCell("smtptut", conns, clientN), None, None),
+                    (ClientCell("smtptut", conns, clientN), head, headEnv),
                     (ClientCell("smtptut@" + rev, conns, clientN), tree, beforeEnv),
                     (ClientCell("smtplib", conns, clientN), None, None),
                     (ClientCell("smtp-source (C)", conns, clientN), None, None),
