@@ -466,8 +466,8 @@ def compare(rev: str, reps: int, seconds: float, clientN: int) -> list[str]:
             old2, new2, ref2 = _compareServers(
                 scenario, [before, after], reps // 2, seconds, workdir, pins, log
             )
-            for cell, more in ((new, new2), (old, old2), (ref, ref2)):
-                _pool(cell, more)
+            for pooled, more in ((new, new2), (old, old2), (ref, ref2)):
+                _pool(pooled, more)
             lines.append(row(f"server {name}", new.count, new, old, ref, "smtp-sink"))
         port = freePort()
         sink = startServer(
