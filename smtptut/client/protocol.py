@@ -295,8 +295,9 @@ class SMTPTutorialClient(BoundedESMTPClient):
         The planner's command lines, in one write sent at once when nothing
         is queued (L{writeNow}): Twisted's C{write} sends on the next
         reactor turn, and watching the socket for room, then no longer,
-        costs two C{epoll_ctl} calls each time (a tenth of the client's time
-        for a 1 KiB message), for a client that then only waits.
+        costs two C{epoll_ctl} calls each time (that turn was a quarter of
+        the client's CPU for 1 KiB messages), for a client that then only
+        waits.
         """
         for line in lines:
             if self.transcript is not None:
