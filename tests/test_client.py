@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from smtptut.client.exchange import MailExchange, getMailExchange, makeResolver
 from smtptut.client.message import (
+    CHUNK_SIZE,
     TUTORIAL_MESSAGE,
     MessageSource,
     checkMessage,
@@ -162,6 +163,60 @@ def filler(size: int) -> bytes:
     """
     full, rest = divmod(size, 80)
     return (b"a" * 79 + b"\n") * full + (b"b" * (rest - 1) + b"\n" if rest else b"")
+
+
+class QueueWatchingClient(SMTPTutorialClient):
+    """
+    Notes, after each batch of the planner's steps, how many octets the
+    transport still holds for a later reactor turn.
+    """
+
+    def _perform(self, steps: list[Any]) -> None:
+        super()._perform(steps)
+        transport: Any = self.transport
+        if steps and transport.connected and not transport.disconnecting:
+            queued = len(transport.dataBuffer) + transport._tempDataLen
+            self.factory.queued.append(queued)  # type: ignore[attr-defined]
+
+
+class SendingNowTests(TestCase):
+    """
+    Over a real loopback connection, the client's commands and a one-chunk
+    message leave in the write that makes them, not a reactor turn later.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.server = startConsoleServer(reactor, accept="*")
+        self.addCleanup(self.server.stop)
+
+    async def send(self, *messages: MessageSource) -> tuple[AttemptResult, list[int]]:
+        envelopes = [Envelope("s@client.test", ("a@x.test",), m) for m in messages]
+        factory = SMTPClientFactory(envelopes, "client.test", timeout=10, clock=reactor)
+        factory.protocol = QueueWatchingClient
+        factory.queued = []  # type: ignore[attr-defined]
+        reactor.connectTCP("127.0.0.1", self.server.port, factory)
+        result = await factory.finished
+        return result, factory.queued  # type: ignore[attr-defined]
+
+    async def test_nothingWaitsForTheNextTurn(self) -> None:
+        result, queued = await self.send(*[source(filler(1024))] * 3)
+        self.assertEqual([o.status for o in result.outcomes], [Status.DELIVERED] * 3)
+        self.assertEqual(len(self.server.messages()), 3)
+        # MAIL/RCPT/DATA of each message, each message, QUIT: sent at once.
+        self.assertGreaterEqual(len(queued), 6)
+        self.assertEqual(set(queued), {0})
+
+    async def test_messageOfManyChunksArrivesWhole(self) -> None:
+        # Over one chunk, the producer stays registered and the transport
+        # asks it for the rest as its buffer drains: nothing stalls.
+        body = filler(5 * CHUNK_SIZE + 123)
+        result, _ = await self.send(source(b"Subject: big\n\n" + body))
+        [outcome] = result.outcomes
+        self.assertEqual(outcome.status, Status.DELIVERED)
+        [message] = self.server.messages()
+        self.assertTrue(message.rstrip("\n").endswith(body.decode().rstrip("\n")))
 
 
 class ConnectionTests(TestCase):
@@ -409,6 +464,22 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(self.reply(b"250 hello"), b"MAIL FROM:<s@client.test>\r\n")
         self.assertEqual(self.reply(b"250 ok"), b"RCPT TO:<a@x.test>\r\n")
         self.assertEqual(self.reply(b"250 ok"), b"DATA\r\n")
+
+    def test_pipelinedCommandsInOneWrite(self) -> None:
+        self.connect(
+            Envelope("s@client.test", ("a@x.test", "b@x.test"), tutorialMessage())
+        )
+        self.reply(b"220 hi")
+        writes: list[bytes] = []
+        self.transport.write = writes.append  # type: ignore[method-assign]
+        self.client.dataReceived(b"250-hi\r\n250 PIPELINING\r\n")
+        self.assertEqual(
+            writes,
+            [
+                b"MAIL FROM:<s@client.test>\r\nRCPT TO:<a@x.test>\r\n"
+                b"RCPT TO:<b@x.test>\r\nDATA\r\n"
+            ],
+        )
 
     def test_manyEightBitMessagesBounceWithoutRecursion(self) -> None:
         eight = source(b"Subject: x\n\ncaf\xc3\xa9\n")

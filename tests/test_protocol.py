@@ -135,6 +135,28 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(replies[2], b"250 2.1.5 Recipient ok")
         self.assertEqual(replies[3], b"550 5.7.1 Recipient not accepted here")
 
+    def test_localAddressAskedOnce(self) -> None:
+        # Every RCPT needs the address the client connected to; Twisted's
+        # getHost makes a new one each time, and it cannot change.
+        c = Connection(factoryOn(self.clock, accept=AcceptPolicy.parse("@a.test")))
+        self.addCleanup(c.close)
+        asked: list[object] = []
+        getHost = c.transport.getHost
+
+        def counting() -> object:
+            asked.append(None)
+            return getHost()
+
+        c.transport.getHost = counting  # type: ignore[method-assign]
+        replies = c.send(
+            b"HELO c\r\nMAIL FROM:<>\r\n"
+            + b"RCPT TO:<postmaster@[127.0.0.1]>\r\n" * 3
+            + b"RSET\r\nMAIL FROM:<>\r\nRCPT TO:<postmaster@[127.0.0.1]>\r\n"
+        )
+        self.assertEqual(replies[2:5], [b"250 2.1.5 Recipient ok"] * 3)
+        self.assertEqual(replies[-1], b"250 2.1.5 Recipient ok")
+        self.assertEqual(len(asked), 1)
+
 
 class TimerTests(SynchronousTestCase):
     def test_idleTimeoutOnTheClock(self) -> None:

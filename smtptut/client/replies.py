@@ -72,10 +72,16 @@ class BoundedESMTPClient(smtp.ESMTPClient):
         return self.clock.callLater(period, func)
 
     def sendLine(self, line: bytes) -> None:
+        self._commandSent(line)
+        super().sendLine(line)
+
+    def _commandSent(self, line: bytes) -> None:
+        """
+        Time the reply to the command C{line}.
+        """
         wait = self.timeouts.dataCommand if line == b"DATA" else self.timeouts.command
         if self.timeOut != wait:
             self.setTimeout(wait)
-        super().sendLine(line)
 
     def timeoutConnection(self) -> None:
         self._setFailure(f"no reply from the server in {self.timeOut:g} s", NO_REPLY)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from twisted.internet import defer
 from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from smtptut.server.framing import Framer
 from smtptut.server.session import Session
@@ -115,8 +116,13 @@ class FlowControl:
             self._watchLine(True)
             self._updateReading()
 
-        d.addErrback(lambda f: self.log.failure("while answering", f))
-        d.addCallback(resume)
+        def failed(failure: Failure) -> None:
+            self.log.failure("while answering", failure)
+            resume(None)
+
+        # One addCallbacks, not an addErrback and an addCallback: each runs
+        # the Deferred's callback loop again when it has fired already.
+        d.addCallbacks(resume, failed)
         if self._waiting:
             paused = True
             self.setTimeout(None)

@@ -57,6 +57,17 @@ REPLY_BATCH = 64
 _isLoopbackPeer = functools.lru_cache(maxsize=1024)(isLoopbackAddress)
 
 
+@functools.lru_cache(maxsize=64)
+def _methodName(verb: bytes) -> str | None:
+    """
+    The name of the C{do_VERB} method for C{verb} (upper case), or L{None}
+    when it is no verb: only letters, so that no other attribute can be
+    named.  Remembered: a session sends the same few verbs again and again,
+    and the checks and the decoding were most of a command's dispatch.
+    """
+    return "do_" + verb.decode("ascii") if verb.isalpha() else None
+
+
 @implementer(IHalfCloseableProtocol, IHandshakeListener, IPushProducer)
 class ConsoleESMTP(
     SessionCommands,
@@ -100,6 +111,9 @@ class ConsoleESMTP(
     delivery: smtp.IMessageDelivery
     #: The client's address, as the factory counts its connections.
     peerHost: str | None = None
+    #: The address the client connected to, once asked (L{_localHost}).
+    _local: str | None = None
+    _localKnown = False
 
     # -- connection
 
@@ -139,9 +153,14 @@ class ConsoleESMTP(
         """
         The address the client connected to (its literal is a local domain).
         """
-        if self.transport is None:
-            return None
-        return getattr(self.transport.getHost(), "host", None)
+        if not self._localKnown:
+            # Asked at every RCPT; Twisted's getHost makes a new address each
+            # time, and a connection's own address never changes.
+            if self.transport is None:
+                return None
+            self._local = getattr(self.transport.getHost(), "host", None)
+            self._localKnown = True
+        return self._local
 
     def trustsPeer(self, peer: object) -> bool:
         """
@@ -263,13 +282,9 @@ class ConsoleESMTP(
             self._afterTransaction()
             if self.session.closed:
                 return
-        # Looked up on the instance, so that a subclass's do_VERB is found;
-        # only letters, so that no other attribute can be.
-        method = (
-            getattr(self, "do_" + verb.decode("ascii"), None)
-            if verb.isalpha()
-            else None
-        )
+        # Looked up on the instance, so that a subclass's do_VERB is found.
+        name = _methodName(verb)
+        method = getattr(self, name, None) if name is not None else None
         if method is None:
             if not verb:
                 self._error(b"", *Replies.EMPTY_COMMAND)
