@@ -49,10 +49,10 @@ from smtptut.client.planner import (
 )
 from smtptut.client.replies import BoundedESMTPClient
 from smtptut.client.transcript import Transcript
+from smtptut.settings import parseAs
 
 # The server's immediate send, for the same reason on this side.
-from smtptut.server.output import writeNow
-from smtptut.settings import parseAs
+from smtptut.writing import writeNow
 
 #: The note on the outcome when a login was asked for but not offered.
 NOT_AUTHENTICATED = "not authenticated: the server offers no AUTH"

@@ -37,7 +37,7 @@ from smtptut.server.framing import (
     LineTooLong,
 )
 from smtptut.server.messages import ISinkMessage
-from smtptut.server.output import ReplyOutput, writeNow
+from smtptut.server.output import ReplyOutput
 from smtptut.server.sasl import (
     AuthExchange,
 )
@@ -45,6 +45,7 @@ from smtptut.server.session import Session, State
 from smtptut.server.sessioncommands import SessionCommands
 from smtptut.server.tls import tlsFailure
 from smtptut.server.transaction import TransactionCommands
+from smtptut.writing import writeNow
 
 if TYPE_CHECKING:
     from smtptut.server.factory import ConsoleSMTPFactory
