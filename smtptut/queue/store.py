@@ -336,6 +336,16 @@ class Queue:
             return None
         return EntryLock(self, entry, fd)
 
+    def sweep(self, detached: Sequence[str]) -> None:
+        """
+        Make the removal of the L{EntryLock.detach}ed entries durable (one
+        fsync of C{entries/} for all of them), then delete what they left in
+        C{tmp/}.  Blocking, and safe in a thread: it touches nothing else.
+        """
+        fsyncDirectory(os.path.join(self.path, ENTRIES))
+        for path in detached:
+            shutil.rmtree(path, ignore_errors=True)
+
     def cleanTmp(self, now: float | None = None) -> None:
         """
         Remove what crashes left in C{tmp/} (entries never queued, entries
@@ -396,11 +406,20 @@ class EntryLock:
         Take the entry out of the queue for good (moved into C{tmp/} at once,
         then deleted), and release the lock.
         """
+        self.queue.sweep([self.detach()])
+
+    def detach(self) -> str:
+        """
+        Take the entry out of the queue at once (moved into C{tmp/}: no
+        runner sees it any more, even after a crash of this process), and
+        release the lock; what is left for L{Queue.sweep} is returned.  Until
+        that sweep, a power loss may bring the entry back (it is then sent
+        again, never lost).
+        """
         gone = os.path.join(self.queue.path, TMP, self.id + ".removed")
         os.rename(self.queue.entryPath(self.id).rstrip(os.sep), gone)
-        fsyncDirectory(os.path.join(self.queue.path, ENTRIES))
-        shutil.rmtree(gone, ignore_errors=True)
         self.release()
+        return gone
 
     def release(self) -> None:
         """
