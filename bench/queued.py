@@ -254,11 +254,17 @@ def _child(
 
 
 def runAll(
-    reps: int, workdir: Path, pins: Pins, log: list[str], count: int = COUNT
+    reps: int,
+    workdir: Path,
+    pins: Pins,
+    log: list[str],
+    count: int = COUNT,
+    budget: float = 900.0,
 ) -> list[QueueCell]:
     """
     The runner and the direct sender in turns, C{reps} rounds, against one
     smtp-sink; the queue is filled once and copied afresh for each round.
+    No round starts once C{budget} seconds have passed (after the first).
     """
     cells = [QueueCell(RUNNER, count), QueueCell(DIRECT, count)]
     template = workdir / "queue-template"
@@ -274,6 +280,11 @@ def runAll(
     try:
         waitReady(sink)
         for rep in range(reps):
+            if rep and time.monotonic() - started > budget:
+                line = f"queue: {rep} rounds only, the section's {budget:g} s are up"
+                log.append(line)
+                print(line, flush=True)
+                break
             for cell in cells if rep % 2 == 0 else cells[::-1]:
                 walls, errors = len(cell.walls), len(cell.errors)
                 if cell.name == RUNNER:
