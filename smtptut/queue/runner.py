@@ -126,7 +126,7 @@ class QueueRunner:
         self.queue = queue
         #: Where the removals' fsync and deletion run (see L{_sweepLater}).
         self.background = background
-        self._toSweep: list[str] = []
+        self._toSweep: list[EntryLock] = []
         self._sweeping = False
         self._sweepWaiters: list[Deferred[None]] = []
         #: With C{--json}, the DKIM selectors its objects name (L{None}: text).
@@ -159,15 +159,15 @@ class QueueRunner:
         flat = d.addCallback(lambda results: [o for r in results for o in r])
         return flat.addCallback(self._afterSweep)
 
-    def _sweepLater(self, detached: str) -> None:
+    def _sweepLater(self, lock: EntryLock) -> None:
         """
-        Finish the removal of a L{EntryLock.detach}ed entry in the
-        background: the removals of the messages delivered meanwhile share
-        one fsync of C{entries/}, and the reactor never waits on the disk
-        for them (a removal is needed only against a second delivery after a
-        power loss, not before the next message may go).
+        Remove a finished entry in the background, its lock held until then:
+        the entries finished meanwhile share one fsync of C{entries/}, and
+        the reactor never waits on the disk for them (a removal only keeps a
+        message from being sent twice; nothing waits for it but the end of
+        the pass).
         """
-        self._toSweep.append(detached)
+        self._toSweep.append(lock)
         if not self._sweeping:
             self._sweeping = True
             self._sweepNext()
@@ -180,12 +180,23 @@ class QueueRunner:
                 waiter.callback(None)
             return
         batch, self._toSweep = self._toSweep, []
-        d = self.background(self.queue.sweep, batch)
-        d.addErrback(
+
+        def removed(failed: list[OSError]) -> None:
+            for error in failed:
+                log.error("Cannot remove a queue entry: {error}", error=error)
+
+        def released(result: object) -> None:
+            for lock in batch:
+                lock.release()
+
+        d = self.background(self.queue.removeEntries, batch)
+        d.addCallbacks(
+            removed,
             lambda f: log.failure(
                 "Cannot remove {count} queue entries", f, count=len(batch)
-            )
+            ),
         )
+        d.addBoth(released)
         d.addCallback(self._sweepNext)
 
     def _afterSweep(
@@ -245,17 +256,20 @@ class QueueRunner:
         if lock is None:
             return outcomes  # another runner has it, or it is gone
         notice = None
+        removing = False
         try:
             outcomes = yield self._deliverEntry(lock)
             notice = self._notify(lock)
             if lock.entry.finished:
-                self._sweepLater(lock.detach())
+                self._sweepLater(lock)
+                removing = True
         except OSError:
             # A full disk, say: what was not saved is tried again later,
             # so it may be sent twice, never lost.
             log.failure("Cannot update queue entry {id}", id=entryId)
         finally:
-            lock.release()
+            if not removing:
+                lock.release()
         if notice is not None:
             more: list[RecipientOutcome] = yield self._process(notice)
             outcomes.extend(more)

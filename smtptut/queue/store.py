@@ -336,15 +336,33 @@ class Queue:
             return None
         return EntryLock(self, entry, fd)
 
-    def sweep(self, detached: Sequence[str]) -> None:
+    def removeEntries(self, locks: Sequence[EntryLock]) -> list[OSError]:
         """
-        Make the removal of the L{EntryLock.detach}ed entries durable (one
-        fsync of C{entries/} for all of them), then delete what they left in
-        C{tmp/}.  Blocking, and safe in a thread: it touches nothing else.
+        Take the locked entries out of the queue for good: each moved into
+        C{tmp/} (no runner sees it any more), one fsync of C{entries/} for
+        all of them, then what they left deleted.  The locks are kept (the
+        caller releases them).  Blocking, and safe in a thread while the
+        locks are held: it touches nothing else.
+
+        @return: why each entry that could not be moved was not, each one
+            still queued (and so sent again later, never lost).
+        @raise OSError: the removals could not be made durable.
         """
+        moved, failed = [], []
+        for lock in locks:
+            gone = os.path.join(self.path, TMP, lock.id + ".removed")
+            try:
+                os.rename(self.entryPath(lock.id).rstrip(os.sep), gone)
+            except OSError as e:
+                failed.append(e)
+                continue
+            moved.append(gone)
+        if not moved:
+            return failed
         fsyncDirectory(os.path.join(self.path, ENTRIES))
-        for path in detached:
+        for path in moved:
             shutil.rmtree(path, ignore_errors=True)
+        return failed
 
     def cleanTmp(self, now: float | None = None) -> None:
         """
@@ -406,20 +424,11 @@ class EntryLock:
         Take the entry out of the queue for good (moved into C{tmp/} at once,
         then deleted), and release the lock.
         """
-        self.queue.sweep([self.detach()])
-
-    def detach(self) -> str:
-        """
-        Take the entry out of the queue at once (moved into C{tmp/}: no
-        runner sees it any more, even after a crash of this process), and
-        release the lock; what is left for L{Queue.sweep} is returned.  Until
-        that sweep, a power loss may bring the entry back (it is then sent
-        again, never lost).
-        """
-        gone = os.path.join(self.queue.path, TMP, self.id + ".removed")
-        os.rename(self.queue.entryPath(self.id).rstrip(os.sep), gone)
-        self.release()
-        return gone
+        try:
+            for error in self.queue.removeEntries([self]):
+                raise error
+        finally:
+            self.release()
 
     def release(self) -> None:
         """
