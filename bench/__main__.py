@@ -354,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
             lambda: inbox.ingestion(str(workdir), args.ingest_n, args.reps),
             None,
         )
-        queueCells: list[queued.QueueCell] = wanted(
+        # Filled as the rounds go: what was measured stays if it is stopped.
+        queueCells: list[queued.QueueCell] = []
+        wanted(
             "queue",
             lambda: queued.runAll(
                 args.queue_reps,
@@ -362,9 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                 pins,
                 log,
                 args.queue_n,
-                budget=LIMITS["queue"] * 0.6,
+                budget=LIMITS["queue"] - 120,
+                cells=queueCells,
             ),
-            [],
+            queueCells,
         )
         dkimCells: list[clients.ClientCell] = wanted(
             "dkim",

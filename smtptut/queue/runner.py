@@ -185,18 +185,15 @@ class QueueRunner:
             for error in failed:
                 log.error("Cannot remove a queue entry: {error}", error=error)
 
-        def released(result: object) -> None:
+        def failed(failure: Failure) -> None:
+            log.failure(
+                "Cannot remove {count} queue entries", failure, count=len(batch)
+            )
             for lock in batch:
-                lock.release()
+                lock.release()  # if the removal never ran
 
         d = self.background(self.queue.removeEntries, batch)
-        d.addCallbacks(
-            removed,
-            lambda f: log.failure(
-                "Cannot remove {count} queue entries", f, count=len(batch)
-            ),
-        )
-        d.addBoth(released)
+        d.addCallbacks(removed, failed)
         d.addCallback(self._sweepNext)
 
     def _afterSweep(

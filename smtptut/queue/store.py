@@ -340,9 +340,10 @@ class Queue:
         """
         Take the locked entries out of the queue for good: each moved into
         C{tmp/} (no runner sees it any more), one fsync of C{entries/} for
-        all of them, then what they left deleted.  The locks are kept (the
-        caller releases them).  Blocking, and safe in a thread while the
-        locks are held: it touches nothing else.
+        all of them, the locks released, then what they left deleted.
+        Blocking (closing a lock file that is then deleted waits on the
+        file system too), and safe in a thread when no one else uses the
+        locks: it touches nothing else.
 
         @return: why each entry that could not be moved was not, each one
             still queued (and so sent again later, never lost).
@@ -357,9 +358,12 @@ class Queue:
                 failed.append(e)
                 continue
             moved.append(gone)
-        if not moved:
-            return failed
-        fsyncDirectory(os.path.join(self.path, ENTRIES))
+        try:
+            if moved:
+                fsyncDirectory(os.path.join(self.path, ENTRIES))
+        finally:
+            for lock in locks:
+                lock.release()
         for path in moved:
             shutil.rmtree(path, ignore_errors=True)
         return failed
@@ -424,11 +428,8 @@ class EntryLock:
         Take the entry out of the queue for good (moved into C{tmp/} at once,
         then deleted), and release the lock.
         """
-        try:
-            for error in self.queue.removeEntries([self]):
-                raise error
-        finally:
-            self.release()
+        for error in self.queue.removeEntries([self]):
+            raise error
 
     def release(self) -> None:
         """
