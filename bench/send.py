@@ -153,7 +153,7 @@ def runSmtptut(job: Job) -> int:
     from smtptut.client.dkim import signMessage
     from smtptut.client.dkimkeys import DKIMSigning, loadKey
     from smtptut.client.message import MessageSource, checkMessage, messageFromPath
-    from smtptut.client.model import Envelope, Status
+    from smtptut.client.model import AttemptResult, Envelope, Status
     from smtptut.client.protocol import SMTPClientFactory
 
     signing = DKIMSigning(
@@ -183,25 +183,24 @@ def runSmtptut(job: Job) -> int:
         batches = [[envelope] * count for count in shares]
     sent = [0]
 
-    def finished(results: list[object]) -> None:
+    def finished(results: list[AttemptResult]) -> None:
         for result in results:
-            outcomes = getattr(result, "outcomes", [])
-            sent[0] += sum(1 for o in outcomes if o.status is Status.DELIVERED)
+            sent[0] += sum(1 for o in result.outcomes if o.status is Status.DELIVERED)
 
     def start() -> None:
         waits = []
         for batch in batches:
             factory = SMTPClientFactory(batch, "bench.test", timeout=30, clock=reactor)
-            reactor.connectTCP(HOST, job.port, factory, timeout=10)  # type: ignore[attr-defined]
+            reactor.connectTCP(HOST, job.port, factory, timeout=10)
             waits.append(factory.finished)
         done = defer.gatherResults(waits, consumeErrors=True)
         done.addCallback(finished)
         done.addErrback(lambda f: print(f.getTraceback(), file=sys.stderr))
-        done.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
+        done.addBoth(lambda _: reactor.stop())
 
-    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
-    guard = reactor.callLater(job.deadline, reactor.stop)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(start)
+    guard = reactor.callLater(job.deadline, reactor.stop)
+    reactor.run()
     if guard.active():
         guard.cancel()
     return sent[0]
