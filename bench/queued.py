@@ -197,11 +197,15 @@ RUNNER = "queue runner (smtptut queue run --once)"
 DIRECT = "smtptut send's delivery, 2 at a time"
 
 
-def startDNS(workdir: Path, cpu: int | None) -> tuple[subprocess.Popen[bytes], str]:
+def startDNS(
+    workdir: Path, cpu: int | None, limit: int = 1800
+) -> tuple[subprocess.Popen[bytes], str]:
     """
     Start bench/dns.py (in its own group, under timeout) and read its address.
     """
-    cmd = pinned(cpu, ["timeout", "-k", "5", "1800", sys.executable, "-m", "bench.dns"])
+    timeout = ["timeout", "-k", "5", str(limit)]
+    dns = [sys.executable, "-m", "bench.dns", "--limit", str(limit)]
+    cmd = pinned(cpu, [*timeout, *dns])
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -279,8 +283,12 @@ def runAll(
     log.append(line)
     print(line, flush=True)
     port = freePort()
-    dns, nameserver = startDNS(workdir, pins.server)
-    sink = startServer("smtp-sink", smtpSinkCommand(port), port, workdir, pins.server)
+    dns, nameserver = startDNS(workdir, pins.server, int(budget + 2 * RUN_LIMIT + 60))
+    # Alive for the whole section (startServer's default limit is 300 s).
+    life = int(budget + 2 * RUN_LIMIT + 60)
+    sink = startServer(
+        "smtp-sink", smtpSinkCommand(port), port, workdir, pins.server, limit=life
+    )
     env = clientEnvironment(nameserver, port)
     try:
         waitReady(sink)
