@@ -431,9 +431,14 @@ def main(argv: list[str] | None = None) -> int:
             facts = old.get("facts", facts)
             seconds += old.get("seconds", 0.0)
             log = old.get("log", []) + log
-            reused.append(
-                f"sections {', '.join(taken)} from the run of {old['facts']['date']}"
-            )
+            if not facts.get("reused"):  # not itself put together already
+                reused.append(
+                    f"sections {', '.join(taken)} from the run of "
+                    f"{old['facts']['date']}"
+                )
+    if not sections & set(LIMITS):
+        # Nothing run now (--sections ''): RESULTS.md drawn and written again.
+        reused = []
     if reused:
         facts = {**facts, "reused": "; ".join(reused)}
     outDir = Path(args.out).resolve().parent

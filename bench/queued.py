@@ -149,7 +149,8 @@ def _directMain(count: int) -> dict[str, float]:
 
         def finished(result: object) -> None:
             wall[0] = time.perf_counter() - began
-            reactor.stop()
+            if reactor.running:  # not when stopped from outside (SIGTERM)
+                reactor.stop()
 
         done.addBoth(finished)
 
@@ -250,7 +251,8 @@ def _child(
         )
         return
     if report["status"] != 0:
-        cell.errors.append(f"status {report['status']}: {run.stderr.strip()[-200:]}")
+        why = " ".join(run.stderr.split())[-200:]
+        cell.errors.append(f"status {report['status']}: {why}")
         return
     cell.walls.append(report["wall_s"])
     cell.cpus.append(run.cpu)

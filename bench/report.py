@@ -285,6 +285,13 @@ def targetTable(targets: Sequence[Target]) -> list[str]:
     return rows
 
 
+def _cellText(text: str, size: int = 200) -> str:
+    """
+    Error text for a table cell: one line, no column bars, at most C{size}.
+    """
+    return " ".join(text.split()).replace("|", "/")[:size]
+
+
 def _runs(rates: Sequence[float]) -> str:
     return " / ".join(f"{r:.0f}" for r in rates)
 
@@ -320,7 +327,7 @@ def queueTable(cells: Sequence[QueueCell]) -> list[str]:
     for c in cells:
         runs = " / ".join(f"{c.n / w:.0f}" for w in c.walls)
         if c.errors:
-            runs += " (" + "; ".join(c.errors)[:200] + ")"
+            runs += " (" + _cellText("; ".join(c.errors)) + ")"
         vs = _fmtRatio(_ratio(c.rate, direct.rate)) if direct else "-"
         rows.append(
             f"| {c.name} | {c.n} | {c.rate:.0f} | {runs} | {c.cpuMsPerMessage:.2f} "
@@ -344,7 +351,7 @@ def dkimTable(cells: Sequence[ClientCell]) -> list[str]:
     for c in cells:
         runs = " / ".join(f"{c.n / w:.0f}" for w in c.walls)
         if c.errors:
-            runs += " (" + "; ".join(c.errors)[:200] + ")"
+            runs += " (" + _cellText("; ".join(c.errors)) + ")"
         vs = _fmtRatio(_ratio(c.rate, unsigned.rate)) if unsigned else "-"
         rows.append(
             f"| {c.label} | {c.n} | {c.rate:.0f} | {runs} | {c.cpuMsPerMessage:.3f} "
