@@ -28,7 +28,7 @@ LIMITS = {
     "clients": 180,
     "memory": 300,
     "inbox": 300,
-    "queue": 1080,
+    "queue": 840,
     "dkim": 240,
 }
 
