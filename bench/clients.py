@@ -37,6 +37,9 @@ class ClientCell:
     cpus: list[float] = field(default_factory=list)
     maxrssKiB: int = 0
     errors: list[str] = field(default_factory=list)
+    #: More options for C{python -m bench.send}, and how the tables call it.
+    args: tuple[str, ...] = ()
+    label: str = ""
 
     @property
     def rate(self) -> float:
@@ -57,8 +60,9 @@ class ClientCell:
 
 def _runPython(cell: ClientCell, port: int, workdir: Path, pins: Pins) -> None:
     cmd = [sys.executable, "-m", "bench.send", "--impl", cell.impl, "--port", str(port)]
-    cmd += ["--n", str(cell.n), "--conns", str(cell.conns), "--deadline", "30"]
-    run = runTimed(pinned(pins.load, cmd), 60, workdir)
+    cmd += ["--n", str(cell.n), "--conns", str(cell.conns), "--deadline", "60"]
+    cmd += cell.args
+    run = runTimed(pinned(pins.load, cmd), 90, workdir)
     try:
         report = json.loads(run.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -118,4 +122,49 @@ def runAll(
                 print(line, flush=True)
     finally:
         stopServer(sink)
+    return cells
+
+
+UNSIGNED = "unsigned"
+SIGNED = "DKIM-signed (RSA 2048, rsa-sha256)"
+
+
+def runDkim(
+    n: int, reps: int, workdir: Path, pins: Pins, log: list[str]
+) -> list[ClientCell]:
+    """
+    The project's client over one connection to smtp-sink, each 1 KiB
+    message checked on its own, unsigned and DKIM-signed in turns: what
+    signing costs per message.  Signing is slow (a few ms a message), so the
+    signed runs send a quarter as many.
+    """
+    from smtptut.client.dkimkeys import KeyType, generateKey, writePrivateKey
+
+    key = workdir / "dkim-bench.pem"
+    writePrivateKey(str(key), generateKey(KeyType.RSA, 2048))
+    cells = [
+        ClientCell("smtptut", 1, n, args=("--each",), label=UNSIGNED),
+        ClientCell(
+            "smtptut", 1, max(n // 4, 1), args=("--dkim-key", str(key)), label=SIGNED
+        ),
+    ]
+    port = freePort()
+    sink = startServer("smtp-sink", smtpSinkCommand(port), port, workdir, pins.server)
+    try:
+        waitReady(sink)
+        for rep in range(reps):
+            for cell in cells if rep % 2 == 0 else cells[::-1]:
+                walls, errors = len(cell.walls), len(cell.errors)
+                _runPython(cell, port, workdir, pins)
+                wall = cell.walls[-1] if len(cell.walls) > walls else float("nan")
+                line = (
+                    f"dkim {cell.label:36} rep {rep + 1}: {cell.n} msgs in "
+                    f"{wall:.2f} s = {cell.n / wall:.0f} msg/s "
+                    + " ".join(cell.errors[errors:])
+                )
+                log.append(line)
+                print(line, flush=True)
+    finally:
+        stopServer(sink)
+        key.unlink(missing_ok=True)
     return cells

@@ -61,6 +61,10 @@ class Job:
     deadline: float
     message: bytes
     path: str | None
+    #: smtptut only: check (and with a key, DKIM-sign) each message on its
+    #: own, as C{smtptut send} does for every message it sends.
+    each: bool = False
+    dkimKey: str | None = None
 
     def shares(self) -> list[int]:
         """
@@ -146,41 +150,57 @@ def runSmtptut(job: Job) -> int:
     """
     from twisted.internet import defer, reactor
 
-    from smtptut.client.message import checkMessage, messageFromPath
-    from smtptut.client.model import Envelope, Status
+    from smtptut.client.dkim import signMessage
+    from smtptut.client.dkimkeys import DKIMSigning, loadKey
+    from smtptut.client.message import MessageSource, checkMessage, messageFromPath
+    from smtptut.client.model import AttemptResult, Envelope, Status
     from smtptut.client.protocol import SMTPClientFactory
 
-    if job.path:
-        source = messageFromPath(job.path, "bench.test")
+    signing = DKIMSigning(
+        (loadKey(job.dkimKey, "bench"),) if job.dkimKey else (), "bench.test"
+    )
+
+    def prepared() -> MessageSource:
+        if job.path:
+            source = messageFromPath(job.path, "bench.test")
+        else:
+            message = job.message
+            source = checkMessage(
+                "bench message", lambda: io.BytesIO(message), "bench.test"
+            )
+        return signMessage(source, signing)
+
+    # Inside the timed part: with --each (or a key), every message is
+    # checked and signed on its own, as one `smtptut send` per message would.
+    envelope = Envelope(SENDER, (RECIPIENT,), prepared())
+    shares = job.shares()
+    if job.each or job.dkimKey:
+        batches = [
+            [Envelope(SENDER, (RECIPIENT,), prepared()) for _ in range(count)]
+            for count in shares
+        ]
     else:
-        message = job.message
-        source = checkMessage(
-            "bench message", lambda: io.BytesIO(message), "bench.test"
-        )
-    envelope = Envelope(SENDER, (RECIPIENT,), source)
+        batches = [[envelope] * count for count in shares]
     sent = [0]
 
-    def finished(results: list[object]) -> None:
+    def finished(results: list[AttemptResult]) -> None:
         for result in results:
-            outcomes = getattr(result, "outcomes", [])
-            sent[0] += sum(1 for o in outcomes if o.status is Status.DELIVERED)
+            sent[0] += sum(1 for o in result.outcomes if o.status is Status.DELIVERED)
 
     def start() -> None:
         waits = []
-        for count in job.shares():
-            factory = SMTPClientFactory(
-                [envelope] * count, "bench.test", timeout=30, clock=reactor
-            )
-            reactor.connectTCP(HOST, job.port, factory, timeout=10)  # type: ignore[attr-defined]
+        for batch in batches:
+            factory = SMTPClientFactory(batch, "bench.test", timeout=30, clock=reactor)
+            reactor.connectTCP(HOST, job.port, factory, timeout=10)
             waits.append(factory.finished)
         done = defer.gatherResults(waits, consumeErrors=True)
         done.addCallback(finished)
         done.addErrback(lambda f: print(f.getTraceback(), file=sys.stderr))
-        done.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
+        done.addBoth(lambda _: reactor.stop())
 
-    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
-    guard = reactor.callLater(job.deadline, reactor.stop)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(start)
+    guard = reactor.callLater(job.deadline, reactor.stop)
+    reactor.run()
     if guard.active():
         guard.cancel()
     return sent[0]
@@ -198,6 +218,7 @@ def _preload(impl: str) -> None:
     if impl == "smtptut":
         from twisted.internet import reactor  # noqa: F401
 
+        import smtptut.client.dkim  # noqa: F401
         import smtptut.client.protocol  # noqa: F401
     elif impl == "aiosmtplib":
         import aiosmtplib  # noqa: F401
@@ -219,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="body octets")
     parser.add_argument("--data", help="send this message file instead")
     parser.add_argument("--deadline", type=float, default=60.0)
+    parser.add_argument(
+        "--each", action="store_true", help="smtptut: check each message on its own"
+    )
+    parser.add_argument("--dkim-key", help="smtptut: DKIM-sign each message (s=bench)")
     args = parser.parse_args(argv)
     if not 0 < args.n <= 100_000 or not 0 < args.conns <= 100:
         parser.error("--n must be 1..100000 and --conns 1..100")
@@ -230,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         args.deadline,
         benchMessage(args.size),
         args.data,
+        args.each,
+        args.dkim_key,
     )
     idleKiB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     before = resource.getrusage(resource.RUSAGE_SELF)

@@ -2,7 +2,8 @@
 # Install what `make bench` needs, idempotently: Postfix's smtp-source and
 # smtp-sink (the package only; its daemon is never configured or started),
 # taskset (util-linux), timeout (coreutils) and GNU time (peak RSS of a command).  aiosmtpd and aiosmtplib come
-# from the project's dev extras, installed in .venv by `make venv`.
+# from the project's dev extras, installed in .venv by `make venv`; matplotlib
+# (the charts) from its bench extra, installed here.
 set -euo pipefail
 
 have_tools() {
@@ -30,4 +31,11 @@ VENV="${VENV:-.venv}"
 if ! "$VENV/bin/python" -c 'import aiosmtpd, aiosmtplib' 2>/dev/null; then
     # Normally present through `make venv` (the project's dev extras).
     timeout 300 "$VENV/bin/python" -m pip install -q aiosmtpd aiosmtplib
+fi
+# The project's `bench` extra (pyproject.toml): matplotlib for the charts,
+# and the profilers; `make venv` and `make test` never need it.
+if ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    echo "bench/setup.sh: installing the bench extra into $VENV"
+    timeout 600 "$VENV/bin/python" -m pip install -q -e '.[bench]' >"$VENV/pip-bench.log" 2>&1 ||
+        { cat "$VENV/pip-bench.log" >&2; exit 1; }
 fi

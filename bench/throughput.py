@@ -244,12 +244,20 @@ def runScenario(
 
 
 def runAll(
-    reps: int, seconds: float, workdir: Path, pins: Pins, log: list[str]
+    reps: int,
+    seconds: float,
+    workdir: Path,
+    pins: Pins,
+    log: list[str],
+    cells: list[Cell] | None = None,
 ) -> list[Cell]:
     """
     Every scenario against every server kind.
+
+    @param cells: where each scenario's results go once it is done (kept
+        if the section is stopped).
     """
-    cells: list[Cell] = []
+    cells = [] if cells is None else cells
     kinds = list(KINDS.values())
     missing: dict[str, str] = {}
     for scenario in SCENARIOS:

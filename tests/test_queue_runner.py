@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import TestCase
 
 from smtptut.queue.outbound import (
+    DEFERRED,
     DELIVERED,
     ClientSettings,
     Envelope,
@@ -19,7 +20,7 @@ from smtptut.queue.outbound import (
 )
 from smtptut.queue.runner import QueueRunner, QueueService
 from smtptut.queue.schedule import Schedule
-from smtptut.queue.store import Queue, RecipientState
+from smtptut.queue.store import Entry, EntryLock, Queue, RecipientState
 
 from .helpers import Behaviour, RecordingFactory, reactor
 from .queuefixtures import (
@@ -389,3 +390,90 @@ class LeftoverTests(RunnerTestsMixin, TestCase):
         runner = QueueRunner(self.queue, deliver, self.clock, self.schedule, "x.test")
         self.successResultOf(runner.runOnce())
         self.assertEqual((calls, self.queue.ids()), ([], []))
+
+
+class RemovalTests(RunnerTestsMixin, TestCase):
+    """
+    How a delivered entry leaves the queue: without its state file written
+    again, in the background, its lock held until it is gone.
+    """
+
+    def setUp(self) -> None:
+        self.setUpQueue()
+
+    def delivered(self, envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
+        return succeed(
+            [RecipientOutcome(r, DELIVERED, 250, "ok") for r in envelope.recipients]
+        )
+
+    def test_deliveredEntryNotSavedFirst(self) -> None:
+        """
+        An entry whose every recipient is delivered is removed without its
+        envelope file being rewritten first (two fsyncs a message for
+        nothing); one with a recipient still pending is saved, as before.
+        """
+        done = self.queue.enqueue("me@sender.test", ["a@one.test"], [message(1)])
+        later = self.queue.enqueue("me@sender.test", ["b@two.test"], [message(2)])
+        saved: list[str] = []
+        save = EntryLock.save
+
+        def recording(lock: EntryLock, entry: Entry) -> None:
+            saved.append(entry.id)
+            save(lock, entry)
+
+        self.patch(EntryLock, "save", recording)
+
+        def deliver(envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
+            if envelope.recipients == ("b@two.test",):
+                return succeed(
+                    [RecipientOutcome("b@two.test", DEFERRED, 451, "try later")]
+                )
+            return self.delivered(envelope)
+
+        runner = QueueRunner(self.queue, deliver, self.clock, self.schedule, "x.test")
+        self.successResultOf(runner.runOnce())
+        self.assertEqual(saved, [later.id])
+        self.assertEqual(self.queue.ids(), [later.id])
+        self.assertNotIn(done.id, os.listdir(os.path.join(self.queue.path, "tmp")))
+
+    def test_removalsShareOneSweep(self) -> None:
+        """
+        Removals run in the background: the entries finished while one
+        removal is under way go together in the next (one fsync of
+        C{entries/} for all); until its removal is done, an entry stays
+        locked (another runner cannot send it again), and the pass fires
+        only once every removal is done.
+        """
+        ids = [f"1.a{n}" for n in range(3)]
+        for n, entryId in enumerate(ids):
+            self.queue.enqueue(
+                "me@sender.test", [f"r{n}@one.test"], [message(n)], entryId
+            )
+        calls: list[tuple[list[str], Deferred[None]]] = []
+
+        def background(f: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[None] = Deferred()
+            calls.append(([lock.id for lock in args[0]], d))
+            return d.addCallback(lambda _: f(*args))
+
+        runner = QueueRunner(
+            self.queue,
+            self.delivered,
+            self.clock,
+            self.schedule,
+            "x.test",
+            background=background,
+        )
+        done = runner.runOnce()
+        # The first entry's removal started at once; the other two waited.
+        self.assertEqual([batch for batch, _ in calls], [[ids[0]]])
+        self.assertNoResult(done)
+        self.assertIsNone(self.queue.lock(ids[1]))
+        calls[0][1].callback(None)
+        self.assertEqual([batch for batch, _ in calls], [[ids[0]], ids[1:]])
+        self.assertEqual(self.queue.ids(), ids[1:])
+        self.assertNoResult(done)
+        calls[1][1].callback(None)
+        self.assertEqual(len(self.successResultOf(done)), 3)
+        self.assertEqual(self.queue.ids(), [])
+        self.assertEqual(os.listdir(os.path.join(self.queue.path, "tmp")), [])

@@ -13,8 +13,16 @@ from twisted.internet.defer import (
     DeferredSemaphore,
     gatherResults,
     inlineCallbacks,
+    maybeDeferred,
+    succeed,
 )
-from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorCore,
+    IReactorThreads,
+    IReactorTime,
+)
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -59,6 +67,17 @@ STOP_GRACE = 10.0
 #: lock files' descriptors).
 ENTRIES_PER_SLOT = 2
 
+#: Runs a blocking call somewhere and fires with its result: in a worker
+#: thread for the production runner, in the caller by default.
+Background = Callable[..., "Deferred[Any]"]
+
+
+def inline(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """
+    The default L{Background}: C{f} called at once, here.
+    """
+    return maybeDeferred(f, *args)
+
 
 def formatTime(when: float) -> str:
     """
@@ -69,6 +88,15 @@ def formatTime(when: float) -> str:
 
 def domainOf(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+def _unnotified(entry: Entry) -> bool:
+    """
+    Whether a recipient of C{entry} bounced and its sender was not told yet.
+    """
+    return any(
+        r.state is RecipientState.BOUNCED and not r.notified for r in entry.recipients
+    )
 
 
 class QueueRunner:
@@ -93,8 +121,14 @@ class QueueRunner:
         domainConcurrency: int = 2,
         write: Callable[[str], object] = lambda line: None,
         jsonSelectors: Sequence[str] | None = None,
+        background: Background = inline,
     ) -> None:
         self.queue = queue
+        #: Where the removals' fsync and deletion run (see L{_sweepLater}).
+        self.background = background
+        self._toSweep: list[EntryLock] = []
+        self._sweeping = False
+        self._sweepWaiters: list[Deferred[None]] = []
         #: With C{--json}, the DKIM selectors its objects name (L{None}: text).
         self.jsonSelectors = jsonSelectors
         self.deliver = deliver
@@ -122,7 +156,58 @@ class QueueRunner:
         ids = self.queue.ids() if ids is None else list(ids)
         done = [self._entries.run(self._process, entryId) for entryId in ids]
         d = gatherResults(done, consumeErrors=True)
-        return d.addCallback(lambda results: [o for r in results for o in r])
+        flat = d.addCallback(lambda results: [o for r in results for o in r])
+        return flat.addCallback(self._afterSweep)
+
+    def _sweepLater(self, lock: EntryLock) -> None:
+        """
+        Remove a finished entry in the background, its lock held until then:
+        the entries finished meanwhile share one fsync of C{entries/}, and
+        the reactor never waits on the disk for them (a removal only keeps a
+        message from being sent twice; nothing waits for it but the end of
+        the pass).
+        """
+        self._toSweep.append(lock)
+        if not self._sweeping:
+            self._sweeping = True
+            self._sweepNext()
+
+    def _sweepNext(self, result: object = None) -> None:
+        if not self._toSweep:
+            self._sweeping = False
+            waiters, self._sweepWaiters = self._sweepWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+            return
+        batch, self._toSweep = self._toSweep, []
+
+        def removed(failed: list[OSError]) -> None:
+            for error in failed:
+                log.error("Cannot remove a queue entry: {error}", error=error)
+
+        def failed(failure: Failure) -> None:
+            log.failure(
+                "Cannot remove {count} queue entries", failure, count=len(batch)
+            )
+            for lock in batch:
+                lock.release()  # if the removal never ran
+
+        d = self.background(self.queue.removeEntries, batch)
+        d.addCallbacks(removed, failed)
+        d.addCallback(self._sweepNext)
+
+    def _afterSweep(
+        self, outcomes: list[RecipientOutcome]
+    ) -> Deferred[list[RecipientOutcome]]:
+        """
+        C{outcomes}, once every removal started so far is done (a pass ends
+        with the queue as it says).
+        """
+        if not self._sweeping:
+            return succeed(outcomes)
+        waiter: Deferred[None] = Deferred()
+        self._sweepWaiters.append(waiter)
+        return waiter.addCallback(lambda _: outcomes)
 
     def nextWake(self) -> float | None:
         """
@@ -143,11 +228,11 @@ class QueueRunner:
         Whether there is work on C{entry}: recipients due, a DSN to make,
         or (after a crash) a finished entry still to remove.
         """
-        unnotified = any(
-            r.state is RecipientState.BOUNCED and not r.notified
-            for r in entry.recipients
+        return (
+            entry.finished
+            or _unnotified(entry)
+            or bool(entry.due(self.clock.seconds()))
         )
-        return entry.finished or unnotified or bool(entry.due(self.clock.seconds()))
 
     @inlineCallbacks
     def _process(
@@ -168,17 +253,20 @@ class QueueRunner:
         if lock is None:
             return outcomes  # another runner has it, or it is gone
         notice = None
+        removing = False
         try:
             outcomes = yield self._deliverEntry(lock)
             notice = self._notify(lock)
             if lock.entry.finished:
-                lock.remove()
+                self._sweepLater(lock)
+                removing = True
         except OSError:
             # A full disk, say: what was not saved is tried again later,
             # so it may be sent twice, never lost.
             log.failure("Cannot update queue entry {id}", id=entryId)
         finally:
-            lock.release()
+            if not removing:
+                lock.release()
         if notice is not None:
             more: list[RecipientOutcome] = yield self._process(notice)
             outcomes.extend(more)
@@ -214,9 +302,16 @@ class QueueRunner:
                 entry.sender, tuple(r.address for r in recipients), message
             )
             result: list[RecipientOutcome] = yield self._transaction(domain, envelope)
-            # Saved before the next transaction starts: a crash from here
-            # on never sends these recipients again.
-            lock.save(self._record(lock.entry, result, recipients))
+            updated = self._record(lock.entry, result, recipients)
+            if updated.finished and not _unnotified(updated):
+                # Nothing left to try or report: the entry's removal (in
+                # _process, next) records this outcome, and saving it first
+                # would cost two fsyncs a message for nothing.
+                lock.entry = updated
+            else:
+                # Saved before the next transaction starts: a crash from
+                # here on never sends these recipients again.
+                lock.save(updated)
             self._report(lock.entry, result)
             outcomes.extend(result)
         return outcomes
@@ -449,6 +544,11 @@ def clientRunner(
     def interrupted() -> bool:
         return runner.stopping
 
+    threads = IReactorThreads(reactor)
+
+    def background(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(reactor, threads.getThreadPool(), f, *args)  # type: ignore[arg-type]
+
     runner = QueueRunner(
         queue,
         clientDelivery(reactor, client, interrupted),
@@ -459,5 +559,6 @@ def clientRunner(
         settings.domainConcurrency,
         write,
         [key.selector for key in client.dkim.keys] if client.json else None,
+        background,
     )
     return runner

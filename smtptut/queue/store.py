@@ -336,6 +336,38 @@ class Queue:
             return None
         return EntryLock(self, entry, fd)
 
+    def removeEntries(self, locks: Sequence[EntryLock]) -> list[OSError]:
+        """
+        Take the locked entries out of the queue for good: each moved into
+        C{tmp/} (no runner sees it any more), one fsync of C{entries/} for
+        all of them, the locks released, then what they left deleted.
+        Blocking (closing a lock file that is then deleted waits on the
+        file system too), and safe in a thread when no one else uses the
+        locks: it touches nothing else.
+
+        @return: why each entry that could not be moved was not, each one
+            still queued (and so sent again later, never lost).
+        @raise OSError: the removals could not be made durable.
+        """
+        moved, failed = [], []
+        for lock in locks:
+            gone = os.path.join(self.path, TMP, lock.id + ".removed")
+            try:
+                os.rename(self.entryPath(lock.id).rstrip(os.sep), gone)
+            except OSError as e:
+                failed.append(e)
+                continue
+            moved.append(gone)
+        try:
+            if moved:
+                fsyncDirectory(os.path.join(self.path, ENTRIES))
+        finally:
+            for lock in locks:
+                lock.release()
+        for path in moved:
+            shutil.rmtree(path, ignore_errors=True)
+        return failed
+
     def cleanTmp(self, now: float | None = None) -> None:
         """
         Remove what crashes left in C{tmp/} (entries never queued, entries
@@ -396,11 +428,8 @@ class EntryLock:
         Take the entry out of the queue for good (moved into C{tmp/} at once,
         then deleted), and release the lock.
         """
-        gone = os.path.join(self.queue.path, TMP, self.id + ".removed")
-        os.rename(self.queue.entryPath(self.id).rstrip(os.sep), gone)
-        fsyncDirectory(os.path.join(self.queue.path, ENTRIES))
-        shutil.rmtree(gone, ignore_errors=True)
-        self.release()
+        for error in self.queue.removeEntries([self]):
+            raise error
 
     def release(self) -> None:
         """
