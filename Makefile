@@ -45,7 +45,7 @@ lint: venv
 	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: venv
-	$(BIN)/mypy smtptut tests tools
+	$(BIN)/mypy smtptut tests tools bench
 
 test: venv lint typecheck trial
 

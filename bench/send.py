@@ -168,7 +168,7 @@ def runSmtptut(job: Job) -> int:
             source = checkMessage(
                 "bench message", lambda: io.BytesIO(message), "bench.test"
             )
-        return signMessage(source, signing)
+        return signMessage(source, signing, reactor)
 
     # Inside the timed part: with --each (or a key), every message is
     # checked and signed on its own, as one `smtptut send` per message would.

@@ -364,6 +364,42 @@ class ConcurrencyTests(RunnerTestsMixin, TestCase):
         self.assertEqual((most["busy.test"], max(most.values()), total), (2, 2, 3))
         self.assertEqual(self.queue.ids(), [])
 
+    def test_longQueueHoldsFewDeferreds(self) -> None:
+        """
+        A pass over a long queue takes the entries a few at a time: nothing
+        waits for a slot per entry (memory that would grow with the queue),
+        and every message is still delivered once.
+        """
+        for n in range(60):
+            self.queue.enqueue(
+                "me@sender.test", [f"r{n}@many.test"], [message(n)], f"1.c{n:02d}"
+            )
+        inFlight: list[tuple[Envelope, Deferred[list[RecipientOutcome]]]] = []
+
+        def deliver(envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
+            d: Deferred[list[RecipientOutcome]] = Deferred()
+            inFlight.append((envelope, d))
+            return d
+
+        runner = QueueRunner(
+            self.queue, deliver, self.clock, self.schedule, "x.test", concurrency=2
+        )
+        done = runner.runOnce()
+        delivered: list[str] = []
+        for _ in range(200):
+            if not inFlight:
+                break
+            self.assertEqual(runner._entries.waiting, [])
+            envelope, d = inFlight.pop(0)
+            delivered.extend(envelope.recipients)
+            d.callback(
+                [RecipientOutcome(r, DELIVERED, 250, "ok") for r in envelope.recipients]
+            )
+        self.assertEqual(len(self.successResultOf(done)), 60)
+        self.assertEqual(
+            sorted(delivered), sorted(f"r{n}@many.test" for n in range(60))
+        )
+
 
 class LeftoverTests(RunnerTestsMixin, TestCase):
     def setUp(self) -> None:

@@ -153,11 +153,21 @@ class QueueRunner:
             self.queue.cleanTmp(self.clock.seconds())
         except OSError:
             log.failure("Cannot clean the queue's tmp/")
-        ids = self.queue.ids() if ids is None else list(ids)
-        done = [self._entries.run(self._process, entryId) for entryId in ids]
-        d = gatherResults(done, consumeErrors=True)
-        flat = d.addCallback(lambda results: [o for r in results for o in r])
-        return flat.addCallback(self._afterSweep)
+        pending = iter(self.queue.ids() if ids is None else list(ids))
+        outcomes: list[RecipientOutcome] = []
+
+        @inlineCallbacks
+        def work() -> Generator[Deferred[Any], Any, None]:
+            # As many of these as entries may be in hand at once, each taking
+            # the next id: a pass over a queue of any length holds a few
+            # Deferreds, not one for each entry.
+            for entryId in pending:
+                outcomes.extend((yield self._entries.run(self._process, entryId)))
+
+        d = gatherResults(
+            [work() for _ in range(self._entries.limit)], consumeErrors=True
+        )
+        return d.addCallback(lambda _: self._afterSweep(outcomes))
 
     def _sweepLater(self, lock: EntryLock) -> None:
         """
