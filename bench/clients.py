@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.procs import (
+    Medians,
     freePort,
     pinned,
     runTimed,
@@ -25,7 +25,7 @@ REFERENCE = "smtp-source (C)"
 
 
 @dataclass
-class ClientCell:
+class ClientCell(Medians):
     """
     One client over one or several connections: per-rep wall and CPU seconds.
     """
@@ -40,22 +40,6 @@ class ClientCell:
     #: More options for C{python -m bench.send}, and how the tables call it.
     args: tuple[str, ...] = ()
     label: str = ""
-
-    @property
-    def rate(self) -> float:
-        """
-        Messages per second at the median wall time (0 when nothing ran).
-        """
-        return self.n / statistics.median(self.walls) if self.walls else 0.0
-
-    @property
-    def cpuMsPerMessage(self) -> float:
-        """
-        The client's median CPU milliseconds per message.
-        """
-        return (
-            statistics.median(self.cpus) * 1000 / self.n if self.cpus else float("nan")
-        )
 
 
 def _runPython(cell: ClientCell, port: int, workdir: Path, pins: Pins) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -247,3 +248,30 @@ def runTimed(
         outPath.read_text("utf-8", "replace"),
         errPath.read_text("utf-8", "replace"),
     )
+
+
+class Medians:
+    """
+    The medians of a measurement's runs: C{n} messages a run, each run's
+    wall and CPU seconds.
+    """
+
+    n: int
+    walls: list[float]
+    cpus: list[float]
+
+    @property
+    def rate(self) -> float:
+        """
+        Messages per second at the median wall time (0 when nothing ran).
+        """
+        return self.n / statistics.median(self.walls) if self.walls else 0.0
+
+    @property
+    def cpuMsPerMessage(self) -> float:
+        """
+        The median CPU milliseconds per message of the measured process.
+        """
+        return (
+            statistics.median(self.cpus) * 1000 / self.n if self.cpus else float("nan")
+        )

@@ -27,7 +27,6 @@ import json
 import os
 import select
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from bench.procs import (
     ROOT,
+    Medians,
     freePort,
     pinned,
     runTimed,
@@ -165,7 +165,7 @@ def _directMain(count: int) -> dict[str, float]:
 
 
 @dataclass
-class QueueCell:
+class QueueCell(Medians):
     """
     One way of delivering the messages: per-rep wall and CPU seconds.
     """
@@ -176,22 +176,6 @@ class QueueCell:
     cpus: list[float] = field(default_factory=list)
     maxrssKiB: int = 0
     errors: list[str] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        """
-        Messages per second at the median wall time (0 when nothing ran).
-        """
-        return self.n / statistics.median(self.walls) if self.walls else 0.0
-
-    @property
-    def cpuMsPerMessage(self) -> float:
-        """
-        The child's median CPU milliseconds per message.
-        """
-        return (
-            statistics.median(self.cpus) * 1000 / self.n if self.cpus else float("nan")
-        )
 
 
 RUNNER = "queue runner (smtptut queue run --once)"
