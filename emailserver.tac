@@ -14,7 +14,6 @@ from twisted.application import service
 from twisted.internet import reactor
 
 from smtptut.errors import exitOnBadInput
-from smtptut.logs import installLogObserver
 from smtptut.server.factory import ConsoleSMTPFactory
 from smtptut.server.service import (
     SinkService,
@@ -24,6 +23,7 @@ from smtptut.server.service import (
     sinkTLS,
 )
 from smtptut.server.settings import ServerSettings
+from smtptut.twistdlog import installLogObserver
 
 
 def main():

@@ -22,15 +22,11 @@ from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 
-from smtptut import logs
-from smtptut.logs import (
-    BufferedLogObserver,
-    LogFormat,
-    installLogObserver,
-    twistdLogStream,
-)
+from smtptut import logs, twistdlog
+from smtptut.logs import BufferedLogObserver, LogFormat
 from smtptut.server.settings import ServerSettings
 from smtptut.settings import ConfigError
+from smtptut.twistdlog import installLogObserver, twistdLogStream
 
 #: The transaction line's event as ConsoleESMTP._logTransaction makes it.
 FIELDS: dict[str, Any] = {
@@ -347,7 +343,7 @@ class TwistdOptionsTests(SynchronousTestCase):
     def test_commandLine(self) -> None:
         # A .tac is not told twistd's options: read from its command line,
         # with twistd's own option tables (abbreviations, -ny, -l FILE).
-        read = logs._twistdCommandLine
+        read = twistdlog._twistdCommandLine
         self.assertEqual(
             read(["-n", "--pidfile=", "-ny", "emailserver.tac"]), {"nodaemon": True}
         )

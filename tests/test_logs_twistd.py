@@ -37,7 +37,7 @@ BUGGY_TAC = """\
 from twisted.application import service
 from twisted.internet import reactor
 
-from smtptut.logs import installLogObserver
+from smtptut.twistdlog import installLogObserver
 from smtptut.server.service import SinkService, makeFactory
 from smtptut.server.settings import ServerSettings
 

@@ -9,12 +9,12 @@ from twisted.application import service
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.python import usage
 
-from smtptut.logs import LoggedService
 from smtptut.queue.outbound import clientSettings
 from smtptut.queue.runner import QueueService, clientRunner
 from smtptut.queue.settings import QUEUE_SETTINGS, readQueueSettings
 from smtptut.queue.store import Queue
 from smtptut.settings import ConfigError, optParameters
+from smtptut.twistdlog import LoggedService
 
 
 class Options(usage.Options):
@@ -62,7 +62,7 @@ def makeService(options: Options) -> service.IService:
     except OSError as e:
         raise usage.UsageError(f"--queue: {e.filename}: {e.strerror}") from None
     runner = clientRunner(reactor, queue, settings, options["client"])
-    # The sink's cheap observer, where twistd's options say (smtptut.logs).
+    # The sink's cheap observer, where twistd's options say (smtptut.twistdlog).
     logged = LoggedService(options.parent)
     QueueService(runner, IReactorTime(reactor)).setServiceParent(logged)
     return logged

@@ -7,10 +7,10 @@ import os
 from twisted.application import service
 from twisted.python import usage
 
-from smtptut.logs import LoggedService
 from smtptut.server.service import makeServerService
 from smtptut.server.settings import PLUGIN_HTTP, SERVER_SETTINGS, ServerSettings
 from smtptut.settings import ConfigError, labels, optParameters
+from smtptut.twistdlog import LoggedService
 
 
 class Options(usage.Options):
@@ -48,7 +48,8 @@ class Options(usage.Options):
 def makeService(options: Options) -> service.IService:
     """
     The console server for the parsed C{options}, on the global reactor,
-    logging through L{smtptut.logs}'s observer where twistd's options say.
+    logging through L{smtptut.logs}' observer, installed where twistd's
+    options say (L{smtptut.twistdlog}).
     """
     from twisted.internet import reactor
 
