@@ -91,19 +91,13 @@ def runAll(
         for rep in range(reps):
             turn = cells[rep % len(cells) :] + cells[: rep % len(cells)]
             for cell in turn:
-                walls, errors = len(cell.walls), len(cell.errors)
+                mark = cell.mark()
                 if cell.impl == REFERENCE:
                     _runReference(cell, port, workdir, pins)
                 else:
                     _runPython(cell, port, workdir, pins)
-                wall = cell.walls[-1] if len(cell.walls) > walls else float("nan")
-                line = (
-                    f"client {cell.impl:16} conns={cell.conns:<2} rep {rep + 1}: "
-                    f"{cell.n} msgs in {wall:.2f} s = {cell.n / wall:.0f} msg/s "
-                    + " ".join(cell.errors[errors:])
-                )
-                log.append(line)
-                print(line, flush=True)
+                what = f"client {cell.impl:16} conns={cell.conns:<2} rep {rep + 1}"
+                cell.report(what, cell.n, mark, log)
     finally:
         stopServer(sink)
     return cells
@@ -138,16 +132,9 @@ def runDkim(
         waitReady(sink)
         for rep in range(reps):
             for cell in cells if rep % 2 == 0 else cells[::-1]:
-                walls, errors = len(cell.walls), len(cell.errors)
+                mark = cell.mark()
                 _runPython(cell, port, workdir, pins)
-                wall = cell.walls[-1] if len(cell.walls) > walls else float("nan")
-                line = (
-                    f"dkim {cell.label:36} rep {rep + 1}: {cell.n} msgs in "
-                    f"{wall:.2f} s = {cell.n / wall:.0f} msg/s "
-                    + " ".join(cell.errors[errors:])
-                )
-                log.append(line)
-                print(line, flush=True)
+                cell.report(f"dkim {cell.label:36} rep {rep + 1}", cell.n, mark, log)
     finally:
         stopServer(sink)
         key.unlink(missing_ok=True)

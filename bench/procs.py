@@ -259,6 +259,29 @@ class Medians:
     n: int
     walls: list[float]
     cpus: list[float]
+    errors: list[str]
+
+    def mark(self) -> tuple[int, int]:
+        """
+        Where the next run's wall time and errors will be (for L{report}).
+        """
+        return len(self.walls), len(self.errors)
+
+    def report(
+        self, what: str, count: int, mark: tuple[int, int], log: list[str]
+    ) -> None:
+        """
+        Log and print the line of the run started at C{mark}: C{count}
+        messages, its rate, and its errors.
+        """
+        walls, errors = mark
+        wall = self.walls[-1] if len(self.walls) > walls else float("nan")
+        line = (
+            f"{what}: {count} msgs in {wall:.2f} s = {count / wall:.0f} msg/s "
+            + " ".join(self.errors[errors:])
+        )
+        log.append(line)
+        print(line, flush=True)
 
     @property
     def rate(self) -> float:

@@ -288,7 +288,7 @@ def runAll(
                 break
             roundStarted = now
             for cell in cells if rep % 2 == 0 else cells[::-1]:
-                walls, errors = len(cell.walls), len(cell.errors)
+                mark = cell.mark()
                 if cell.name == RUNNER:
                     queue = workdir / "queue"
                     shutil.rmtree(queue, ignore_errors=True)
@@ -297,19 +297,12 @@ def runAll(
                     os.sync()
                     _child(cell, ["runner", "--queue", str(queue)], env, workdir, pins)
                     left = os.listdir(queue / "entries")
-                    if left and len(cell.walls) > walls:
+                    if left and len(cell.walls) > mark[0]:
                         cell.errors.append(f"{len(left)} entries left in the queue")
                         cell.walls.pop()
                 else:
                     _child(cell, ["direct", "--n", str(count)], env, workdir, pins)
-                wall = cell.walls[-1] if len(cell.walls) > walls else float("nan")
-                line = (
-                    f"queue {cell.name:40} rep {rep + 1}: {count} msgs in "
-                    f"{wall:.2f} s = {count / wall:.0f} msg/s "
-                    + " ".join(cell.errors[errors:])
-                )
-                log.append(line)
-                print(line, flush=True)
+                cell.report(f"queue {cell.name:40} rep {rep + 1}", count, mark, log)
     finally:
         stopServer(sink)
         stopDNS(dns)
