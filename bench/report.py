@@ -8,6 +8,7 @@ from typing import Any
 
 from bench.clients import IMPLS, REFERENCE, SIGNED, UNSIGNED, ClientCell
 from bench.memory import BIG, Peak
+from bench.procs import Medians
 from bench.queued import DIRECT, RUNNER, QueueCell
 from bench.servers import (
     AIOSMTPD,
@@ -243,9 +244,7 @@ def clientTable(cells: Sequence[ClientCell]) -> list[str]:
             cell = byKey.get((impl, conns))
             if cell is None:
                 continue
-            runs = " / ".join(f"{cell.n / w:.0f}" for w in cell.walls)
-            if cell.errors:
-                runs += " (" + "; ".join(cell.errors)[:200] + ")"
+            runs = _cellRuns(cell)
             rss = _mib(cell.maxrssKiB or None) if impl != REFERENCE else "-"
             rows.append(
                 f"| {impl} | {conns} | {cell.rate:.0f} | {runs} "
@@ -296,6 +295,16 @@ def _runs(rates: Sequence[float]) -> str:
     return " / ".join(f"{r:.0f}" for r in rates)
 
 
+def _cellRuns(cell: Medians) -> str:
+    """
+    Each run's msg/s, and the errors of the runs that failed.
+    """
+    runs = _runs([cell.n / w for w in cell.walls])
+    if cell.errors:
+        runs += " (" + _cellText("; ".join(cell.errors)) + ")"
+    return runs
+
+
 def inboxTable(ingest: dict[str, Any] | None) -> list[str]:
     """
     Ingestion into the Maildir, the inbox and index off and on.
@@ -325,9 +334,7 @@ def queueTable(cells: Sequence[QueueCell]) -> list[str]:
         "|---|---:|---:|---|---:|---:|---:|",
     ]
     for c in cells:
-        runs = " / ".join(f"{c.n / w:.0f}" for w in c.walls)
-        if c.errors:
-            runs += " (" + _cellText("; ".join(c.errors)) + ")"
+        runs = _cellRuns(c)
         vs = _fmtRatio(_ratio(c.rate, direct.rate)) if direct else "-"
         rows.append(
             f"| {c.name} | {c.n} | {c.rate:.0f} | {runs} | {c.cpuMsPerMessage:.2f} "
@@ -349,9 +356,7 @@ def dkimTable(cells: Sequence[ClientCell]) -> list[str]:
         "|---|---:|---:|---|---:|---:|",
     ]
     for c in cells:
-        runs = " / ".join(f"{c.n / w:.0f}" for w in c.walls)
-        if c.errors:
-            runs += " (" + _cellText("; ".join(c.errors)) + ")"
+        runs = _cellRuns(c)
         vs = _fmtRatio(_ratio(c.rate, unsigned.rate)) if unsigned else "-"
         rows.append(
             f"| {c.label} | {c.n} | {c.rate:.0f} | {runs} | {c.cpuMsPerMessage:.3f} "
