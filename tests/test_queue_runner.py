@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -308,6 +309,24 @@ class CrashSafetyTests(RunnerTestsMixin, TestCase):
         self.assertEqual(len(calls), 1)
 
 
+def heldDelivery() -> tuple[
+    Callable[[Envelope], Deferred[list[RecipientOutcome]]],
+    list[tuple[Envelope, Deferred[list[RecipientOutcome]]]],
+]:
+    """
+    A delivery that holds each envelope until the test fires its Deferred,
+    and the list of those in flight.
+    """
+    inFlight: list[tuple[Envelope, Deferred[list[RecipientOutcome]]]] = []
+
+    def deliver(envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
+        d: Deferred[list[RecipientOutcome]] = Deferred()
+        inFlight.append((envelope, d))
+        return d
+
+    return deliver, inFlight
+
+
 class ConcurrencyTests(RunnerTestsMixin, TestCase):
     def setUp(self) -> None:
         self.setUpQueue()
@@ -327,12 +346,7 @@ class ConcurrencyTests(RunnerTestsMixin, TestCase):
             self.queue.enqueue(
                 "me@sender.test", [f"r{n}@other.test"], [message(n)], f"1.b{n}"
             )
-        inFlight: list[tuple[Envelope, Deferred[list[RecipientOutcome]]]] = []
-
-        def deliver(envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
-            d: Deferred[list[RecipientOutcome]] = Deferred()
-            inFlight.append((envelope, d))
-            return d
+        deliver, inFlight = heldDelivery()
 
         runner = QueueRunner(
             self.queue,
@@ -374,12 +388,7 @@ class ConcurrencyTests(RunnerTestsMixin, TestCase):
             self.queue.enqueue(
                 "me@sender.test", [f"r{n}@many.test"], [message(n)], f"1.c{n:02d}"
             )
-        inFlight: list[tuple[Envelope, Deferred[list[RecipientOutcome]]]] = []
-
-        def deliver(envelope: Envelope) -> Deferred[list[RecipientOutcome]]:
-            d: Deferred[list[RecipientOutcome]] = Deferred()
-            inFlight.append((envelope, d))
-            return d
+        deliver, inFlight = heldDelivery()
 
         runner = QueueRunner(
             self.queue, deliver, self.clock, self.schedule, "x.test", concurrency=2
