@@ -236,10 +236,7 @@ class KeyType(StrEnum):
     ED25519 = "ed25519"
 
 
-KeyPair = PrivateKey
-
-
-def generateKey(keyType: KeyType, bits: int = 2048) -> KeyPair:
+def generateKey(keyType: KeyType, bits: int = 2048) -> PrivateKey:
     """
     A new private key.
     """
@@ -248,7 +245,7 @@ def generateKey(keyType: KeyType, bits: int = 2048) -> KeyPair:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def publicKeyData(key: KeyPair) -> bytes:
+def publicKeyData(key: PrivateKey) -> bytes:
     """
     C{p=}: the public key in base64, DER SubjectPublicKeyInfo for RSA
     (RFC 6376 §3.6.1), the raw 32 octets for Ed25519 (RFC 8463 §4).
@@ -266,7 +263,7 @@ def publicKeyData(key: KeyPair) -> bytes:
     return base64.b64encode(raw)
 
 
-def txtRecord(selector: str, domain: str, key: KeyPair) -> str:
+def txtRecord(selector: str, domain: str, key: PrivateKey) -> str:
     """
     The zone-file line to publish: C{SELECTOR._domainkey.DOMAIN. IN TXT}
     and the key record, split into strings of at most 255 octets (a DKIM
@@ -280,7 +277,7 @@ def txtRecord(selector: str, domain: str, key: KeyPair) -> str:
     return f"{selector}._domainkey.{domain}. IN TXT {quoted}"
 
 
-def writePrivateKey(path: str, key: KeyPair) -> None:
+def writePrivateKey(path: str, key: PrivateKey) -> None:
     """
     Write C{key} (PKCS#8 PEM, unencrypted) to a new file readable by its
     owner only; an existing file is never replaced.

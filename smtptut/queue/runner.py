@@ -90,15 +90,6 @@ def domainOf(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
-def _unnotified(entry: Entry) -> bool:
-    """
-    Whether a recipient of C{entry} bounced and its sender was not told yet.
-    """
-    return any(
-        r.state is RecipientState.BOUNCED and not r.notified for r in entry.recipients
-    )
-
-
 class QueueRunner:
     """
     Delivers the due recipients of queued messages with C{deliver}, one
@@ -240,7 +231,7 @@ class QueueRunner:
         """
         return (
             entry.finished
-            or _unnotified(entry)
+            or bool(entry.unnotified)
             or bool(entry.due(self.clock.seconds()))
         )
 
@@ -313,7 +304,7 @@ class QueueRunner:
             )
             result: list[RecipientOutcome] = yield self._transaction(domain, envelope)
             updated = self._record(lock.entry, result, recipients)
-            if updated.finished and not _unnotified(updated):
+            if updated.finished and not updated.unnotified:
                 # Nothing left to try or report: the entry's removal (in
                 # _process, next) records this outcome, and saving it first
                 # would cost two fsyncs a message for nothing.
@@ -423,11 +414,7 @@ class QueueRunner:
         queued twice while it waits.
         """
         entry = lock.entry
-        failed = [
-            r
-            for r in entry.recipients
-            if r.state is RecipientState.BOUNCED and not r.notified
-        ]
+        failed = entry.unnotified
         if not failed:
             return None
         noticeId = None

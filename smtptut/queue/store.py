@@ -115,6 +115,17 @@ class Entry:
         return [r for r in self.recipients if r.state is RecipientState.PENDING]
 
     @property
+    def unnotified(self) -> list[Recipient]:
+        """
+        The recipients that bounced and whose sender was not told yet.
+        """
+        return [
+            r
+            for r in self.recipients
+            if r.state is RecipientState.BOUNCED and not r.notified
+        ]
+
+    @property
     def finished(self) -> bool:
         """
         Whether no recipient is pending any more.
@@ -428,8 +439,9 @@ class EntryLock:
         Take the entry out of the queue for good (moved into C{tmp/} at once,
         then deleted), and release the lock.
         """
-        for error in self.queue.removeEntries([self]):
-            raise error
+        failed = self.queue.removeEntries([self])
+        if failed:
+            raise failed[0]
 
     def release(self) -> None:
         """
