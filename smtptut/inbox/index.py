@@ -118,22 +118,9 @@ class MaildirIndex:
             self.db.close()
             self._writer.close()
 
-        waited: defer.Deferred[Any] = defer.DeferredList([self._after(d) for d in busy])
+        # DeferredList leaves each one's result alone (no consumeErrors).
+        waited: defer.Deferred[Any] = defer.DeferredList(busy)
         return waited.addCallback(close)
-
-    @staticmethod
-    def _after(d: defer.Deferred[Any]) -> defer.Deferred[None]:
-        """
-        A Deferred firing (with L{None}) once C{d} has, leaving C{d}'s result alone.
-        """
-        after: defer.Deferred[None] = defer.Deferred()
-
-        def passOn(result: object) -> object:
-            after.callback(None)
-            return result
-
-        d.addBoth(passOn)
-        return after
 
     # ------------------------------------------------------------ catching up
 
@@ -244,16 +231,14 @@ class MaildirIndex:
         self._inFlight.add(splitName(name)[0])
         d: defer.Deferred[None] = defer.Deferred()
         self._waiting.append(d)
-        if self._flush is None:
+        # One job at a time: while one runs, these go with the next, which
+        # starts when it ends.
+        if self._flush is None and self._writing is None:
             self._flush = self.clock.callLater(COALESCE, self._indexPending)
         return d
 
     def _indexPending(self) -> None:
         self._flush = None
-        if self._writing is not None:
-            # One job at a time: these go with the next.
-            self._flush = self.clock.callLater(COALESCE, self._indexPending)
-            return
         paths, self._pending = self._pending, []
         waiting, self._waiting = self._waiting, []
         names = [splitName(os.path.basename(p))[0] for p in paths]
@@ -277,6 +262,9 @@ class MaildirIndex:
             self._inFlight.difference_update(names)
             for waiter in waiting:
                 waiter.callback(None)
+            if self._pending:
+                # Those stored meanwhile (once stopped, just answered).
+                self._indexPending()
 
         # Set before the callbacks: done() clears it, at once if d has fired.
         self._writing = d
