@@ -286,9 +286,8 @@ class SMTPTutorialClient(BoundedESMTPClient):
             self._sendLines(lines)
 
     def sendLine(self, line: bytes) -> None:
-        if self.transcript is not None:
-            self.transcript.sent(line)
-        super().sendLine(line)
+        # Twisted's own commands (EHLO, STARTTLS, AUTH) go the planner's way.
+        self._sendLines([line])
 
     def _sendLines(self, lines: list[bytes]) -> None:
         """
